@@ -1,0 +1,36 @@
+# brainmets: two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CORES  ?= all
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: env demo test lock clean
+
+env: $(STAMP)
+
+# Idempotent: rebuilt only when the lock or the package metadata change.
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q pip==26.3
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: env
+	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --cores $(CORES) --report results/report.html
+
+test: env
+	$(BIN)/python -m pytest
+
+# Re-resolve the direct requirements into the exact lock (run after editing requirements.in).
+lock:
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv && .lockenv/bin/python -m pip install -q pip==26.3
+	.lockenv/bin/python -m pip install -q -r requirements.in
+	.lockenv/bin/python -m pip freeze --exclude-editable | sort > requirements.lock
+	rm -rf .lockenv
+
+clean:
+	rm -rf results/* .snakemake resources && touch results/.gitkeep

@@ -1,0 +1,78 @@
+"""The `brainmets` command: one subcommand per stage of the pipeline.
+
+Each subcommand lives in its own module, which exposes ``HELP`` (one line), ``configure(parser)``
+and ``run(args)``. Modules import heavy libraries (TensorFlow, ANTs, torch) inside ``run`` only,
+so ``brainmets --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from types import ModuleType
+
+from brainmets import __version__
+from brainmets.errors import BrainmetsError
+
+#: subcommand name -> module that implements it
+COMMANDS: dict[str, str] = {
+    "demo-cohort": "brainmets.demo.cli",
+    "check-samples": "brainmets.samplesheet",
+    "preprocess": "brainmets.preprocess.cli",
+    "to-native": "brainmets.preprocess.cli_native",
+    "weight-map": "brainmets.training.cli_weightmap",
+    "train": "brainmets.training.cli",
+    "segment": "brainmets.inference.cli",
+    "measure": "brainmets.longitudinal.cli_measure",
+    "track": "brainmets.longitudinal.cli_track",
+    "rano": "brainmets.longitudinal.cli_rano",
+    "evaluate": "brainmets.evaluation.cli",
+}
+
+
+def _load(module_name: str) -> ModuleType | None:
+    """Import a subcommand module, or None while that stage is not part of this installation."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name is not None and module_name.startswith(error.name):
+            return None
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="brainmets",
+        description="Brain-metastasis segmentation, uncertainty, tracking and RANO-BM response.",
+    )
+    parser.add_argument("--version", action="version", version=f"brainmets {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in COMMANDS.items():
+        module = _load(module_name)
+        if module is None:
+            continue
+        command = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.configure(command)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the process exit status (0 ok, 2 bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args._run(args)
+    except BrainmetsError as error:
+        print(f"brainmets {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"brainmets {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

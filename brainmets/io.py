@@ -1,0 +1,109 @@
+"""Reading and writing files safely: validated NIfTI input, atomic output.
+
+Every output is written to a temporary sibling and renamed into place, so an interrupted job never
+leaves a half-written file that a later step would accept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from brainmets.errors import BrainmetsError
+
+#: voxel spacings outside this range (mm) are refused as absurd
+SPACING_RANGE_MM = (0.05, 20.0)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # keep the suffixes so that libraries which infer the format from the name (.nii.gz) still work
+    suffix = "".join(target.suffixes)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".part{suffix}", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_nifti(path: str | os.PathLike[str], *, allow_constant: bool = False) -> nib.Nifti1Image:
+    """Load a 3-D NIfTI image, refusing unreadable, non-3-D, non-finite, constant or badly spaced data."""
+    p = Path(path)
+    if not p.is_file():
+        raise BrainmetsError(f"{p}: file not found")
+    try:
+        img = nib.load(str(p))
+        data = np.asanyarray(img.dataobj)
+    except Exception as error:  # nibabel raises many types for corrupt input
+        raise BrainmetsError(f"{p}: not a readable NIfTI image ({type(error).__name__}: {error})".splitlines()[0]) from None
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+        img = nib.Nifti1Image(data, img.affine, img.header)
+    if data.ndim != 3:
+        raise BrainmetsError(f"{p}: expected a 3-D volume, found shape {tuple(data.shape)}")
+    if min(data.shape) < 2:
+        raise BrainmetsError(f"{p}: expected a 3-D volume, found a single slice of shape {tuple(data.shape)}")
+    if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
+        raise BrainmetsError(f"{p}: contains NaN or infinite voxels; fix or mask them before running")
+    if not allow_constant and data.min() == data.max():
+        raise BrainmetsError(f"{p}: every voxel has the same value ({data.min()}); this is not an image")
+    spacing = voxel_spacing_mm(img.affine)
+    low, high = SPACING_RANGE_MM
+    if not np.all(np.isfinite(spacing)) or spacing.min() < low or spacing.max() > high:
+        raise BrainmetsError(
+            f"{p}: voxel spacing {tuple(np.round(spacing, 4))} mm is outside {low}-{high} mm; check the header's affine"
+        )
+    return img
+
+
+def voxel_spacing_mm(affine: np.ndarray) -> np.ndarray:
+    """Voxel edge lengths (mm) along the three array axes of an affine."""
+    return np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+
+
+def save_nifti(data: np.ndarray, affine: np.ndarray, path: str | os.PathLike[str]) -> Path:
+    """Write an array with its affine as NIfTI, atomically; returns the path."""
+    array = np.asarray(data)
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    img = nib.Nifti1Image(array, np.asarray(affine, dtype=np.float64))
+    img.set_qform(img.affine, code=1)
+    img.set_sform(img.affine, code=1)
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+    return Path(path)
+
+
+def write_tsv(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write a table as tab-separated text, atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    return Path(path)
+
+
+def read_tsv(path: str | os.PathLike[str], required: list[str] | None = None) -> pd.DataFrame:
+    """Read a tab-separated table, checking that the required columns are present."""
+    p = Path(path)
+    if not p.is_file():
+        raise BrainmetsError(f"{p}: file not found")
+    try:
+        table = pd.read_csv(p, sep="\t")
+    except Exception as error:
+        raise BrainmetsError(f"{p}: not a readable tab-separated table ({error})".splitlines()[0]) from None
+    missing = [c for c in (required or []) if c not in table.columns]
+    if missing:
+        raise BrainmetsError(f"{p}: missing column(s) {', '.join(missing)}; found {', '.join(table.columns)}")
+    return table
