@@ -1,0 +1,127 @@
+"""Ensemble uncertainty maps, lesion labelling and the per-lesion table."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from brainmets.errors import BrainmetsError
+from brainmets.inference.ensemble import mirror_combinations, predict_ensemble
+from brainmets.inference.uncertainty import (
+    binary_entropy_bits,
+    ensemble_maps,
+    label_lesions,
+    lesion_table,
+    min_lesion_voxels,
+)
+
+
+def test_binary_entropy_in_bits():
+    np.testing.assert_allclose(binary_entropy_bits(np.array([0.0, 0.5, 1.0])), [0.0, 1.0, 0.0])
+    p = 0.2
+    assert binary_entropy_bits(np.array(p)) == pytest.approx(-(p * math.log2(p) + (1 - p) * math.log2(1 - p)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float64, (6, 4, 3, 2), elements=st.floats(0.0, 1.0)))
+def test_total_is_expected_plus_mutual_information_and_all_nonnegative(members):
+    maps = ensemble_maps(list(members))
+    np.testing.assert_allclose(maps.total_entropy, maps.expected_entropy + maps.mutual_information, atol=1e-6)
+    for values in (maps.total_entropy, maps.expected_entropy, maps.mutual_information):
+        assert (values >= 0).all() and (values <= 1 + 1e-6).all()
+    np.testing.assert_allclose(maps.probability, members.mean(axis=0), atol=1e-6)
+
+
+def test_agreeing_members_have_no_mutual_information_and_disagreeing_ones_do():
+    agree = ensemble_maps([np.full((2, 2, 2), 0.5)] * 4)
+    np.testing.assert_allclose(agree.total_entropy, 1.0)
+    np.testing.assert_allclose(agree.expected_entropy, 1.0)
+    np.testing.assert_allclose(agree.mutual_information, 0.0, atol=1e-7)
+    disagree = ensemble_maps([np.zeros((2, 2, 2)), np.ones((2, 2, 2))])
+    np.testing.assert_allclose(disagree.total_entropy, 1.0)
+    np.testing.assert_allclose(disagree.expected_entropy, 0.0)
+    np.testing.assert_allclose(disagree.mutual_information, 1.0)
+
+
+def test_min_lesion_size_in_millilitres():
+    assert min_lesion_voxels(0.0, (1.0, 1.0, 1.0)) == 0
+    assert min_lesion_voxels(0.01, (1.0, 1.0, 1.0)) == 10
+    assert min_lesion_voxels(0.01, (0.5, 0.5, 2.0)) == 20
+    with pytest.raises(BrainmetsError, match="min_lesion_ml"):
+        min_lesion_voxels(-1.0, (1.0, 1.0, 1.0))
+
+
+def test_label_threshold_and_small_lesion_removal():
+    p = np.zeros((20, 20, 20))
+    p[2:5, 2:5, 2:5] = 0.9  # 27 voxels
+    p[10, 10, 10] = 0.6  # 1 voxel
+    p[15, 15, 15] = 0.5  # exactly 0.5 is not a lesion
+    assert label_lesions(p, (1.0, 1.0, 1.0)).sum() == 28
+    kept = label_lesions(p, (1.0, 1.0, 1.0), min_volume_ml=0.002)
+    assert kept.sum() == 27 and kept[10, 10, 10] == 0
+    assert kept.dtype == np.uint8
+
+
+def test_lesion_table_uses_26_connectivity_and_summarises_each_map():
+    label = np.zeros((12, 12, 12), np.uint8)
+    label[1:3, 1:3, 1:3] = 1  # lesion A, 8 voxels
+    label[3, 3, 3] = 1  # touches A only by a corner: same lesion under 26-connectivity
+    label[8:10, 8:10, 8:11] = 1  # lesion B, 12 voxels
+    probability = np.where(label > 0, 0.8, 0.0)
+    probability[8, 8, 8] = 0.6
+    total = np.zeros(label.shape)
+    total[9, 9, 10] = 0.7
+    table = lesion_table(label, probability, {"total_entropy": total}, (1.0, 1.0, 2.0))
+    assert list(table["voxels"]) == [9, 12]
+    np.testing.assert_allclose(table["volume_ml"], [0.018, 0.024])
+    np.testing.assert_allclose(table["mean_probability"], [0.8, (11 * 0.8 + 0.6) / 12])
+    np.testing.assert_allclose(table["total_entropy_max"], [0.0, 0.7])
+    np.testing.assert_allclose(table["total_entropy_mean"], [0.0, 0.7 / 12])
+    np.testing.assert_allclose(table.loc[1, ["centroid_i", "centroid_j", "centroid_k"]].astype(float), [8.5, 8.5, 9.0])
+
+
+def test_lesion_table_of_an_empty_label_has_the_columns_and_no_rows():
+    empty = np.zeros((5, 5, 5), np.uint8)
+    table = lesion_table(empty, empty.astype(float), {"total_entropy": empty.astype(float)}, (1.0, 1.0, 1.0))
+    assert len(table) == 0
+    assert {"volume_ml", "mean_probability", "total_entropy_mean", "total_entropy_max"} <= set(table.columns)
+
+
+def test_eight_mirrorings_for_three_axes_and_an_off_switch():
+    assert len(mirror_combinations([0, 1, 2])) == 8
+    assert mirror_combinations([]) == [()]
+    assert mirror_combinations([2]) == [(), (2,)]
+    with pytest.raises(BrainmetsError, match="mirror_axes"):
+        mirror_combinations([3])
+
+
+def test_ensemble_mirrors_each_fold_and_averages_probabilities():
+    """A network that sees its input's orientation: its output depends on position along axis 0."""
+    image = np.zeros((16, 8, 8), np.float32)
+    ramp = np.linspace(-4, 4, 16, dtype=np.float32)[:, None, None]
+
+    def positional(batch):  # logit = +/-ramp depending on whether the window is mirrored along axis 0
+        return np.broadcast_to(ramp[None, ..., None], batch.shape) + batch
+
+    plain = predict_ensemble(image, [positional], (16, 8, 8), mirror_axes=[])
+    mirrored = predict_ensemble(image, [positional], (16, 8, 8), mirror_axes=[0])
+    np.testing.assert_allclose(plain.probability[:, 0, 0], 1 / (1 + np.exp(-ramp[:, 0, 0])), rtol=1e-6)
+    # mirrored member sees the ramp reversed: mean of sigmoid(r) and sigmoid(-r) is 0.5 everywhere
+    np.testing.assert_allclose(mirrored.probability, 0.5, rtol=1e-6)
+    assert (mirrored.mutual_information[[0, -1]] > 0.5).all()
+    assert (plain.mutual_information == 0).all()
+
+    two_folds = predict_ensemble(image, [positional, lambda b: -positional(b)], (16, 8, 8), mirror_axes=[])
+    np.testing.assert_allclose(two_folds.probability, 0.5, rtol=1e-6)
+
+
+def test_ensemble_sets_everything_outside_the_brain_to_background():
+    image = np.ones((16, 16, 16), np.float32)
+    mask = np.zeros(image.shape, bool)
+    mask[4:12, 4:12, 4:12] = True
+    maps = predict_ensemble(image, [lambda b: b * 0 + 3.0], (8, 8, 8), brain_mask=mask, mirror_axes=[0, 1, 2])
+    assert (maps.probability[~mask] == 0).all() and (maps.total_entropy[~mask] == 0).all()
+    np.testing.assert_allclose(maps.probability[mask], 1 / (1 + np.exp(-3.0)), rtol=1e-6)
