@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "track": "brainmets.longitudinal.cli_track",
     "rano": "brainmets.longitudinal.cli_rano",
     "evaluate": "brainmets.evaluation.cli",
+    "evaluate-cohort": "brainmets.evaluation.cli_cohort",
 }
 
 

@@ -1,0 +1,29 @@
+"""`brainmets evaluate-cohort`: pool per-scan metrics into the cohort table, its summary and a figure."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "Pool per-scan evaluation tables into a cohort table, a summary (mean, median, IQR, sensitivity by size) and a figure."
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Declare the options of `brainmets evaluate-cohort`."""
+    parser.add_argument("metrics", nargs="+", type=Path, help="per-scan tables written by `brainmets evaluate`")
+    parser.add_argument("--out", required=True, type=Path, help="cohort table, one row per scan (TSV)")
+    parser.add_argument("--summary", required=True, type=Path, help="cohort summary, one row per metric (TSV)")
+    parser.add_argument("--figure", type=Path, help="sensitivity-by-lesion-size figure (PNG)")
+
+
+def run(args: argparse.Namespace) -> None:
+    """Read the per-scan tables and write the cohort table, summary and figure."""
+    from brainmets.evaluation.cohort import plot_sensitivity_by_size, read_scan_metrics, summarise_cohort
+    from brainmets.io import write_tsv
+
+    scans = read_scan_metrics(args.metrics)
+    summary = summarise_cohort(scans)
+    write_tsv(scans, args.out)
+    write_tsv(summary, args.summary)
+    if args.figure is not None:
+        plot_sensitivity_by_size(summary, args.figure)

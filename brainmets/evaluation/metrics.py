@@ -1,0 +1,232 @@
+"""Voxel-wise and lesion-wise segmentation metrics of a predicted mask against a ground-truth mask.
+
+Voxel-wise: Dice and the 95th percentile Hausdorff distance (HD95) as MedPy defines it: surface voxels
+are those removed by one 6-connected erosion, and HD95 is the 95th percentile of the pooled distances
+(mm) from each surface to the other.
+
+Lesion-wise (BraTS-METS definition): lesions are 26-connected components; ground-truth components whose
+18-connected 1-voxel dilations touch are one lesion; every predicted component that overlaps a lesion's
+dilation is a hit for it, and the lesion's Dice and HD95 are taken against the union of its hits. A
+missed lesion scores Dice 0 and HD95 374 mm, as does every predicted component that hits no lesion (a
+false positive). Ground-truth lesions smaller than `min_lesion_voxels` are left out of the scores and
+counts, but the predicted components that hit them are not false positives. The case score is the sum
+over lesions divided by (lesions + false positives); with neither, Dice is 1 and HD95 0.
+
+Building blocks: `scipy.ndimage.label` (components), `binary_dilation`/`binary_erosion` (lesion merging,
+surfaces), `distance_transform_edt` with the voxel spacing (surface distances), `find_objects` (crops).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+#: HD95 (mm) given to a missed lesion, a false-positive lesion, or a mask compared with an empty one
+HD95_MISSING_MM = 374.0
+
+#: ground-truth lesions with fewer voxels than this are not scored
+MIN_LESION_VOXELS = 2
+
+#: upper edges (mL) of the lesion-volume bins of the detection sensitivity; the last bin is open
+SIZE_BIN_EDGES_ML = (0.05, 0.5, 4.0)
+
+#: column-name suffixes of the bins: < 0.05 mL, 0.05-0.5 mL, 0.5-4 mL, >= 4 mL
+SIZE_BIN_LABELS = ("lt0.05ml", "0.05to0.5ml", "0.5to4ml", "ge4ml")
+
+_COMPONENTS = ndimage.generate_binary_structure(3, 3)  # 26-connectivity
+_DILATION = ndimage.generate_binary_structure(3, 2)  # 18-connectivity, as BraTS-METS dilates
+_SURFACE = ndimage.generate_binary_structure(3, 1)  # 6-connected erosion, as MedPy finds surfaces
+
+
+@dataclass(frozen=True)
+class LesionMatch:
+    """Ground-truth lesions matched to predicted components.
+
+    `lesions` has one row per ground-truth lesion: lesion (label), voxels, volume_ml, size_bin, hits
+    (number of predicted components), detected, scored (not below the size threshold), dice, hd95_mm.
+    `false_positives` is the number of predicted components that hit no lesion.
+    """
+
+    lesions: pd.DataFrame
+    false_positives: int
+
+
+def _bool(mask: np.ndarray) -> np.ndarray:
+    """A 3-D boolean view of a mask (nonzero = lesion)."""
+    array = np.asarray(mask)
+    if array.ndim != 3:
+        raise ValueError(f"expected a 3-D mask, got shape {array.shape}")
+    return array.astype(bool, copy=False)
+
+
+def _union_box(boxes: list[tuple[slice, ...]], shape: tuple[int, ...], margin: int = 1) -> tuple[slice, ...]:
+    """The smallest box holding every given box, grown by `margin` voxels and clipped to `shape`."""
+    return tuple(
+        slice(max(min(b[axis].start for b in boxes) - margin, 0), min(max(b[axis].stop for b in boxes) + margin, size))
+        for axis, size in enumerate(shape)
+    )
+
+
+def _dice(truth: np.ndarray, pred: np.ndarray) -> float:
+    """Dice overlap of two non-empty-in-total boolean arrays."""
+    return float(2.0 * np.count_nonzero(truth & pred) / (np.count_nonzero(truth) + np.count_nonzero(pred)))
+
+
+def _surface_distances_mm(source: np.ndarray, target: np.ndarray, spacing_mm: np.ndarray) -> np.ndarray:
+    """Distances (mm) from every surface voxel of `source` to the nearest surface voxel of `target`."""
+    source_surface = source & ~ndimage.binary_erosion(source, structure=_SURFACE)
+    target_surface = target & ~ndimage.binary_erosion(target, structure=_SURFACE)
+    return ndimage.distance_transform_edt(~target_surface, sampling=spacing_mm)[source_surface]
+
+
+def _hd95_nonempty(truth: np.ndarray, pred: np.ndarray, spacing_mm: np.ndarray) -> float:
+    """HD95 (mm) of two non-empty boolean arrays, computed in the box that holds both."""
+    box = _union_box(ndimage.find_objects((truth | pred).astype(np.uint8)), truth.shape)
+    t, p = truth[box], pred[box]
+    distances = np.concatenate([_surface_distances_mm(p, t, spacing_mm), _surface_distances_mm(t, p, spacing_mm)])
+    return float(np.percentile(distances, 95))
+
+
+def dice_coefficient(truth: np.ndarray, pred: np.ndarray) -> float:
+    """Voxel Dice overlap (0-1) of two masks; 1 when both are empty."""
+    t, p = _bool(truth), _bool(pred)
+    if not t.any() and not p.any():
+        return 1.0
+    return _dice(t, p)
+
+
+def hausdorff95_mm(truth: np.ndarray, pred: np.ndarray, spacing_mm: tuple[float, float, float]) -> float:
+    """HD95 (mm) between the surfaces of two masks; 0 when both are empty, 374 when only one is."""
+    t, p = _bool(truth), _bool(pred)
+    if not t.any() and not p.any():
+        return 0.0
+    if not t.any() or not p.any():
+        return HD95_MISSING_MM
+    return _hd95_nonempty(t, p, np.asarray(spacing_mm, dtype=float))
+
+
+def size_bin(volume_ml: float | np.ndarray) -> np.ndarray:
+    """Index (0-3) of the lesion-volume bin of each volume (mL): < 0.05, 0.05-0.5, 0.5-4, >= 4."""
+    return np.digitize(volume_ml, SIZE_BIN_EDGES_ML, right=False)
+
+
+def match_lesions(
+    truth: np.ndarray,
+    pred: np.ndarray,
+    spacing_mm: tuple[float, float, float],
+    min_lesion_voxels: int = MIN_LESION_VOXELS,
+) -> LesionMatch:
+    """Match ground-truth lesions to predicted components by the BraTS-METS rules; Dice per lesion, HD95 in mm."""
+    t, p = _bool(truth), _bool(pred)
+    if t.shape != p.shape:
+        raise ValueError(f"masks differ in shape: {t.shape} vs {p.shape}")
+    spacing = np.asarray(spacing_mm, dtype=float)
+    voxel_mm3 = float(np.prod(spacing))
+
+    # lesions: labels of the dilated truth, carried back onto the truth voxels, so touching lesions merge;
+    # the region of label k in `dilated` is exactly lesion k dilated once
+    dilated, n_lesions = ndimage.label(ndimage.binary_dilation(t, structure=_DILATION), structure=_COMPONENTS)
+    lesions = np.where(t, dilated, 0)
+    components, n_components = ndimage.label(p, structure=_COMPONENTS)
+
+    overlap = (dilated > 0) & (components > 0)
+    pairs = np.unique(dilated[overlap].astype(np.int64) * (n_components + 1) + components[overlap])
+    hit_lesion, hit_component = np.divmod(pairs, n_components + 1)
+
+    voxels = np.bincount(lesions.ravel(), minlength=n_lesions + 1)
+    lesion_boxes = ndimage.find_objects(lesions)
+    component_boxes = ndimage.find_objects(components)
+    rows = []
+    for label in range(1, n_lesions + 1):
+        hits = hit_component[hit_lesion == label]
+        if hits.size:
+            box = _union_box([lesion_boxes[label - 1], *(component_boxes[h - 1] for h in hits)], t.shape)
+            lesion_mask = lesions[box] == label
+            hit_mask = np.isin(components[box], hits)
+            dice, hd95 = _dice(lesion_mask, hit_mask), _hd95_nonempty(lesion_mask, hit_mask, spacing)
+        else:
+            dice, hd95 = 0.0, HD95_MISSING_MM
+        volume_ml = float(voxels[label]) * voxel_mm3 / 1000.0
+        rows.append(
+            {
+                "lesion": label,
+                "voxels": int(voxels[label]),
+                "volume_ml": volume_ml,
+                "size_bin": SIZE_BIN_LABELS[int(size_bin(volume_ml))],
+                "hits": int(hits.size),
+                "detected": bool(hits.size),
+                "scored": bool(voxels[label] >= min_lesion_voxels),
+                "dice": dice,
+                "hd95_mm": hd95,
+            }
+        )
+    columns = ["lesion", "voxels", "volume_ml", "size_bin", "hits", "detected", "scored", "dice", "hd95_mm"]
+    table = pd.DataFrame(rows, columns=columns)
+    false_positives = n_components - np.unique(hit_component).size
+    return LesionMatch(lesions=table, false_positives=int(false_positives))
+
+
+def lesionwise_scores(match: LesionMatch) -> tuple[float, float]:
+    """BraTS-METS case scores (lesion-wise Dice 0-1, lesion-wise HD95 mm) of a lesion match."""
+    scored = match.lesions[match.lesions["scored"]]
+    denominator = len(scored) + match.false_positives
+    if denominator == 0:
+        return 1.0, 0.0
+    dice = scored["dice"].sum() / denominator
+    hd95 = (scored["hd95_mm"].sum() + match.false_positives * HD95_MISSING_MM) / denominator
+    return float(dice), float(hd95)
+
+
+def detection_by_size(match: LesionMatch) -> dict[str, float]:
+    """Scored lesions, detected lesions and detection sensitivity (0-1, NaN if none) per volume bin."""
+    scored = match.lesions[match.lesions["scored"]]
+    result: dict[str, float] = {}
+    for label in SIZE_BIN_LABELS:
+        in_bin = scored[scored["size_bin"] == label]
+        n, detected = len(in_bin), int(in_bin["detected"].sum())
+        result[f"lesions_{label}"] = n
+        result[f"detected_{label}"] = detected
+        result[f"sensitivity_{label}"] = detected / n if n else float("nan")
+    return result
+
+
+def evaluate_segmentation(
+    truth: np.ndarray,
+    pred: np.ndarray,
+    spacing_mm: tuple[float, float, float],
+    min_lesion_voxels: int = MIN_LESION_VOXELS,
+) -> tuple[dict[str, float], LesionMatch]:
+    """All metrics of one scan (volumes in mL, distances in mm) and the lesion match they came from."""
+    t, p = _bool(truth), _bool(pred)
+    if t.shape != p.shape:
+        raise ValueError(f"masks differ in shape: {t.shape} vs {p.shape}")
+    voxel_mm3 = float(np.prod(spacing_mm))
+    truth_ml = np.count_nonzero(t) * voxel_mm3 / 1000.0
+    pred_ml = np.count_nonzero(p) * voxel_mm3 / 1000.0
+    if truth_ml > 0:
+        relative_error = (pred_ml - truth_ml) / truth_ml
+    else:
+        relative_error = 0.0 if pred_ml == 0 else float("nan")
+    match = match_lesions(t, p, spacing_mm, min_lesion_voxels)
+    scored = match.lesions[match.lesions["scored"]]
+    tp, fn = int(scored["detected"].sum()), int((~scored["detected"]).sum())
+    lesion_dice, lesion_hd95 = lesionwise_scores(match)
+    row: dict[str, float] = {
+        "dice": dice_coefficient(t, p),
+        "hd95_mm": hausdorff95_mm(t, p, spacing_mm),
+        "truth_volume_ml": truth_ml,
+        "pred_volume_ml": pred_ml,
+        "abs_volume_error_ml": abs(pred_ml - truth_ml),
+        "rel_volume_error": relative_error,
+        "tp_lesions": tp,
+        "fp_lesions": match.false_positives,
+        "fn_lesions": fn,
+        "lesion_sensitivity": tp / (tp + fn) if tp + fn else float("nan"),
+        "lesion_dice": lesion_dice,
+        "lesion_hd95_mm": lesion_hd95,
+    }
+    row.update(detection_by_size(match))
+    return row, match
