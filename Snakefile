@@ -1,0 +1,28 @@
+# brainmets: brain-metastasis segmentation, uncertainty, tracking and RANO-BM response on T1-CE MRI.
+# Run it with the default profile, which limits GPU jobs (README, "Running the workflow"):
+#   snakemake --workflow-profile workflow/profiles/default --cores all
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/demo.smk"
+include: "rules/preprocess.smk"
+include: "rules/train.smk"
+include: "rules/infer.smk"
+include: "rules/longitudinal.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        # a function: with the demo cohort the sample sheet exists only after the demo rule ran
+        get_final_output,
