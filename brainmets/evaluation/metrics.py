@@ -36,6 +36,19 @@ SIZE_BIN_EDGES_ML = (0.05, 0.5, 4.0)
 #: column-name suffixes of the bins: < 0.05 mL, 0.05-0.5 mL, 0.5-4 mL, >= 4 mL
 SIZE_BIN_LABELS = ("lt0.05ml", "0.05to0.5ml", "0.5to4ml", "ge4ml")
 
+#: columns and types of the per-lesion table
+_LESION_COLUMNS = {
+    "lesion": "int64",
+    "voxels": "int64",
+    "volume_ml": "float64",
+    "size_bin": "object",
+    "hits": "int64",
+    "detected": "bool",
+    "scored": "bool",
+    "dice": "float64",
+    "hd95_mm": "float64",
+}
+
 _COMPONENTS = ndimage.generate_binary_structure(3, 3)  # 26-connectivity
 _DILATION = ndimage.generate_binary_structure(3, 2)  # 18-connectivity, as BraTS-METS dilates
 _SURFACE = ndimage.generate_binary_structure(3, 1)  # 6-connected erosion, as MedPy finds surfaces
@@ -163,8 +176,7 @@ def match_lesions(
                 "hd95_mm": hd95,
             }
         )
-    columns = ["lesion", "voxels", "volume_ml", "size_bin", "hits", "detected", "scored", "dice", "hd95_mm"]
-    table = pd.DataFrame(rows, columns=columns)
+    table = pd.DataFrame(rows, columns=list(_LESION_COLUMNS)).astype(_LESION_COLUMNS)
     false_positives = n_components - np.unique(hit_component).size
     return LesionMatch(lesions=table, false_positives=int(false_positives))
 
