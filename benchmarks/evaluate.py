@@ -58,7 +58,10 @@ def main() -> None:
     print(f"full evaluation (voxel + lesion-wise): {evaluation_s:.2f} s")
     print(f"voxel HD95: {ours:.4f} mm in {ours_s:.2f} s; MedPy {reference:.4f} mm in {medpy_s:.2f} s; "
           f"difference {abs(ours - reference):.2e} mm")
-    print(f"dice {row['dice']:.4f}, lesion-wise dice {row['lesion_dice']:.4f}, lesion-wise HD95 {row['lesion_hd95_mm']:.2f} mm")
+    print(
+        f"dice {row['dice']:.4f}, lesion-wise dice {row['lesion_dice']:.4f}, "
+        f"lesion-wise HD95 {row['lesion_hd95_mm']:.2f} mm"
+    )
 
 
 if __name__ == "__main__":

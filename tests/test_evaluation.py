@@ -252,7 +252,8 @@ def test_evaluate_refuses_unreadable_and_non_binary_masks(tmp_path, capsys) -> N
     broken = tmp_path / "broken.nii.gz"
     broken.write_bytes(b"not an image")
     out = tmp_path / "metrics.tsv"
-    for pred, problem in ((probabilities, "0 and 1"), (broken, "not a readable NIfTI"), (tmp_path / "no.nii.gz", "not found")):
+    cases = ((probabilities, "0 and 1"), (broken, "not a readable NIfTI"), (tmp_path / "no.nii.gz", "not found"))
+    for pred, problem in cases:
         assert main(["evaluate", "--truth", t, "--pred", str(pred), "--out", str(out)]) == 2
         message = capsys.readouterr().err.strip()
         assert len(message.splitlines()) == 1 and str(pred) in message and problem in message

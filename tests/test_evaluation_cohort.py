@@ -58,10 +58,13 @@ def four_scans() -> pd.DataFrame:
     return pd.DataFrame(
         [
             scan_row(dice=0.2, fp_lesions=2, tp_lesions=0, fn_lesions=1, **{small: 1, "sensitivity_lt0.05ml": 0.0}),
+            scan_row(dice=0.4, tp_lesions=3, **{small: 3, "detected_lt0.05ml": 3, "sensitivity_lt0.05ml": 1.0}),
             scan_row(
-                dice=0.4, tp_lesions=3, **{small: 3, "detected_lt0.05ml": 3, "sensitivity_lt0.05ml": 1.0}
+                dice=0.9,
+                fp_lesions=1,
+                tp_lesions=1,
+                **{medium: 1, "detected_0.05to0.5ml": 1, "sensitivity_0.05to0.5ml": 1.0},
             ),
-            scan_row(dice=0.9, fp_lesions=1, tp_lesions=1, **{medium: 1, "detected_0.05to0.5ml": 1, "sensitivity_0.05to0.5ml": 1.0}),
             scan_row(dice=1.0, fp_lesions=1),
         ]
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "Pool per-scan evaluation tables into a cohort table, a summary (mean, median, IQR, sensitivity by size) and a figure."
+HELP = "Pool per-scan evaluation tables: cohort table, summary (mean, median, IQR, sensitivity by size), figure."
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -40,7 +40,10 @@ PUBLISHED_SENSITIVITY = {"lt0.05ml": 0.17, "0.05to0.5ml": 0.66, "0.5to4ml": 0.88
 #: how the bins are labelled on the figure
 BIN_TITLES = {"lt0.05ml": "< 0.05 mL", "0.05to0.5ml": "0.05-0.5 mL", "0.5to4ml": "0.5-4 mL", "ge4ml": "\u2265 4 mL"}
 
-SUMMARY_COLUMNS = ["metric", "n_scans", "mean", "median", "q1", "q3", "iqr", "pooled", "ci95_low", "ci95_high", "n_lesions"]
+#: columns of the cohort summary, one row per metric
+SUMMARY_COLUMNS = [
+    "metric", "n_scans", "mean", "median", "q1", "q3", "iqr", "pooled", "ci95_low", "ci95_high", "n_lesions"
+]
 
 
 def read_scan_metrics(paths: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
@@ -91,7 +94,7 @@ def _distribution(metric: str, values: pd.Series) -> dict[str, float]:
 
 
 def summarise_cohort(scans: pd.DataFrame) -> pd.DataFrame:
-    """Cohort summary: per-metric mean/median/IQR over scans, pooled lesion sensitivity overall and per bin (with 95 % CI), false positives per scan."""
+    """Per-metric mean/median/IQR over scans, pooled lesion sensitivity (overall, per bin, 95 % CI), FPs per scan."""
     rows = [_distribution(metric, scans[metric]) for metric in SCAN_METRICS]
     tp, fn = int(scans["tp_lesions"].sum()), int(scans["fn_lesions"].sum())
     overall = next(r for r in rows if r["metric"] == "lesion_sensitivity")
@@ -118,13 +121,15 @@ def plot_sensitivity_by_size(summary: pd.DataFrame, path: str | os.PathLike[str]
     rows = by_metric.loc[[f"sensitivity_{label}" for label in SIZE_BIN_LABELS]]
     x = np.arange(len(SIZE_BIN_LABELS))
     pooled = rows["pooled"].to_numpy(dtype=float)
-    error = np.vstack([pooled - rows["ci95_low"].to_numpy(dtype=float), rows["ci95_high"].to_numpy(dtype=float) - pooled])
+    low, high = rows["ci95_low"].to_numpy(dtype=float), rows["ci95_high"].to_numpy(dtype=float)
+    error = np.vstack([pooled - low, high - pooled])
     figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
     has_lesions = np.isfinite(pooled)
     axes.bar(
         x[has_lesions], pooled[has_lesions], yerr=error[:, has_lesions], capsize=4, color="#4c72b0", label="this cohort"
     )
-    axes.plot(x, [PUBLISHED_SENSITIVITY[label] for label in SIZE_BIN_LABELS], "D", color="#dd8452", label="published external validation")
+    published = [PUBLISHED_SENSITIVITY[label] for label in SIZE_BIN_LABELS]
+    axes.plot(x, published, "D", color="#dd8452", label="published external validation")
     for i, n in enumerate(rows["n_lesions"].fillna(0).astype(int)):
         axes.annotate(f"n={n}", (x[i], 1.02), ha="center", fontsize=9)
     axes.set_xticks(x, [BIN_TITLES[label] for label in SIZE_BIN_LABELS])
