@@ -2,10 +2,23 @@ import functools
 from pathlib import Path
 
 import pandas as pd
+import yaml
 from snakemake.utils import validate
 
 
 validate(config, "../workflow/schemas/config.schema.yaml")
+
+
+DEMO = config["demo"]["enabled"]
+MODEL_DIR = config["model"]["dir"].rstrip("/")
+FOLDS = list(range(config["train"]["folds"]))
+# configuration sections each stage's commands read from their --config file
+STAGE_SECTIONS = {
+    "preprocess": ["preprocess"],
+    "train": ["preprocess", "model", "train"],
+    "inference": ["model", "inference"],
+    "longitudinal": ["track", "rano"],
+}
 
 
 # Ids can never match a path separator or a dot-dot; dates are ISO days.
@@ -14,15 +27,7 @@ wildcard_constraints:
     timepoint=r"\d{4}-\d{2}-\d{2}",
     case="[A-Za-z0-9][A-Za-z0-9_-]*",
     fold=r"\d+",
-
-
-DEMO = config["demo"]["enabled"]
-MODEL_DIR = config["model"]["dir"].rstrip("/")
-FOLDS = (
-    list(range(config["train"]["folds"]))
-    if isinstance(config["train"]["folds"], int)
-    else list(config["train"]["folds"])
-)
+    stage="|".join(STAGE_SECTIONS),
 
 
 def get_sample_sheet(wildcards=None):
@@ -122,3 +127,34 @@ def get_final_output(wildcards):
     outputs = [f"results/{patient}/rano_response.tsv" for patient in get_patients()]
     outputs += ["results/cohort/rano_response.tsv"]
     return outputs
+
+
+def get_truth(wildcards):
+    """Ground-truth mask (native grid) of the scan {patient}/{timepoint}."""
+    return str(_row(wildcards.patient, wildcards.timepoint)["mask"])
+
+
+def get_evaluation_tables(wildcards):
+    """Per-scan evaluation tables of every analysis scan that has a ground-truth mask."""
+    return [
+        f"results/{patient}/{timepoint}/evaluation.tsv"
+        for patient in get_patients()
+        for timepoint in get_timepoints(patient)
+        if has_truth(patient, timepoint)
+    ]
+
+
+rule stage_config:
+    output:
+        "results/config/{stage}.yaml",
+    params:
+        sections=lambda wildcards: {key: config.get(key) for key in STAGE_SECTIONS[wildcards.stage]},
+    log:
+        "logs/stage_config/{stage}.log",
+    localrule: True
+    run:
+        # rewritten (and its stage rerun) only when these sections of the configuration change
+        from brainmets.io import atomic_path
+
+        with atomic_path(output[0]) as tmp:
+            tmp.write_text(yaml.safe_dump(dict(params.sections), sort_keys=False))

@@ -1,0 +1,86 @@
+"""Scale of the workflow's DAG: time `snakemake -n -q` on a sample sheet the size of the published cohort.
+
+Builds, in a temporary folder, a sheet of 2,431 scans (608 patients, 4 visits each less one; tiny NIfTI
+files, since a dry run reads only the sheet) plus training cases, and prints the number of jobs, the
+wall time and the peak memory of the dry run. Target: at most 15 s on a 2-core machine.
+
+    python benchmarks/dag.py [--scans 2431] [--training 40] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+VISITS = 4
+
+
+def build_project(root: Path, scans: int, training: int) -> None:
+    """Write config/config.yaml and config/samples.tsv for `scans` analysis scans and `training` cases."""
+    data = root / "data"
+    data.mkdir(parents=True)
+    template = data / "template.nii.gz"
+    nib.save(nib.Nifti1Image(np.arange(64, dtype=np.float32).reshape(4, 4, 4), np.eye(4)), str(template))
+    payload = template.read_bytes()
+    rows = ["patient_id\ttimepoint\timage\tmask\ttraining"]
+    for i in range(scans + training):
+        is_training = i >= scans
+        patient = f"T{i - scans + 1:04d}" if is_training else f"P{i // VISITS + 1:04d}"
+        timepoint = "2023-01-02" if is_training else f"2024-{(i % VISITS) * 3 + 1:02d}-15"
+        image = data / f"{patient}_{timepoint}.nii.gz"
+        image.write_bytes(payload)
+        mask = ""
+        if is_training or i % 10 == 0:
+            mask = str(data / f"{patient}_{timepoint}_mask.nii.gz")
+            Path(mask).write_bytes(payload)
+        rows.append(f"{patient}\t{timepoint}\t{image}\t{mask}\t{str(is_training).lower()}")
+    (root / "config").mkdir()
+    (root / "config" / "samples.tsv").write_text("\n".join(rows) + "\n")
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["samples"] = "config/samples.tsv"
+    config["demo"]["enabled"] = False
+    (root / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def dry_run(root: Path) -> tuple[float, int, str]:
+    """Run `snakemake -n -q` in `root`; returns (wall seconds, peak child RSS in MB, output)."""
+    command = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(root), "-n", "-q"]
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(f"dry run failed:\n{result.stdout}\n{result.stderr}")
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+    return seconds, peak_mb, result.stdout + result.stderr
+
+
+def main() -> None:
+    """Build the project, time the dry run and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scans", type=int, default=2431, help="analysis scans in the sheet")
+    parser.add_argument("--training", type=int, default=40, help="training cases in the sheet")
+    parser.add_argument("--keep", type=Path, help="build the project here and keep it (default: a temporary folder)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.keep or Path(tmp) / "project"
+        build_project(root, args.scans, args.training)
+        seconds, peak_mb, output = dry_run(root)
+    total = re.search(r"^total\s+(\d+)", output, re.MULTILINE)
+    print(f"scans: {args.scans} (+{args.training} training cases)")
+    print(f"jobs: {total.group(1) if total else 'unknown'}")
+    print(f"snakemake -n -q: {seconds:.1f} s, peak RSS {peak_mb} MB (target <= 15 s)")
+
+
+if __name__ == "__main__":
+    main()

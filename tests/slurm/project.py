@@ -1,0 +1,107 @@
+"""Small generated projects for the workflow tests (local and SLURM): tiny NIfTI scans, sample sheet, config."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+SNAKEMAKE = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile")]
+
+
+def env() -> dict[str, str]:
+    """Environment for workflow runs: the test's Python environment first on PATH (for `brainmets`)."""
+    return dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+def write_scan(path: Path, seed: int, shape: tuple[int, int, int] = (32, 32, 32), lesion: bool = True) -> Path:
+    """Write a small synthetic T1-CE-like volume (1 mm, RAS) and, beside it, its binary lesion mask."""
+    rng = np.random.default_rng(seed)
+    grid = np.indices(shape).astype(np.float32)
+    centre = (np.asarray(shape, dtype=np.float32) - 1) / 2
+    head = (((grid - centre[:, None, None, None]) / (np.asarray(shape)[:, None, None, None] * 0.4)) ** 2).sum(0) < 1
+    image = np.where(head, 100.0, 0.0) + rng.normal(0, 5, shape)
+    mask = np.zeros(shape, np.uint8)
+    if lesion:
+        spot = ((grid - (centre + 4)[:, None, None, None]) ** 2).sum(0) < 9
+        image[spot] += 80
+        mask[spot] = 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(image.astype(np.float32), np.eye(4)), str(path))
+    mask_path = path.with_name(path.name.replace(".nii.gz", "_mask.nii.gz"))
+    nib.save(nib.Nifti1Image(mask, np.eye(4)), str(mask_path))
+    return mask_path
+
+
+def make_project(
+    root: Path,
+    patients: int = 3,
+    timepoints: int = 2,
+    training: int = 4,
+    folds: int = 2,
+    config_overrides: dict | None = None,
+) -> Path:
+    """Create `root` with config/config.yaml and config/samples.tsv over generated scans; returns root."""
+    rows = []
+    seed = 0
+    for p in range(patients):
+        for t in range(timepoints):
+            image = root / "data" / f"P{p + 1}" / f"2024-0{t + 1}-15.nii.gz"
+            mask = write_scan(image, seed)
+            rows.append([f"P{p + 1}", f"2024-0{t + 1}-15", str(image), str(mask), "false"])
+            seed += 1
+    for c in range(training):
+        image = root / "data" / f"T{c + 1}" / "2023-01-01.nii.gz"
+        mask = write_scan(image, seed)
+        rows.append([f"T{c + 1}", "2023-01-01", str(image), str(mask), "true"])
+        seed += 1
+    (root / "config").mkdir(parents=True, exist_ok=True)
+    sheet = "patient_id\ttimepoint\timage\tmask\ttraining\n" + "".join("\t".join(r) + "\n" for r in rows)
+    (root / "config" / "samples.tsv").write_text(sheet)
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["samples"] = "config/samples.tsv"
+    config["demo"]["enabled"] = False
+    config["train"]["folds"] = folds
+    for section, values in (config_overrides or {}).items():
+        config.setdefault(section, {}).update(values)
+    (root / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return root
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the repository's workflow in `workdir` with extra arguments; never raises on failure."""
+    return subprocess.run(
+        [*SNAKEMAKE, "-d", str(workdir), *args],
+        cwd=workdir,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+_JOB = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):\n((?:    .*\n)*)", re.MULTILINE)
+
+
+def dry_run_jobs(workdir: Path, *targets: str) -> list[tuple[str, dict[str, str]]]:
+    """Jobs of a dry run as (rule, wildcards); raises AssertionError with the log if it fails."""
+    result = snakemake(workdir, *targets, "-n", "--workflow-profile", str(REPO / "workflow/profiles/default"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = []
+    for match in _JOB.finditer(result.stdout + result.stderr):
+        wildcards: dict[str, str] = {}
+        for line in match.group(2).splitlines():
+            if line.strip().startswith("wildcards:"):
+                for item in line.split(":", 1)[1].split(","):
+                    key, _, value = item.strip().partition("=")
+                    wildcards[key] = value
+        jobs.append((match.group(1), wildcards))
+    return jobs
