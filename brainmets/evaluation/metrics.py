@@ -67,12 +67,12 @@ class LesionMatch:
     false_positives: int
 
 
-def _bool(mask: np.ndarray) -> np.ndarray:
-    """A 3-D boolean view of a mask (nonzero = lesion)."""
-    array = np.asarray(mask)
-    if array.ndim != 3:
-        raise ValueError(f"expected a 3-D mask, got shape {array.shape}")
-    return array.astype(bool, copy=False)
+def _pair(truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two masks as boolean 3-D arrays of one shape (nonzero = lesion)."""
+    t, p = np.asarray(truth).astype(bool, copy=False), np.asarray(pred).astype(bool, copy=False)
+    if t.ndim != 3 or t.shape != p.shape:
+        raise ValueError(f"expected two 3-D masks of one shape, got {t.shape} and {p.shape}")
+    return t, p
 
 
 def _union_box(boxes: list[tuple[slice, ...]], shape: tuple[int, ...], margin: int = 1) -> tuple[slice, ...]:
@@ -84,7 +84,7 @@ def _union_box(boxes: list[tuple[slice, ...]], shape: tuple[int, ...], margin: i
 
 
 def _dice(truth: np.ndarray, pred: np.ndarray) -> float:
-    """Dice overlap of two non-empty-in-total boolean arrays."""
+    """Dice overlap (0-1) of two boolean arrays that are not both empty."""
     return float(2.0 * np.count_nonzero(truth & pred) / (np.count_nonzero(truth) + np.count_nonzero(pred)))
 
 
@@ -105,7 +105,7 @@ def _hd95_nonempty(truth: np.ndarray, pred: np.ndarray, spacing_mm: np.ndarray) 
 
 def dice_coefficient(truth: np.ndarray, pred: np.ndarray) -> float:
     """Voxel Dice overlap (0-1) of two masks; 1 when both are empty."""
-    t, p = _bool(truth), _bool(pred)
+    t, p = _pair(truth, pred)
     if not t.any() and not p.any():
         return 1.0
     return _dice(t, p)
@@ -113,7 +113,7 @@ def dice_coefficient(truth: np.ndarray, pred: np.ndarray) -> float:
 
 def hausdorff95_mm(truth: np.ndarray, pred: np.ndarray, spacing_mm: tuple[float, float, float]) -> float:
     """HD95 (mm) between the surfaces of two masks; 0 when both are empty, 374 when only one is."""
-    t, p = _bool(truth), _bool(pred)
+    t, p = _pair(truth, pred)
     if not t.any() and not p.any():
         return 0.0
     if not t.any() or not p.any():
@@ -133,9 +133,7 @@ def match_lesions(
     min_lesion_voxels: int = MIN_LESION_VOXELS,
 ) -> LesionMatch:
     """Match ground-truth lesions to predicted components by the BraTS-METS rules; Dice per lesion, HD95 in mm."""
-    t, p = _bool(truth), _bool(pred)
-    if t.shape != p.shape:
-        raise ValueError(f"masks differ in shape: {t.shape} vs {p.shape}")
+    t, p = _pair(truth, pred)
     spacing = np.asarray(spacing_mm, dtype=float)
     voxel_mm3 = float(np.prod(spacing))
 
@@ -212,9 +210,7 @@ def evaluate_segmentation(
     min_lesion_voxels: int = MIN_LESION_VOXELS,
 ) -> tuple[dict[str, float], LesionMatch]:
     """All metrics of one scan (volumes in mL, distances in mm) and the lesion match they came from."""
-    t, p = _bool(truth), _bool(pred)
-    if t.shape != p.shape:
-        raise ValueError(f"masks differ in shape: {t.shape} vs {p.shape}")
+    t, p = _pair(truth, pred)
     voxel_mm3 = float(np.prod(spacing_mm))
     truth_ml = np.count_nonzero(t) * voxel_mm3 / 1000.0
     pred_ml = np.count_nonzero(p) * voxel_mm3 / 1000.0
