@@ -13,6 +13,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/config.smk"
 include: "rules/demo.smk"
 include: "rules/preprocess.smk"
 include: "rules/train.smk"

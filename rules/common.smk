@@ -144,17 +144,10 @@ def get_evaluation_tables(wildcards):
     ]
 
 
-rule stage_config:
-    output:
-        "results/config/{stage}.yaml",
-    params:
-        sections=lambda wildcards: {key: config.get(key) for key in STAGE_SECTIONS[wildcards.stage]},
-    log:
-        "logs/stage_config/{stage}.log",
-    localrule: True
-    run:
-        # rewritten (and its stage rerun) only when these sections of the configuration change
-        from brainmets.io import atomic_path
 
-        with atomic_path(output[0]) as tmp:
-            tmp.write_text(yaml.safe_dump(dict(params.sections), sort_keys=False))
+def write_stage_config(sections, path):
+    """Write the configuration sections a stage reads as YAML, atomically."""
+    from brainmets.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(dict(sections), sort_keys=False))

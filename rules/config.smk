@@ -1,0 +1,22 @@
+# The configuration each stage's commands read (--config): only that stage's sections, so that a
+# change to one section reruns that stage and what depends on it, nothing else.
+
+
+rule stage_config:
+    output:
+        "results/config/{stage}.yaml",
+    params:
+        sections=lambda wildcards: {key: config.get(key) for key in STAGE_SECTIONS[wildcards.stage]},
+    log:
+        "logs/stage_config/{stage}.log",
+    benchmark:
+        "benchmarks/out/stage_config/{stage}.tsv"
+    conda:
+        "../envs/analysis.yaml"
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=1,
+    run:
+        write_stage_config(params.sections, output[0])
