@@ -38,32 +38,18 @@ def get_sample_sheet(wildcards=None):
 
 
 @functools.cache
-def _load_sheet(path):
-    """The validated sample sheet, read once per path."""
+def _index(path):
+    """The validated sheet as lookup tables, built once so that input functions stay O(1) per job."""
     from brainmets.samplesheet import load_samples
 
-    return load_samples(path)
-
-
-def _flag(sheet, column):
-    """Boolean column of the sheet; False where the column is absent or empty."""
-    if column not in sheet.columns:
-        return pd.Series(False, index=sheet.index)
-    return sheet[column].fillna(False).astype(bool)
-
-
-@functools.cache
-def _index(path):
-    """The sheet as lookup tables, built once so that input functions stay O(1) per job."""
-    sheet = _load_sheet(path).copy()
-    sheet["timepoint"] = sheet["timepoint"].astype(str)
-    training = _flag(sheet, "training")
-    baseline = _flag(sheet, "baseline")
-    analysis = sheet[~training]
+    sheet = load_samples(path).reset_index()
+    analysis = sheet[~sheet["training"]]
     rows = {(r["patient_id"], r["timepoint"]): r for r in analysis.to_dict("records")}
     timepoints = {p: sorted(g["timepoint"]) for p, g in analysis.groupby("patient_id", sort=True)}
-    baselines = {p: t for p, t in zip(analysis["patient_id"][baseline], analysis["timepoint"][baseline])}
-    cases = {f"{r['patient_id']}_{r['timepoint']}": r for r in sheet[training].to_dict("records")}
+    marked = analysis[analysis["baseline"]]
+    baselines = dict(zip(marked["patient_id"], marked["timepoint"]))
+    training = sheet[sheet["training"]]
+    cases = {f"{r['patient_id']}_{r['timepoint']}": r for r in training.to_dict("records")}
     return rows, timepoints, baselines, cases
 
 

@@ -10,16 +10,17 @@ checkpoint demo_cohort:
         timepoints=config["demo"]["timepoints"],
         train=config["demo"]["train"],
         seed=config["demo"]["seed"],
+        scale=config["demo"].get("scale", 1.0),
     log:
         "logs/demo_cohort.log",
     benchmark:
         "benchmarks/out/demo_cohort.tsv"
     conda:
         "../envs/demo.yaml"
-    threads: 1
+    threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=6000,
         runtime=30,
     shell:
         "brainmets demo-cohort --out {output} --patients {params.patients} --timepoints {params.timepoints}"
-        " --train {params.train} --seed {params.seed} > {log} 2>&1"
+        " --train {params.train} --seed {params.seed} --scale {params.scale} --workers {threads} > {log} 2>&1"
