@@ -1,0 +1,94 @@
+"""`brainmets rano`: RANO-BM response per patient and visit from `track` lesion tables."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "RANO-BM response (target, non-target, new lesions, overall, confirmation) from tracked lesion tables."
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Declare the arguments of `brainmets rano`."""
+    parser.add_argument(
+        "lesions",
+        type=Path,
+        nargs="+",
+        help="lesion table(s) written by `brainmets track`; several files (or a patient_id column) cover a cohort",
+    )
+    parser.add_argument(
+        "--clinical",
+        type=Path,
+        help="TSV with timepoint and optional patient_id, steroid_dose_mg, clinical_status, baseline "
+        "(the sample sheet qualifies; other columns are ignored)",
+    )
+    parser.add_argument("--config", type=Path, help="YAML configuration whose `rano` section sets the thresholds")
+    parser.add_argument(
+        "--patient",
+        help="patient id for a lesion table without a patient_id column (default: the name of the folder holding it)",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="response table to write (TSV)")
+    parser.add_argument("--best-out", type=Path, help="also write the best overall response per patient (TSV)")
+    parser.add_argument(
+        "--trajectory",
+        help="also draw each patient's sum-of-diameters trajectory (PNG); with several patients the path "
+        "must contain {patient}",
+    )
+    parser.add_argument(
+        "--timeline",
+        help="also draw each patient's lesion timeline (PNG); with several patients the path must contain {patient}",
+    )
+
+
+def run(args: argparse.Namespace) -> None:
+    """Assess every patient and write the response table (and optional best-response table and pictures)."""
+    import pandas as pd
+
+    from brainmets.errors import BrainmetsError
+    from brainmets.io import read_tsv, write_tsv
+    from brainmets.longitudinal.rano import (
+        assess,
+        best_overall_response,
+        check_clinical_table,
+        check_lesion_table,
+        load_settings,
+    )
+
+    settings = load_settings(args.config)
+    tables = []
+    for path in args.lesions:
+        table = read_tsv(path)
+        check_lesion_table(table, str(path))
+        if "patient_id" not in table.columns:
+            table.insert(0, "patient_id", args.patient or path.resolve().parent.name)
+        tables.append(table)
+    owners: dict[str, Path] = {}
+    for path, table in zip(args.lesions, tables, strict=True):
+        for patient in table["patient_id"].astype(str).unique():
+            if patient in owners:
+                raise BrainmetsError(f"{path}: patient {patient} is also in {owners[patient]}; give each patient once")
+            owners[patient] = path
+    lesions = pd.concat(tables, ignore_index=True)
+    clinical = None
+    if args.clinical is not None:
+        clinical = read_tsv(args.clinical, required=["timepoint"])
+        check_clinical_table(clinical, str(args.clinical))
+    response = assess(lesions, clinical, settings)
+
+    for option in ("trajectory", "timeline"):
+        template = getattr(args, option)
+        if template and len(owners) > 1 and "{patient}" not in template:
+            raise BrainmetsError(f"--{option} {template}: several patients need a path containing {{patient}}")
+    write_tsv(response, args.out)
+    if args.best_out is not None:
+        write_tsv(best_overall_response(response), args.best_out)
+    if args.trajectory or args.timeline:
+        from brainmets.longitudinal.pictures import plot_lesion_timeline, plot_trajectory
+
+        lesions["patient_id"] = lesions["patient_id"].astype(str)
+        for patient, visits in response.groupby("patient_id", sort=True):
+            patient_lesions = lesions[lesions["patient_id"] == patient]
+            if args.trajectory:
+                plot_trajectory(patient_lesions, visits, args.trajectory.replace("{patient}", str(patient)))
+            if args.timeline:
+                plot_lesion_timeline(patient_lesions, visits, args.timeline.replace("{patient}", str(patient)))

@@ -1,0 +1,493 @@
+"""RANO-BM response assessment from tracked lesion tables (Lin et al., Lancet Oncol 2015).
+
+The rules, and the project's decisions where the paper leaves a choice open, are those of
+docs `rano-bm.md`; every threshold is a field of `RanoSettings` (config section `rano`).
+Decisions made here:
+- Measurability is recomputed from each lesion's diameters and slice count with the settings in use.
+  A lesion split into fragments at one timepoint has LD = sum of the fragments' LDs, volume = sum,
+  PD and slice count = the largest fragment value.
+- A target merged into a non-target lesion inherits that lesion's LD (the lowest such target id
+  does; others count 0), so a target never drops to 0 mm only because it touched a non-target.
+- A new lesion is a track first seen after baseline. One with LD >= `new_lesion_min_ld_mm` is
+  unequivocal progression at that visit; a smaller one that is still present at the next visit is
+  confirmed there, with the progression date back-dated to the visit that first showed it. Any
+  new lesion still present prevents an overall CR or PR.
+- CR/PR are confirmed by a later assessment >= `confirmation_days` later with the same or a better
+  response and no progression in between; `confirmed` is true only on such CR/PR rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from brainmets.errors import BrainmetsError
+
+#: columns of the response table, in order
+RESPONSE_COLUMNS: list[str] = [
+    "patient_id",
+    "timepoint",
+    "days_from_baseline",
+    "n_lesions",
+    "total_volume_ml",
+    "target_ids",
+    "sum_ld_mm",
+    "nadir_mm",
+    "change_from_baseline_pct",
+    "change_from_nadir_pct",
+    "target_response",
+    "nontarget_response",
+    "new_lesions",
+    "overall_response",
+    "confirmed",
+    "progression_date",
+    "assessment",
+]
+
+#: columns of the best-overall-response table, in order
+BEST_RESPONSE_COLUMNS: list[str] = [
+    "patient_id",
+    "best_overall_response",
+    "best_response_timepoint",
+    "progression_timepoint",
+    "progression_date",
+    "n_followups",
+]
+
+#: lesion-table columns that `assess` reads
+LESION_COLUMNS: list[str] = [
+    "timepoint",
+    "lesion_id",
+    "component",
+    "merged_into",
+    "volume_ml",
+    "longest_diameter_mm",
+    "perpendicular_diameter_mm",
+    "n_axial_slices",
+]
+
+#: accepted values of the clinical_status column
+CLINICAL_STATUSES = ("improved", "stable", "worse")
+
+#: rank of an overall response when comparing "same or better" (higher is better)
+_RANK = {"CR": 3, "PR": 2, "SD": 1, "non-CR/non-PD": 1, "PD": 0}
+
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class RanoSettings:
+    """RANO-BM thresholds (config section `rano`); diameters in mm, volumes in mL, times in days."""
+
+    measurable_min_ld_mm: float = 10.0
+    measurable_min_pd_mm: float = 5.0
+    measurable_min_slices: int = 2
+    max_targets: int = 5
+    pd_relative: float = 0.20
+    pd_absolute_mm: float = 5.0
+    pr_relative: float = 0.30
+    new_lesion_min_ld_mm: float = 5.0
+    nontarget_pd_volume_ratio: float = 1.728
+    nontarget_pd_min_increase_ml: float = 0.1
+    confirmation_days: int = 28
+
+    @classmethod
+    def from_config(cls, mapping: Mapping[str, Any] | None) -> RanoSettings:
+        """Settings from the `rano` section of the configuration (or a whole config holding one)."""
+        section = dict(mapping or {})
+        if isinstance(section.get("rano"), Mapping):
+            section = dict(section["rano"])
+        fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        unknown = sorted(set(section) - set(fields))
+        if unknown:
+            raise BrainmetsError(f"rano: unknown setting(s) {', '.join(unknown)}; known: {', '.join(fields)}")
+        values: dict[str, Any] = {}
+        for name, value in section.items():
+            kind = int if fields[name] == "int" else float
+            try:
+                values[name] = kind(value)
+            except (TypeError, ValueError):
+                raise BrainmetsError(f"rano.{name}: expected a number, found {value!r}") from None
+            if values[name] < 0:
+                raise BrainmetsError(f"rano.{name}: must not be negative, found {value!r}")
+        return cls(**values)
+
+
+def read_config_section(path: str | os.PathLike[str] | None, section: str) -> dict[str, Any]:
+    """One section of a YAML configuration file as a dict (empty when no file is given)."""
+    if path is None:
+        return {}
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise BrainmetsError(f"{p}: file not found")
+    try:
+        config = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise BrainmetsError(f"{p}: not valid YAML ({str(error).splitlines()[0]})") from None
+    value = config.get(section, {}) if isinstance(config, Mapping) else None
+    if not isinstance(value, Mapping):
+        raise BrainmetsError(f"{p}: section `{section}` must be a mapping of settings")
+    return dict(value)
+
+
+def load_settings(path: str | os.PathLike[str] | None) -> RanoSettings:
+    """RanoSettings from the `rano` section of a YAML configuration file (defaults without a file)."""
+    try:
+        return RanoSettings.from_config(read_config_section(path, "rano"))
+    except BrainmetsError as error:
+        raise BrainmetsError(f"{path}: {error}") from None
+
+
+def is_measurable(
+    longest_mm: pd.Series | np.ndarray,
+    perpendicular_mm: pd.Series | np.ndarray,
+    n_axial_slices: pd.Series | np.ndarray,
+    settings: RanoSettings | None = None,
+) -> np.ndarray:
+    """RANO-BM measurability (LD >= 10 mm, PD >= 5 mm, >= 2 axial slices by default), element-wise."""
+    s = settings or RanoSettings()
+    return (
+        (np.asarray(longest_mm, dtype=float) >= s.measurable_min_ld_mm - _EPS)
+        & (np.asarray(perpendicular_mm, dtype=float) >= s.measurable_min_pd_mm - _EPS)
+        & (np.asarray(n_axial_slices) >= s.measurable_min_slices)
+    )
+
+
+def iso_dates(values: pd.Series, source: str) -> pd.Series:
+    """Parse ISO dates (YYYY-MM-DD) into normalised Timestamps, naming the row of the first bad one."""
+    parsed = pd.to_datetime(values.astype(str), format="%Y-%m-%d", errors="coerce")
+    bad = parsed.isna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise BrainmetsError(
+            f"{source}: row {row + 2}, column timepoint: {values.iloc[row]!r} is not an ISO date; write it as YYYY-MM-DD"
+        )
+    return parsed
+
+
+def check_lesion_table(lesions: pd.DataFrame, source: str) -> pd.DataFrame:
+    """A checked copy of a lesion table with a patient_id column and Timestamp timepoints."""
+    missing = [c for c in LESION_COLUMNS if c not in lesions.columns]
+    if missing:
+        raise BrainmetsError(f"{source}: missing column(s) {', '.join(missing)}; write it with `brainmets track`")
+    table = lesions.copy()
+    if "patient_id" not in table.columns:
+        table["patient_id"] = ""
+    table["patient_id"] = table["patient_id"].astype(str)
+    table["timepoint"] = iso_dates(table["timepoint"], source)
+    for column in LESION_COLUMNS[1:]:
+        if column == "merged_into":
+            continue
+        numbers = pd.to_numeric(table[column], errors="coerce")
+        if numbers.isna().any() or (numbers < 0).any():
+            row = int(np.flatnonzero((numbers.isna() | (numbers < 0)).to_numpy())[0])
+            raise BrainmetsError(
+                f"{source}: row {row + 2}, column {column}: {table[column].iloc[row]!r} is not a non-negative number"
+            )
+        table[column] = numbers
+    table["merged_into"] = pd.to_numeric(table["merged_into"], errors="coerce")
+    return table
+
+
+def check_clinical_table(clinical: pd.DataFrame, source: str) -> pd.DataFrame:
+    """A checked clinical table indexed by (patient_id, timepoint) with steroid_dose_mg and clinical_status."""
+    if "timepoint" not in clinical.columns:
+        raise BrainmetsError(f"{source}: missing column timepoint")
+    table = pd.DataFrame({"timepoint": iso_dates(clinical["timepoint"], source)})
+    table["patient_id"] = clinical["patient_id"].astype(str) if "patient_id" in clinical.columns else None
+    steroid = clinical.get("steroid_dose_mg", pd.Series(np.nan, index=clinical.index))
+    table["steroid_dose_mg"] = pd.to_numeric(steroid, errors="coerce")
+    bad = table["steroid_dose_mg"].isna() & steroid.notna() & (steroid.astype(str).str.strip() != "")
+    bad |= table["steroid_dose_mg"] < 0
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise BrainmetsError(
+            f"{source}: row {row + 2}, column steroid_dose_mg: {steroid.iloc[row]!r} is not a non-negative dose in mg"
+        )
+    status = clinical.get("clinical_status", pd.Series(np.nan, index=clinical.index))
+    status = status.where(status.notna(), "").astype(str).str.strip().str.lower()
+    bad = ~status.isin(("", *CLINICAL_STATUSES))
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise BrainmetsError(
+            f"{source}: row {row + 2}, column clinical_status: {status.iloc[row]!r} is not one of "
+            f"{', '.join(CLINICAL_STATUSES)} (or empty)"
+        )
+    table["clinical_status"] = status.replace("", None)
+    if "baseline" in clinical.columns:
+        table["baseline"] = clinical["baseline"].astype(str).str.strip().str.lower().isin(("true", "1", "yes"))
+    else:
+        table["baseline"] = False
+    return table
+
+
+@dataclass
+class _Visit:
+    """Per-lesion aggregates of one patient at one timepoint (keys: lesion id)."""
+
+    ld: dict[int, float]
+    pd: dict[int, float]
+    slices: dict[int, int]
+    volume: dict[int, float]
+    merged_into: dict[int, int]
+
+
+def _visits(table: pd.DataFrame) -> dict[str, dict[pd.Timestamp, _Visit]]:
+    """Patient -> timepoint -> lesion aggregates (split fragments summed) of a validated lesion table."""
+    visits: dict[str, dict[pd.Timestamp, _Visit]] = {}
+    for (patient, timepoint), _ in table.groupby(["patient_id", "timepoint"], sort=True):
+        visits.setdefault(patient, {})[timepoint] = _Visit({}, {}, {}, {}, {})
+    present = table[(table["component"] > 0) & (table["lesion_id"] > 0)]
+    grouped = present.groupby(["patient_id", "timepoint", "lesion_id"], sort=False).agg(
+        ld=("longest_diameter_mm", "sum"),
+        pd=("perpendicular_diameter_mm", "max"),
+        slices=("n_axial_slices", "max"),
+        volume=("volume_ml", "sum"),
+    )
+    for (patient, timepoint, lesion), ld, pd_, slices, volume in zip(
+        grouped.index, grouped["ld"], grouped["pd"], grouped["slices"], grouped["volume"], strict=True
+    ):
+        visit = visits[patient][timepoint]
+        lesion = int(lesion)
+        visit.ld[lesion], visit.pd[lesion], visit.slices[lesion], visit.volume[lesion] = ld, pd_, int(slices), volume
+    merged = table[(table["component"] == 0) & table["merged_into"].notna()]
+    for patient, timepoint, lesion, host in zip(
+        merged["patient_id"], merged["timepoint"], merged["lesion_id"], merged["merged_into"], strict=True
+    ):
+        visits[patient][timepoint].merged_into[int(lesion)] = int(host)
+    return visits
+
+
+def select_targets(visit: _Visit, settings: RanoSettings) -> list[int]:
+    """Target lesion ids at baseline: up to max_targets measurable lesions, largest LD, then volume, then id."""
+    ids = sorted(visit.ld)
+    measurable = is_measurable(
+        [visit.ld[i] for i in ids], [visit.pd[i] for i in ids], [visit.slices[i] for i in ids], settings
+    )
+    candidates = [i for i, keep in zip(ids, measurable, strict=True) if keep]
+    candidates.sort(key=lambda i: (-visit.ld[i], -visit.volume[i], i))
+    return sorted(candidates[: settings.max_targets])
+
+
+def target_diameters(visit: _Visit, targets: list[int]) -> dict[int, float]:
+    """LD (mm) of each target at one visit: fragments summed, absent = 0, merged lesions to the lowest target."""
+    ld = {i: visit.ld.get(i, 0.0) for i in targets}
+    inherited: dict[int, list[int]] = {}
+    for i in targets:
+        host = visit.merged_into.get(i)
+        if i not in visit.ld and host is not None and host not in targets:
+            inherited.setdefault(host, []).append(i)
+    for host, merged in inherited.items():
+        ld[min(merged)] = visit.ld.get(host, 0.0)
+    return ld
+
+
+def _clinical_for(clinical: pd.DataFrame | None, patient: str) -> dict[pd.Timestamp, tuple[float, str | None, bool]]:
+    """Timepoint -> (steroid dose mg or NaN, clinical status or None, baseline flag) of one patient."""
+    if clinical is None:
+        return {}
+    rows = clinical if clinical["patient_id"].isna().all() else clinical[clinical["patient_id"] == patient]
+    return {
+        t: (dose, status, flag)
+        for t, dose, status, flag in zip(
+            rows["timepoint"], rows["steroid_dose_mg"], rows["clinical_status"], rows["baseline"], strict=True
+        )
+    }
+
+
+def _target_response(sld: float, nadir: float, baseline_sld: float, grown: bool, s: RanoSettings) -> str:
+    """Target response at a follow-up from the sum of LDs (mm) and whether a target grew by >= 5 mm."""
+    if sld >= (1.0 + s.pd_relative) * nadir - _EPS and grown:
+        return "PD"
+    if sld <= _EPS:
+        return "CR"
+    if sld <= (1.0 - s.pr_relative) * baseline_sld + _EPS:
+        return "PR"
+    return "SD"
+
+
+def _nontarget_response(volume: float, nadir: float, s: RanoSettings) -> str:
+    """Non-target response from the total non-target volume (mL) and its nadir (mL)."""
+    if volume >= s.nontarget_pd_volume_ratio * nadir - _EPS and volume - nadir >= s.nontarget_pd_min_increase_ml - _EPS:
+        return "PD"
+    if volume <= _EPS:
+        return "CR"
+    return "non-CR/non-PD"
+
+
+def _assess_patient(
+    patient: str,
+    visits: dict[pd.Timestamp, _Visit],
+    clinical: dict[pd.Timestamp, tuple[float, str | None, bool]],
+    s: RanoSettings,
+) -> list[dict[str, Any]]:
+    """Response rows (one per timepoint) of one patient."""
+    timepoints = sorted(visits)
+    flagged = [t for t in timepoints if t in clinical and clinical[t][2]]
+    baseline = flagged[0] if flagged else timepoints[0]
+    first_seen: dict[int, pd.Timestamp] = {}
+    for t in timepoints:
+        for lesion in visits[t].ld:
+            first_seen.setdefault(lesion, t)
+    timepoints = [t for t in timepoints if t >= baseline]
+    targets = select_targets(visits[baseline], s)
+    nontargets = sorted(i for i, t in first_seen.items() if t <= baseline and i not in targets)
+    new_ids = sorted(i for i, t in first_seen.items() if t > baseline)
+    baseline_dose = clinical.get(baseline, (np.nan, None, False))[0]
+
+    rows: list[dict[str, Any]] = []
+    history_sld: list[float] = []
+    history_ld: dict[int, list[float]] = {i: [] for i in targets}
+    history_volume: list[float] = []
+    previous: pd.Timestamp | None = None
+    for t in timepoints:
+        visit = visits[t]
+        ld = target_diameters(visit, targets)
+        sld = float(sum(ld.values()))
+        volume = float(sum(visit.volume.get(i, 0.0) for i in nontargets))
+        dose, status, _ = clinical.get(t, (np.nan, None, False))
+        row: dict[str, Any] = {
+            "patient_id": patient,
+            "timepoint": t,
+            "days_from_baseline": int((t - baseline).days),
+            "n_lesions": len(visit.ld),
+            "total_volume_ml": float(sum(visit.volume.values())),
+            "target_ids": ";".join(str(i) for i in targets),
+            "sum_ld_mm": sld if targets else np.nan,
+            "nadir_mm": np.nan,
+            "change_from_baseline_pct": np.nan,
+            "change_from_nadir_pct": np.nan,
+            "new_lesions": sum(1 for i in new_ids if first_seen[i] == t),
+            "confirmed": False,
+            "progression_date": None,
+            "assessment": "radiographic" if np.isnan(dose) and status is None else "radiographic+clinical",
+        }
+        if t == baseline:
+            row.update(target_response="BL" if targets else "NA", nontarget_response="BL" if nontargets else "NA")
+            row["overall_response"] = "BL"
+        else:
+            baseline_sld = history_sld[0]
+            nadir = min(history_sld)
+            if targets:
+                grown = any(ld[i] - min(history_ld[i]) >= s.pd_absolute_mm - _EPS for i in targets)
+                target = _target_response(sld, nadir, baseline_sld, grown, s)
+                row["nadir_mm"] = nadir
+                if baseline_sld > 0:
+                    row["change_from_baseline_pct"] = 100.0 * (sld - baseline_sld) / baseline_sld
+                if nadir > 0:
+                    row["change_from_nadir_pct"] = 100.0 * (sld - nadir) / nadir
+            else:
+                target = "NA"
+            nontarget = _nontarget_response(volume, min(history_volume), s) if nontargets else "NA"
+            progression_dates = [t] if "PD" in (target, nontarget) or status == "worse" else []
+            for i in new_ids:
+                if first_seen[i] == t and visit.ld[i] >= s.new_lesion_min_ld_mm - _EPS:
+                    progression_dates.append(t)
+                elif first_seen[i] == previous and i in visit.ld:
+                    if visits[previous].ld[i] < s.new_lesion_min_ld_mm - _EPS:
+                        progression_dates.append(previous)
+            new_present = any(i in visit.ld for i in new_ids)
+            steroids_ok = np.isnan(dose) or np.isnan(baseline_dose) or dose <= baseline_dose
+            if progression_dates:
+                overall = "PD"
+                row["progression_date"] = min(progression_dates)
+            elif (
+                target in ("CR", "NA")
+                and nontarget in ("CR", "NA")
+                and not new_present
+                and (np.isnan(dose) or dose == 0)
+            ):
+                overall = "CR"
+            elif target in ("CR", "PR") and steroids_ok and not new_present:
+                overall = "PR"
+            elif target == "NA":
+                overall = "non-CR/non-PD"
+            else:
+                overall = "SD"
+            row.update(target_response=target, nontarget_response=nontarget, overall_response=overall)
+        rows.append(row)
+        history_sld.append(sld)
+        history_volume.append(volume)
+        for i in targets:
+            history_ld[i].append(ld[i])
+        previous = t
+    _confirm(rows, s)
+    return rows
+
+
+def _confirm(rows: list[dict[str, Any]], s: RanoSettings) -> None:
+    """Mark CR/PR rows confirmed by a same-or-better response >= confirmation_days later, before any PD."""
+    for index, row in enumerate(rows):
+        response = row["overall_response"]
+        if response not in ("CR", "PR"):
+            continue
+        for later in rows[index + 1 :]:
+            if later["overall_response"] == "PD":
+                break
+            if (later["timepoint"] - row["timepoint"]).days >= s.confirmation_days and _RANK[
+                later["overall_response"]
+            ] >= _RANK[response]:
+                row["confirmed"] = True
+                break
+
+
+def assess(
+    lesions: pd.DataFrame, clinical: pd.DataFrame | None = None, settings: RanoSettings | None = None
+) -> pd.DataFrame:
+    """RANO-BM response per patient and timepoint from a `track` lesion table (+ optional clinical table).
+
+    `lesions` may hold a `patient_id` column to cover a cohort; `clinical` has `timepoint` and
+    optionally `patient_id`, `steroid_dose_mg`, `clinical_status` (improved/stable/worse) and
+    `baseline` (true marks the baseline visit instead of the earliest one).
+    """
+    settings = settings or RanoSettings()
+    table = check_lesion_table(lesions, "lesion table")
+    checked_clinical = None if clinical is None else check_clinical_table(clinical, "clinical table")
+    rows: list[dict[str, Any]] = []
+    for patient, visits in _visits(table).items():
+        rows.extend(_assess_patient(patient, visits, _clinical_for(checked_clinical, patient), settings))
+    response = pd.DataFrame(rows, columns=RESPONSE_COLUMNS)
+    response["timepoint"] = pd.to_datetime(response["timepoint"]).dt.strftime("%Y-%m-%d")
+    response["progression_date"] = pd.to_datetime(response["progression_date"]).dt.strftime("%Y-%m-%d")
+    return response.astype({"confirmed": bool, "n_lesions": int, "new_lesions": int, "days_from_baseline": int})
+
+
+def best_overall_response(response: pd.DataFrame) -> pd.DataFrame:
+    """Best confirmed overall response per patient before the first progression (RANO-BM / RECIST rule)."""
+    rows = []
+    for patient, visits in response.groupby("patient_id", sort=True):
+        visits = visits.sort_values("timepoint")
+        followups = visits[visits["overall_response"] != "BL"]
+        progression = followups[followups["overall_response"] == "PD"]
+        first_pd = progression.iloc[0] if len(progression) else None
+        before = followups if first_pd is None else followups[followups["timepoint"] < first_pd["timepoint"]]
+        no_targets = (visits["target_response"] == "NA").all()
+        best, when = ("NA", None) if first_pd is None else ("PD", first_pd["timepoint"])
+        for category in ("CR", "PR"):
+            hits = before[(before["overall_response"] == category) & before["confirmed"].astype(bool)]
+            if len(hits):
+                best, when = category, hits.iloc[0]["timepoint"]
+                break
+        else:
+            if len(before):
+                best, when = ("non-CR/non-PD" if no_targets else "SD"), before.iloc[0]["timepoint"]
+        rows.append(
+            {
+                "patient_id": patient,
+                "best_overall_response": best,
+                "best_response_timepoint": when,
+                "progression_timepoint": None if first_pd is None else first_pd["timepoint"],
+                "progression_date": None if first_pd is None else first_pd["progression_date"],
+                "n_followups": len(followups),
+            }
+        )
+    return pd.DataFrame(rows, columns=BEST_RESPONSE_COLUMNS)
