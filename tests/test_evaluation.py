@@ -229,6 +229,24 @@ def test_evaluate_command_writes_one_row_with_spacing_from_the_affine(tmp_path) 
     assert len(pd.read_csv(lesions, sep="\t")) == 2
 
 
+def test_evaluate_reads_label_maps_as_lesion_masks(tmp_path) -> None:
+    # ground truth stored as lesion ids (1, 2, 7) scores exactly like its binary version
+    truth = box((5, 5, 5), (8, 8, 8), box((25, 20, 20), (27, 22, 22)))
+    ids = np.zeros(SHAPE, np.uint8)
+    ids[5:9, 5:9, 5:9] = 7
+    ids[25:28, 20:23, 20:23] = 2
+    ids[5, 5, 5] = 1
+    pred = write_mask(tmp_path / "pred.nii.gz", box((5, 5, 5), (8, 8, 8)), AFFINE)
+    rows = []
+    for name, mask in (("binary.nii.gz", truth), ("ids.nii.gz", ids)):
+        out = tmp_path / f"{name}.tsv"
+        truth_path = write_mask(tmp_path / name, mask, AFFINE)
+        assert main(["evaluate", "--truth", truth_path, "--pred", pred, "--out", str(out)]) == 0
+        rows.append(pd.read_csv(out, sep="\t").drop(columns=["truth"]).iloc[0])
+    pd.testing.assert_series_equal(rows[0], rows[1], check_names=False)
+    assert (rows[1]["tp_lesions"], rows[1]["fn_lesions"]) == (1, 1)
+
+
 def test_evaluate_refuses_masks_on_different_grids(tmp_path, capsys) -> None:
     mask = box((5, 5, 5), (8, 8, 8))
     t = write_mask(tmp_path / "truth.nii.gz", mask, AFFINE)
@@ -252,7 +270,7 @@ def test_evaluate_refuses_unreadable_and_non_binary_masks(tmp_path, capsys) -> N
     broken = tmp_path / "broken.nii.gz"
     broken.write_bytes(b"not an image")
     out = tmp_path / "metrics.tsv"
-    cases = ((probabilities, "0 and 1"), (broken, "not a readable NIfTI"), (tmp_path / "no.nii.gz", "not found"))
+    cases = ((probabilities, "found 0.7"), (broken, "not a readable NIfTI"), (tmp_path / "no.nii.gz", "not found"))
     for pred, problem in cases:
         assert main(["evaluate", "--truth", t, "--pred", str(pred), "--out", str(out)]) == 2
         message = capsys.readouterr().err.strip()

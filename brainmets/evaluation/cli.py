@@ -23,17 +23,19 @@ GRID_TOLERANCE_VOXELS = 0.01
 ID_COLUMNS = ["patient_id", "timepoint", "truth", "pred"]
 
 
-def load_mask(path: str | os.PathLike[str]) -> nib.Nifti1Image:
-    """Load a binary (0/1) NIfTI mask, refusing unreadable files and other values with a one-line error."""
+def load_mask(path: str | os.PathLike[str]) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """Load a lesion mask or label map (0 = background, positive integers = lesion) as (boolean array, image)."""
     img = load_nifti(path, allow_constant=True)
     data = np.asanyarray(img.dataobj)
-    if not ((data == 0) | (data == 1)).all():
-        values = np.unique(data)
-        shown = ", ".join(f"{v:g}" for v in values[:6]) + (", ..." if values.size > 6 else "")
+    valid = (data >= 0) & (data == np.round(data))
+    if not valid.all():
+        values = np.unique(data[~valid])
+        shown = ", ".join(f"{v:g}" for v in values[:5]) + (", ..." if values.size > 5 else "")
         raise BrainmetsError(
-            f"{path}: a mask must hold only 0 and 1, found {shown}; binarise it (lesion = 1) before evaluating"
+            f"{path}: a mask must hold 0 (background) and positive integers (lesion), found {shown}; "
+            "threshold probability maps (e.g. > 0.5) before evaluating"
         )
-    return img
+    return data > 0, img
 
 
 def check_same_grid(truth: nib.Nifti1Image, pred: nib.Nifti1Image, truth_path: Path, pred_path: Path) -> None:
@@ -62,18 +64,16 @@ def evaluate_files(
 ) -> tuple[dict[str, float], LesionMatch]:
     """Metrics of a predicted mask file against a truth mask file on the same grid (spacing from the affine)."""
     truth_path, pred_path = Path(truth_path), Path(pred_path)
-    truth, pred = load_mask(truth_path), load_mask(pred_path)
-    check_same_grid(truth, pred, truth_path, pred_path)
-    spacing = tuple(float(s) for s in voxel_spacing_mm(truth.affine))
-    return evaluate_segmentation(
-        np.asanyarray(truth.dataobj) != 0, np.asanyarray(pred.dataobj) != 0, spacing, min_lesion_voxels
-    )
+    (truth, truth_img), (pred, pred_img) = load_mask(truth_path), load_mask(pred_path)
+    check_same_grid(truth_img, pred_img, truth_path, pred_path)
+    spacing = tuple(float(s) for s in voxel_spacing_mm(truth_img.affine))
+    return evaluate_segmentation(truth, pred, spacing, min_lesion_voxels)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Declare the options of `brainmets evaluate`."""
-    parser.add_argument("--truth", required=True, type=Path, help="ground-truth mask (NIfTI, 0/1)")
-    parser.add_argument("--pred", required=True, type=Path, help="predicted mask on the same grid (NIfTI, 0/1)")
+    parser.add_argument("--truth", required=True, type=Path, help="ground-truth mask or label map (NIfTI, 0 = none)")
+    parser.add_argument("--pred", required=True, type=Path, help="predicted mask on the same grid (NIfTI, 0 = none)")
     parser.add_argument("--out", required=True, type=Path, help="metrics table to write (TSV, one row)")
     parser.add_argument("--lesions", type=Path, help="also write the per-lesion table here (TSV)")
     parser.add_argument("--patient", default="", help="patient id written into the row")
