@@ -4,17 +4,18 @@ perturbed ground truth."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import ndimage
 
 from brainmets.cli import main
+from brainmets.evaluation.cli import load_mask
 from brainmets.evaluation.cohort import SUMMARY_COLUMNS, summarise_cohort
 from brainmets.evaluation.metrics import SIZE_BIN_LABELS, evaluate_segmentation
-from brainmets.io import write_tsv
+from brainmets.io import read_tsv, voxel_spacing_mm, write_tsv
 
 
 def scan_row(**values: float) -> dict[str, float]:
@@ -170,3 +171,49 @@ def test_stronger_perturbation_scores_worse(metastases, kind: str) -> None:
     elif kind == "dilate":
         assert strong["rel_volume_error"] > mild["rel_volume_error"] > 0
         assert strong["fn_lesions"] == 0 and strong["fp_lesions"] == 0
+
+
+# --- the demo cohort --------------------------------------------------------------------------------
+
+
+def demo_masks(cohort: Path) -> pd.DataFrame:
+    """The demo sample sheet's rows that name a ground-truth mask."""
+    sheet = read_tsv(cohort / "samples.tsv", required=["patient_id", "timepoint", "mask"])
+    return sheet[sheet["mask"].notna()].reset_index(drop=True)
+
+
+def test_demo_truth_against_itself_is_perfect(tiny_cohort: Path, tmp_path: Path) -> None:
+    tables = []
+    for scan in demo_masks(tiny_cohort).itertuples():
+        out = tmp_path / f"{scan.patient_id}_{scan.timepoint}.tsv"
+        argv = ["evaluate", "--truth", scan.mask, "--pred", scan.mask, "--out", str(out)]
+        assert main([*argv, "--patient", scan.patient_id, "--timepoint", scan.timepoint]) == 0
+        tables.append(str(out))
+    assert len(tables) >= 6
+    summary_path = tmp_path / "summary.tsv"
+    argv = ["evaluate-cohort", *tables, "--out", str(tmp_path / "scans.tsv"), "--summary", str(summary_path)]
+    assert main(argv) == 0
+    summary = pd.read_csv(summary_path, sep="\t").set_index("metric")
+    for metric, perfect in (("dice", 1.0), ("hd95_mm", 0.0), ("lesion_dice", 1.0), ("lesion_hd95_mm", 0.0)):
+        assert (summary.loc[metric, "n_scans"], summary.loc[metric, "mean"]) == (len(tables), perfect)
+    assert summary.loc["false_positives_per_scan", "pooled"] == 0.0
+    assert summary.loc["abs_volume_error_ml", "mean"] == 0.0
+    assert summary.loc["lesion_sensitivity", "pooled"] == 1.0 and summary.loc["lesion_sensitivity", "n_lesions"] > 5
+    bins = summary.loc[[f"sensitivity_{label}" for label in SIZE_BIN_LABELS]]
+    assert (bins.loc[bins["n_lesions"] > 0, "pooled"] == 1.0).all()
+
+
+@pytest.mark.parametrize("kind", ["erode", "dilate", "shift"])
+def test_demo_scores_order_with_perturbation_strength(tiny_cohort: Path, kind: str) -> None:
+    for scan in demo_masks(tiny_cohort).itertuples():
+        if not scan.patient_id.startswith("patient"):
+            continue
+        truth, img = load_mask(scan.mask)
+        spacing = tuple(float(s) for s in voxel_spacing_mm(img.affine))
+        mild, strong = (evaluate_segmentation(truth, perturb(truth, kind, k), spacing)[0] for k in (1, 2))
+        where = f"{scan.patient_id} {scan.timepoint}"
+        assert 1.0 > mild["dice"] > strong["dice"], where
+        assert 1.0 > mild["lesion_dice"] > strong["lesion_dice"], where
+        assert 0.0 < mild["hd95_mm"] < strong["hd95_mm"], where
+        assert 0.0 < mild["lesion_hd95_mm"] < strong["lesion_hd95_mm"], where
+        assert mild["fp_lesions"] == strong["fp_lesions"] == 0, where
