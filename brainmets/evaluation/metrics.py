@@ -12,7 +12,8 @@ false positive). Ground-truth lesions smaller than `min_lesion_voxels` are left 
 counts, but the predicted components that hit them are not false positives. The case score is the sum
 over lesions divided by (lesions + false positives); with neither, Dice is 1 and HD95 0.
 
-Building blocks: `scipy.ndimage.label` (components), `binary_dilation`/`binary_erosion` (lesion merging,
+Building blocks: `scipy.ndimage.label` with 26-connectivity (components, through
+`brainmets.longitudinal.measure.label_lesions`), `binary_dilation`/`binary_erosion` (lesion merging,
 surfaces), `distance_transform_edt` with the voxel spacing (surface distances), `find_objects` (crops).
 """
 
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import ndimage
+
+from brainmets.longitudinal.measure import label_lesions
 
 #: HD95 (mm) given to a missed lesion, a false-positive lesion, or a mask compared with an empty one
 HD95_MISSING_MM = 374.0
@@ -49,7 +52,6 @@ _LESION_COLUMNS = {
     "hd95_mm": "float64",
 }
 
-_COMPONENTS = ndimage.generate_binary_structure(3, 3)  # 26-connectivity
 _DILATION = ndimage.generate_binary_structure(3, 2)  # 18-connectivity, as BraTS-METS dilates
 _SURFACE = ndimage.generate_binary_structure(3, 1)  # 6-connected erosion, as MedPy finds surfaces
 
@@ -139,9 +141,9 @@ def match_lesions(
 
     # lesions: labels of the dilated truth, carried back onto the truth voxels, so touching lesions merge;
     # the region of label k in `dilated` is exactly lesion k dilated once
-    dilated, n_lesions = ndimage.label(ndimage.binary_dilation(t, structure=_DILATION), structure=_COMPONENTS)
+    dilated, n_lesions = label_lesions(ndimage.binary_dilation(t, structure=_DILATION))
     lesions = np.where(t, dilated, 0)
-    components, n_components = ndimage.label(p, structure=_COMPONENTS)
+    components, n_components = label_lesions(p)
 
     overlap = (dilated > 0) & (components > 0)
     pairs = np.unique(dilated[overlap].astype(np.int64) * (n_components + 1) + components[overlap])
