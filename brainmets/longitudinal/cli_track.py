@@ -1,0 +1,41 @@
+"""`brainmets track`: persistent lesion ids over one patient's timepoints, with per-lesion measurements."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "Track lesions over a patient's timepoints (masks on one grid): lesion table and label maps of lesion ids."
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Declare the arguments of `brainmets track`."""
+    parser.add_argument(
+        "manifest",
+        type=Path,
+        help="TSV with columns timepoint (ISO date) and mask (binary NIfTI, relative to the manifest's folder "
+        "or absolute); every mask on the same patient-space grid",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output folder: writes OUT/lesions.tsv and OUT/tracked/<timepoint>.nii.gz",
+    )
+    parser.add_argument(
+        "--config", type=Path, help="YAML configuration: `track` section (matching) and `rano` (measurability)"
+    )
+    parser.add_argument("--patient", help="write this id into a leading patient_id column of lesions.tsv")
+
+
+def run(args: argparse.Namespace) -> None:
+    """Track the manifest's masks and write the lesion table and tracked label maps atomically."""
+    from brainmets.errors import BrainmetsError
+    from brainmets.longitudinal.rano import load_settings, read_config_section
+    from brainmets.longitudinal.track import TrackSettings, track_manifest
+
+    try:
+        settings = TrackSettings.from_config(read_config_section(args.config, "track"))
+    except BrainmetsError as error:
+        raise BrainmetsError(f"{args.config}: {error}") from None
+    track_manifest(args.manifest, args.out, settings, load_settings(args.config), args.patient)
