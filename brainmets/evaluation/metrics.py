@@ -12,6 +12,11 @@ false positive). Ground-truth lesions smaller than `min_lesion_voxels` are left 
 counts, but the predicted components that hit them are not false positives. The case score is the sum
 over lesions divided by (lesions + false positives); with neither, Dice is 1 and HD95 0.
 
+Two choices differ from the BraTS-METS 2023 scoring code: HD95 is MedPy's voxel-surface percentile, not
+the surfel-area-weighted one of DeepMind's surface-distance package, and lesions are dropped below
+`min_lesion_voxels` voxels (default 2), where that code drops lesions of at most 2 mm^3 (at 1 mm spacing,
+`min_lesion_voxels=3` reproduces it).
+
 Building blocks: `scipy.ndimage.label` with 26-connectivity (components, through
 `brainmets.longitudinal.measure.label_lesions`), `binary_dilation`/`binary_erosion` (lesion merging,
 surfaces), `distance_transform_edt` with the voxel spacing (surface distances), `find_objects` (crops).
