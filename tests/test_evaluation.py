@@ -276,3 +276,18 @@ def test_evaluate_refuses_unreadable_and_non_binary_masks(tmp_path, capsys) -> N
         message = capsys.readouterr().err.strip()
         assert len(message.splitlines()) == 1 and str(pred) in message and problem in message
     assert not out.exists()
+
+
+def test_min_lesion_voxels_option(tmp_path, capsys) -> None:
+    truth = box((5, 5, 5), (5, 5, 5), box((20, 20, 20), (23, 23, 23)))  # 1 voxel + a 4^3 cube, both missed
+    t = write_mask(tmp_path / "truth.nii.gz", truth, AFFINE)
+    p = write_mask(tmp_path / "pred.nii.gz", np.zeros(SHAPE, bool), AFFINE)
+    counts = []
+    for minimum in ("1", "2"):
+        out = tmp_path / f"min{minimum}.tsv"
+        assert main(["evaluate", "--truth", t, "--pred", p, "--out", str(out), "--min-lesion-voxels", minimum]) == 0
+        counts.append(int(pd.read_csv(out, sep="\t")["fn_lesions"].iloc[0]))
+    assert counts == [2, 1]
+    zero = ["--min-lesion-voxels", "0"]
+    assert main(["evaluate", "--truth", t, "--pred", p, "--out", str(tmp_path / "x.tsv"), *zero]) == 2
+    assert "--min-lesion-voxels" in capsys.readouterr().err
