@@ -291,6 +291,20 @@ def target_diameters(visit: _Visit, targets: list[int]) -> dict[int, float]:
     return ld
 
 
+def target_diameter_history(lesions: pd.DataFrame, target_ids: list[int]) -> pd.DataFrame:
+    """LD (mm) of each target lesion of one patient per timepoint (index: ISO date, columns: lesion ids)."""
+    table = check_lesion_table(lesions, "lesion table")
+    patients = table["patient_id"].unique()
+    if len(patients) != 1:
+        raise BrainmetsError(f"lesion table: expected one patient, found {len(patients)}")
+    visits = _visits(table)[patients[0]]
+    history = pd.DataFrame(
+        [target_diameters(visits[t], target_ids) for t in sorted(visits)], columns=target_ids, dtype=float
+    )
+    history.index = [t.strftime("%Y-%m-%d") for t in sorted(visits)]
+    return history
+
+
 def _clinical_for(clinical: pd.DataFrame | None, patient: str) -> dict[pd.Timestamp, tuple[float, str | None, bool]]:
     """Timepoint -> (steroid dose mg or NaN, clinical status or None, baseline flag) of one patient."""
     if clinical is None:

@@ -1,0 +1,126 @@
+"""End to end on the demo cohort's truth: measure + track + rano reproduce the expected response."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from brainmets.cli import main
+from brainmets.io import save_nifti
+
+#: columns compared exactly (strings) and approximately (numbers); target_ids are compared through the id map
+EXACT = ["patient_id", "timepoint", "days_from_baseline", "n_lesions", "target_response", "nontarget_response",
+         "new_lesions", "overall_response", "confirmed", "progression_date", "assessment"]
+NUMBERS = ["total_volume_ml", "sum_ld_mm", "nadir_mm", "change_from_baseline_pct", "change_from_nadir_pct"]
+
+
+def read(path: Path) -> pd.DataFrame:
+    """A TSV with "NA" kept as the response category it is, empty cells as missing."""
+    return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""])
+
+
+@pytest.fixture(scope="module")
+def tracked_truth(tiny_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """Binarised truth label maps of every patient run through `brainmets track` and `brainmets rano`."""
+    out = tmp_path_factory.mktemp("longitudinal")
+    expected = read(tiny_cohort / "truth" / "expected_response.tsv")
+    samples = pd.read_csv(tiny_cohort / "samples.tsv", sep="\t", dtype=str)
+    patients = sorted(expected["patient_id"].unique())
+    for patient in patients:
+        dates = sorted(samples.loc[samples["patient_id"] == patient, "timepoint"])
+        for date in dates:
+            truth = nib.load(tiny_cohort / "truth" / patient / f"{date}_lesions.nii.gz")
+            save_nifti(np.asarray(truth.dataobj) > 0, truth.affine, out / "masks" / patient / f"{date}.nii.gz")
+        manifest = pd.DataFrame({"timepoint": dates, "mask": [f"masks/{patient}/{d}.nii.gz" for d in dates]})
+        manifest.to_csv(out / f"{patient}.tsv", sep="\t", index=False)
+        assert main(["track", str(out / f"{patient}.tsv"), "--out", str(out / patient), "--patient", patient]) == 0
+    lesion_tables = [str(out / p / "lesions.tsv") for p in patients]
+    code = main(["rano", *lesion_tables, "--clinical", str(tiny_cohort / "samples.tsv"), "--out",
+                 str(out / "response.tsv"), "--best-out", str(out / "best.tsv")])
+    assert code == 0
+    return {"out": out, "patients": patients, "expected": expected, "cohort": tiny_cohort}
+
+
+def id_map(cohort: Path, out: Path, patient: str) -> dict[int, int]:
+    """Tracked lesion id -> truth lesion id, by the majority of voxels where the tracked lesion first appears."""
+    mapping: dict[int, int] = {}
+    for tracked_path in sorted((out / patient / "tracked").iterdir()):
+        date = tracked_path.name.removesuffix(".nii.gz")
+        tracked = np.asarray(nib.load(tracked_path).dataobj)
+        truth = np.asarray(nib.load(cohort / "truth" / patient / f"{date}_lesions.nii.gz").dataobj).astype(int)
+        for lesion_id in np.unique(tracked[tracked > 0]):
+            if int(lesion_id) not in mapping:
+                mapping[int(lesion_id)] = int(np.bincount(truth[tracked == lesion_id]).argmax())
+    return mapping
+
+
+def test_truth_masks_reproduce_the_expected_response(tracked_truth):
+    out, expected = tracked_truth["out"], tracked_truth["expected"]
+    response = read(out / "response.tsv")
+    assert len(response) == len(expected)
+    pd.testing.assert_frame_equal(response[EXACT], expected[EXACT], check_dtype=False)
+    for column in NUMBERS:
+        assert response[column].to_numpy(dtype=float) == pytest.approx(expected[column].to_numpy(dtype=float),
+                                                                         abs=1e-6, nan_ok=True), column
+    for patient in tracked_truth["patients"]:
+        mapping = id_map(tracked_truth["cohort"], out, patient)
+        ours = response.loc[response["patient_id"] == patient, "target_ids"].astype(str)
+        theirs = expected.loc[expected["patient_id"] == patient, "target_ids"].astype(str)
+        translated = [sorted(mapping[int(i)] for i in ids.split(";") if i) for ids in ours]
+        assert translated == [sorted(int(i) for i in ids.split(";") if i) for ids in theirs]
+
+
+def test_tracked_events_match_the_truth_lesion_table(tracked_truth):
+    out, cohort = tracked_truth["out"], tracked_truth["cohort"]
+    truth = pd.read_csv(cohort / "truth" / "lesions.tsv", sep="\t")
+    for patient in tracked_truth["patients"]:
+        mapping = id_map(cohort, out, patient)
+        ours = pd.read_csv(out / patient / "lesions.tsv", sep="\t")
+        ours["lesion_id"] = ours["lesion_id"].map(mapping)
+        keys = ["timepoint", "lesion_id", "event"]
+        mine = ours.groupby(keys)["longest_diameter_mm"].sum()
+        theirs = truth[truth["patient_id"] == patient].groupby(keys)["longest_diameter_mm"].sum()
+        assert mine.index.tolist() == theirs.index.tolist()
+        assert mine.to_numpy() == pytest.approx(theirs.to_numpy())
+
+
+def test_responses_are_the_scenarios_intended_ones_and_best_response_follows(tracked_truth):
+    response = read(tracked_truth["out"] / "response.tsv")
+    scenarios = pd.read_csv(tracked_truth["cohort"] / "truth" / "scenarios.tsv", sep="\t")
+    for scenario in scenarios.itertuples():
+        seen = response.loc[response["patient_id"] == scenario.patient_id, "overall_response"].tolist()
+        assert seen == scenario.intended_response.split(","), scenario.scenario
+    best = read(tracked_truth["out"] / "best.tsv").set_index("patient_id")
+    # partial response (PR at both follow-ups, 76 days apart: confirmed); progression at the first follow-up
+    expected = {"partial-response": "PR", "progression-new-lesion": "PD"}
+    for scenario in scenarios.itertuples():
+        assert best.loc[scenario.patient_id, "best_overall_response"] == expected[scenario.scenario]
+
+
+def test_rano_command_draws_the_pictures(tracked_truth, tmp_path):
+    out = tracked_truth["out"]
+    lesions = [str(out / p / "lesions.tsv") for p in tracked_truth["patients"]]
+    code = main(["rano", *lesions, "--out", str(tmp_path / "r.tsv"), "--trajectory", str(tmp_path / "{patient}_trajectory.png"),
+                 "--timeline", str(tmp_path / "{patient}_timeline.png")])
+    assert code == 0
+    for patient in tracked_truth["patients"]:
+        for kind in ("trajectory", "timeline"):
+            picture = tmp_path / f"{patient}_{kind}.png"
+            assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            import matplotlib.image
+
+            pixels = matplotlib.image.imread(picture)
+            assert pixels.shape[0] > 200 and pixels.shape[1] > 400
+            assert pixels[..., :3].std() > 0.05  # something is drawn
+
+
+def test_pictures_for_several_patients_need_a_patient_placeholder(tracked_truth, tmp_path, capsys):
+    lesions = [str(tracked_truth["out"] / p / "lesions.tsv") for p in tracked_truth["patients"]]
+    code = main(["rano", *lesions, "--out", str(tmp_path / "r.tsv"), "--trajectory", str(tmp_path / "t.png")])
+    assert code == 2
+    assert "{patient}" in capsys.readouterr().err
+    assert not (tmp_path / "r.tsv").exists()
