@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "prepare-case": "brainmets.training.cli_prepare",
     "train": "brainmets.training.cli",
     "finalise-model": "brainmets.training.cli_finalise",
+    "predict": "brainmets.inference.cli_predict",
     "segment": "brainmets.inference.cli",
     "measure": "brainmets.longitudinal.cli_measure",
     "track": "brainmets.longitudinal.cli_track",

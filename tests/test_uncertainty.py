@@ -13,7 +13,7 @@ from brainmets.inference.ensemble import mirror_combinations, predict_ensemble
 from brainmets.inference.uncertainty import (
     binary_entropy_bits,
     ensemble_maps,
-    label_lesions,
+    threshold_lesions,
     lesion_table,
     min_lesion_voxels,
 )
@@ -59,8 +59,8 @@ def test_label_threshold_and_small_lesion_removal():
     p[2:5, 2:5, 2:5] = 0.9  # 27 voxels
     p[10, 10, 10] = 0.6  # 1 voxel
     p[15, 15, 15] = 0.5  # exactly 0.5 is not a lesion
-    assert label_lesions(p, (1.0, 1.0, 1.0)).sum() == 28
-    kept = label_lesions(p, (1.0, 1.0, 1.0), min_volume_ml=0.002)
+    assert threshold_lesions(p, (1.0, 1.0, 1.0)).sum() == 28
+    kept = threshold_lesions(p, (1.0, 1.0, 1.0), min_volume_ml=0.002)
     assert kept.sum() == 27 and kept[10, 10, 10] == 0
     assert kept.dtype == np.uint8
 

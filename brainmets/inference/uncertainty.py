@@ -19,9 +19,7 @@ from scipy.special import entr
 from skimage.morphology import remove_small_objects
 
 from brainmets.errors import BrainmetsError
-
-#: 26-connectivity in 3-D: voxels touching by a face, an edge or a corner belong to one lesion
-CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
+from brainmets.longitudinal.measure import label_lesions
 
 #: names of the uncertainty maps, in the order they are written and tabulated
 UNCERTAINTY_MAPS = ("total_entropy", "expected_entropy", "mutual_information")
@@ -98,7 +96,7 @@ def min_lesion_voxels(min_volume_ml: float, spacing_mm: tuple[float, float, floa
     return math.ceil(round(min_volume_ml / voxel_ml, 9))
 
 
-def label_lesions(
+def threshold_lesions(
     probability: np.ndarray, spacing_mm: tuple[float, float, float], min_volume_ml: float = 0.0
 ) -> np.ndarray:
     """Binary lesion label (uint8) = probability > 0.5, without 26-connected lesions under `min_volume_ml` mL."""
@@ -115,13 +113,13 @@ def lesion_table(
     uncertainty: Mapping[str, np.ndarray],
     spacing_mm: tuple[float, float, float],
 ) -> pd.DataFrame:
-    """One row per 26-connected lesion: size (voxels, mL), centroid (voxel indices), mean probability, mean/max of each map."""
-    components, count = ndimage.label(np.asarray(label) > 0, structure=CONNECTIVITY_26)
+    """One row per 26-connected lesion (`component` 1..n): size (voxels, mL), centroid (voxel indices), mean probability, mean/max of each map."""
+    components, count = label_lesions(label)
     ids = np.arange(1, count + 1)
     voxels = ndimage.sum_labels(np.ones(components.shape), components, ids) if count else np.zeros(0)
     table = pd.DataFrame(
         {
-            "lesion": ids,
+            "component": ids,
             "voxels": voxels.astype(int),
             "volume_ml": voxels * float(np.prod(spacing_mm)) / 1000.0,
         }

@@ -1,0 +1,79 @@
+"""`brainmets predict`: one preprocessed patient-space scan -> probability, label, uncertainty maps, lesion table."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from brainmets.inference.pipeline import InferenceSettings
+
+HELP = "Predict lesions with uncertainty on a preprocessed (patient-space, z-scored) scan with a trained model."
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the options shared by `predict` and `segment`: model, configuration and per-run overrides."""
+    parser.add_argument("--model", type=Path, required=True, help="model directory (model.json + fold_<k>/)")
+    parser.add_argument("--config", type=Path, help="YAML configuration whose `inference` section sets the defaults")
+    parser.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1) (default 0.5)")
+    parser.add_argument(
+        "--mirror-axes", type=int, nargs="*", metavar="AXIS",
+        help="test-time mirroring axes (default 0 1 2: 8 flips); give none to switch mirroring off",
+    )
+    parser.add_argument("--min-lesion-ml", type=float, help="drop predicted lesions smaller than this (mL; default 0)")
+    parser.add_argument("--batch-size", type=int, help="windows per network call (default 1)")
+    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), help="where the network runs (default auto)")
+    parser.add_argument("--weights", choices=("best", "latest"), help="which checkpoint of each fold (default best)")
+    parser.add_argument("--threads", type=int, help="CPU threads for TensorFlow (default: all)")
+
+
+def settings_from_args(args: argparse.Namespace) -> InferenceSettings:
+    """InferenceSettings from --config (if given) with the command-line overrides applied."""
+    from brainmets.inference.pipeline import InferenceSettings, check_settings, settings_from_config
+    from brainmets.training.settings import read_yaml
+
+    settings = settings_from_config(read_yaml(args.config), str(args.config)) if args.config else InferenceSettings()
+    settings = settings.replace(
+        overlap=args.overlap,
+        mirror_axes=None if args.mirror_axes is None else tuple(args.mirror_axes),
+        min_lesion_ml=args.min_lesion_ml,
+        batch_size=args.batch_size,
+        device=args.device,
+        weights=args.weights,
+    )
+    check_settings(settings, "command line")
+    return settings
+
+
+def set_threads(threads: int | None) -> None:
+    """Limit TensorFlow's CPU threads (before it starts); None keeps its default of all cores."""
+    if threads is None:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already running in this process (library use): keep its threads
+        logging.getLogger(__name__).warning("TensorFlow is already initialised; --threads %d ignored", threads)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Declare the arguments of `brainmets predict`."""
+    parser.add_argument("--image", type=Path, required=True, help="preprocessed, z-scored image in patient space")
+    parser.add_argument("--brain-mask", type=Path, required=True, help="brain mask on the same grid")
+    parser.add_argument("--out-dir", type=Path, required=True, help="folder for the maps and lesions.tsv")
+    add_inference_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Load the model, predict the scan and write its outputs atomically."""
+    from brainmets.inference.pipeline import load_segmenter, predict_scan
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    settings = settings_from_args(args)
+    set_threads(args.threads)
+    segmenter = load_segmenter(args.model, settings)
+    predict_scan(segmenter, args.image, args.brain_mask, args.out_dir)

@@ -1,0 +1,228 @@
+"""From a model directory and a patient-space scan to the files of the inference stage.
+
+Per scan, in the scan's folder (patient space, the grid of the preprocessed image):
+
+    probability.nii.gz                       mean lesion probability over folds x mirrorings (float32)
+    segmentation.nii.gz                      lesion label, probability > 0.5 minus lesions under min_lesion_ml (uint8)
+    uncertainty_total_entropy.nii.gz         H(mean p), bits
+    uncertainty_expected_entropy.nii.gz      mean H(p_m), bits (the published system's map)
+    uncertainty_mutual_information.nii.gz    total - expected, bits
+    lesions.tsv                              one row per 26-connected lesion (see LESION_COLUMNS)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from brainmets.errors import BrainmetsError
+from brainmets.inference.ensemble import mirror_combinations, predict_ensemble
+from brainmets.inference.sliding import BatchPredictor
+from brainmets.inference.uncertainty import UNCERTAINTY_MAPS, EnsembleMaps, threshold_lesions, lesion_table
+from brainmets.io import load_nifti, save_nifti, voxel_spacing_mm, write_tsv
+
+log = logging.getLogger(__name__)
+
+PROBABILITY = "probability.nii.gz"
+SEGMENTATION = "segmentation.nii.gz"
+LESIONS = "lesions.tsv"
+#: uncertainty map name -> file name
+UNCERTAINTY_FILES = {name: f"uncertainty_{name}.nii.gz" for name in UNCERTAINTY_MAPS}
+#: every NIfTI map the stage writes, map name -> file name; label maps are resampled nearest, others linearly
+MAP_FILES = {"probability": PROBABILITY, "segmentation": SEGMENTATION, **UNCERTAINTY_FILES}
+LABEL_MAPS = ("segmentation",)
+
+#: a z-scored brain has mean 0 and standard deviation 1; wider tolerances allow for cropping and rounding
+ZSCORE_TOLERANCE = 0.1
+#: relative difference between scan spacing and model spacing that is still accepted
+SPACING_TOLERANCE = 0.01
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceSettings:
+    """The `inference` section of the configuration (see config/README.md)."""
+
+    overlap: float = 0.5
+    mirror_axes: tuple[int, ...] = (0, 1, 2)
+    min_lesion_ml: float = 0.0
+    batch_size: int = 1
+    device: str = "auto"
+    jit_compile: str | bool = "auto"
+    fuse_norm: bool = True
+    weights: str = "best"
+
+    def replace(self, **changes: Any) -> InferenceSettings:
+        """A copy with the given fields changed (None values are ignored)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def settings_from_config(config: Mapping[str, Any], source: str = "config") -> InferenceSettings:
+    """InferenceSettings from a configuration mapping's `inference` section (missing keys keep defaults)."""
+    section = dict(config.get("inference") or {})
+    known = {f.name for f in dataclasses.fields(InferenceSettings)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise BrainmetsError(f"{source}: unknown inference key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    try:
+        settings = InferenceSettings(**section)
+        settings = settings.replace(
+            overlap=float(settings.overlap),
+            mirror_axes=tuple(int(a) for a in (settings.mirror_axes or ())),
+            min_lesion_ml=float(settings.min_lesion_ml),
+            batch_size=int(settings.batch_size),
+        )
+    except (TypeError, ValueError) as error:
+        raise BrainmetsError(f"{source}: invalid inference section ({error})") from None
+    check_settings(settings, source)
+    return settings
+
+
+def check_settings(settings: InferenceSettings, source: str = "inference settings") -> None:
+    """Raise BrainmetsError naming `source` when a setting is out of range."""
+    problems = []
+    if not 0.0 <= settings.overlap < 1.0:
+        problems.append(f"overlap {settings.overlap} must be in [0, 1)")
+    if settings.min_lesion_ml < 0:
+        problems.append(f"min_lesion_ml {settings.min_lesion_ml} must be >= 0")
+    if settings.batch_size < 1:
+        problems.append(f"batch_size {settings.batch_size} must be >= 1")
+    if settings.device not in ("auto", "cpu", "gpu"):
+        problems.append(f"device {settings.device!r} must be auto, cpu or gpu")
+    if settings.jit_compile not in ("auto", True, False):
+        problems.append(f"jit_compile {settings.jit_compile!r} must be auto, true or false")
+    if settings.weights not in ("best", "latest"):
+        problems.append(f"weights {settings.weights!r} must be best or latest")
+    if problems:
+        raise BrainmetsError(f"{source}: inference " + "; ".join(problems))
+    mirror_combinations(settings.mirror_axes)
+
+
+@dataclasses.dataclass
+class Segmenter:
+    """A loaded model ready to predict scans: its metadata, compiled fold predictors and settings."""
+
+    metadata: dict[str, Any]
+    predictors: list[BatchPredictor]
+    settings: InferenceSettings
+
+    @property
+    def patch_size(self) -> tuple[int, int, int]:
+        """The network's window (voxels)."""
+        return tuple(int(p) for p in self.metadata["patch_size"])
+
+    @property
+    def spacing_mm(self) -> tuple[float, float, float]:
+        """The voxel spacing (mm) the model was trained at."""
+        return tuple(float(s) for s in self.metadata["spacing_mm"])
+
+    def predict(self, image: np.ndarray, brain_mask: np.ndarray | None) -> EnsembleMaps:
+        """Mean probability and uncertainty maps of one z-scored volume at the model's spacing."""
+        return predict_ensemble(
+            image,
+            self.predictors,
+            self.patch_size,
+            brain_mask=brain_mask,
+            overlap=self.settings.overlap,
+            mirror_axes=self.settings.mirror_axes,
+            batch_size=self.settings.batch_size,
+        )
+
+
+def load_segmenter(model_dir: str | os.PathLike[str], settings: InferenceSettings) -> Segmenter:
+    """Load and validate a model directory and compile one predictor per fold for the configured device."""
+    from brainmets.inference.runtime import compile_predictor, resolve_device
+    from brainmets.training.modeldir import load_model_dir
+
+    check_settings(settings)
+    started = time.perf_counter()
+    metadata, models = load_model_dir(model_dir, weights=settings.weights)
+    device = resolve_device(settings.device)
+    jit = device.startswith("/GPU") if settings.jit_compile == "auto" else bool(settings.jit_compile)
+    predictors = [
+        compile_predictor(m, metadata["patch_size"], device=device, jit_compile=jit, fuse_norm=settings.fuse_norm)
+        for m in models
+    ]
+    log.info("model %s: %d folds on %s loaded in %.1f s", model_dir, len(models), device, time.perf_counter() - started)
+    return Segmenter(metadata, predictors, settings)
+
+
+def check_zscored(image: np.ndarray, brain_mask: np.ndarray, source: str) -> None:
+    """Raise BrainmetsError unless the brain voxels have mean ~0 and standard deviation ~1."""
+    brain = image[brain_mask]
+    if brain.size == 0:
+        raise BrainmetsError(f"{source}: the brain mask is empty; check the skull stripping of this scan")
+    mean, std = float(brain.mean()), float(brain.std())
+    if abs(mean) > ZSCORE_TOLERANCE or abs(std - 1.0) > ZSCORE_TOLERANCE:
+        raise BrainmetsError(
+            f"{source}: brain voxels have mean {mean:.3g} and standard deviation {std:.3g}, not a z-scored image; "
+            "give the normalised image written by `brainmets preprocess`"
+        )
+
+
+def check_spacing(affine: np.ndarray, spacing_mm: Sequence[float], source: str) -> None:
+    """Raise BrainmetsError unless the image's voxel spacing matches the model's (mm)."""
+    found = voxel_spacing_mm(affine)
+    expected = np.asarray(spacing_mm, dtype=float)
+    if np.any(np.abs(found - expected) > SPACING_TOLERANCE * expected):
+        raise BrainmetsError(
+            f"{source}: voxel spacing {tuple(np.round(found, 3))} mm differs from the model's "
+            f"{tuple(expected)} mm; resample it with `brainmets preprocess` (preprocess.spacing_mm)"
+        )
+
+
+def scan_results(
+    maps: EnsembleMaps, affine: np.ndarray, min_lesion_ml: float
+) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """All maps to write (name -> array) and the lesion table of one predicted scan."""
+    spacing = tuple(float(s) for s in voxel_spacing_mm(affine))
+    label = threshold_lesions(maps.probability, spacing, min_lesion_ml)
+    table = lesion_table(label, maps.probability, maps.uncertainty(), spacing)
+    centroids_mm = nib.affines.apply_affine(affine, table[["centroid_i", "centroid_j", "centroid_k"]].to_numpy(float))
+    for axis, name in enumerate(("x", "y", "z")):
+        table[f"centroid_{name}_mm"] = np.asarray(centroids_mm).reshape(-1, 3)[:, axis]
+    arrays = {"probability": maps.probability, "segmentation": label, **maps.uncertainty()}
+    return arrays, table
+
+
+def write_scan_results(
+    arrays: Mapping[str, np.ndarray], table: pd.DataFrame, affine: np.ndarray, out_dir: str | os.PathLike[str]
+) -> dict[str, Path]:
+    """Write every map and the lesion table into `out_dir` atomically; returns name -> path."""
+    out = Path(out_dir)
+    paths = {name: save_nifti(arrays[name], affine, out / MAP_FILES[name]) for name in MAP_FILES}
+    paths["lesions"] = write_tsv(table, out / LESIONS)
+    return paths
+
+
+def predict_scan(
+    segmenter: Segmenter,
+    image_path: str | os.PathLike[str],
+    brain_mask_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+) -> dict[str, Path]:
+    """Predict one preprocessed patient-space scan and write its maps and lesion table; returns name -> path."""
+    image_img = load_nifti(image_path)
+    mask_img = load_nifti(brain_mask_path)
+    if mask_img.shape != image_img.shape or not np.allclose(mask_img.affine, image_img.affine, atol=1e-4):
+        raise BrainmetsError(
+            f"{brain_mask_path}: brain mask grid (shape {mask_img.shape}) differs from the image {image_path} "
+            f"(shape {image_img.shape}); give the mask written with that image"
+        )
+    check_spacing(image_img.affine, segmenter.spacing_mm, str(image_path))
+    image = np.asarray(image_img.dataobj, dtype=np.float32)
+    brain_mask = np.asarray(mask_img.dataobj) > 0
+    check_zscored(image, brain_mask, str(image_path))
+    started = time.perf_counter()
+    maps = segmenter.predict(image, brain_mask)
+    arrays, table = scan_results(maps, image_img.affine, segmenter.settings.min_lesion_ml)
+    log.info("%s: %d lesions in %.1f s", image_path, len(table), time.perf_counter() - started)
+    return write_scan_results(arrays, table, image_img.affine, out_dir)

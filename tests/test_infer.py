@@ -1,0 +1,150 @@
+"""Inference from a model directory: fused graph equivalence, `brainmets predict` outputs and bad input."""
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from brainmets.cli import main
+from brainmets.errors import BrainmetsError
+from brainmets.inference.pipeline import (
+    MAP_FILES,
+    InferenceSettings,
+    load_segmenter,
+    predict_scan,
+    settings_from_config,
+)
+from brainmets.io import save_nifti
+
+NETWORK = {"filters": [4, 8], "deep_supervision_heads": 0}
+PATCH = [16, 16, 16]
+
+
+def randomised_unet(seed: int):
+    import keras
+
+    from brainmets.training.model import build_unet
+
+    keras.utils.set_random_seed(seed)
+    model = build_unet(**NETWORK)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.GroupNormalization):  # non-trivial affine parameters
+            layer.set_weights([rng.uniform(0.5, 1.5, layer.gamma.shape), rng.normal(0, 0.5, layer.beta.shape)])
+    return model
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    from brainmets.training.modeldir import model_metadata, write_json
+
+    root = tmp_path_factory.mktemp("model")
+    for fold in (0, 1):
+        (root / f"fold_{fold}").mkdir()
+        randomised_unet(fold).save_weights(str(root / f"fold_{fold}" / "best.weights.h5"))
+    write_json(model_metadata("tiny", NETWORK, PATCH, [1.0, 1.0, 1.0], [0, 1]), root / "model.json")
+    return root
+
+
+@pytest.fixture(scope="module")
+def scan(tmp_path_factory) -> tuple[Path, Path, np.ndarray]:
+    """A z-scored 'brain' (ellipsoid) with a bright blob on a 1 mm grid with a non-trivial affine."""
+    root = tmp_path_factory.mktemp("scan")
+    shape = (27, 22, 19)
+    grid = np.indices(shape).astype(float)
+    centre = (np.array(shape) - 1) / 2
+    brain = (((grid - centre[:, None, None, None]) / (np.array(shape)[:, None, None, None] * 0.45)) ** 2).sum(0) < 1
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=shape).astype(np.float32)
+    image[9:13, 8:12, 7:11] += 3.0
+    image[brain] = (image[brain] - image[brain].mean()) / image[brain].std()
+    image[~brain] = 0.0
+    affine = np.array([[1.0, 0, 0, -13], [0, 1.0, 0, -11], [0, 0, 1.0, -9], [0, 0, 0, 1]])
+    save_nifti(image, affine, root / "image.nii.gz")
+    save_nifti(brain.astype(np.uint8), affine, root / "brain_mask.nii.gz")
+    return root / "image.nii.gz", root / "brain_mask.nii.gz", affine
+
+
+def test_fused_instance_norm_graph_matches_the_keras_model():
+    from brainmets.inference.runtime import compile_predictor
+    from brainmets.training.model import full_resolution_model
+
+    model = full_resolution_model(randomised_unet(3))
+    batch = np.random.default_rng(1).normal(size=(2, 16, 16, 16, 1)).astype(np.float32)
+    expected = np.asarray(model(batch, training=False))
+    fused = compile_predictor(model, PATCH, fuse_norm=True)(batch)
+    plain = compile_predictor(model, PATCH, fuse_norm=False)(batch)
+    np.testing.assert_allclose(plain, expected, atol=1e-5)
+    np.testing.assert_allclose(fused, expected, atol=1e-4)
+    assert np.abs(expected).max() > 0.1  # the comparison is not between two zero maps
+
+
+def test_predict_writes_consistent_maps_on_the_input_grid(model_dir, scan, tmp_path):
+    image_path, mask_path, affine = scan
+    out = tmp_path / "out"
+    assert main(["predict", "--image", str(image_path), "--brain-mask", str(mask_path), "--model", str(model_dir),
+                 "--out-dir", str(out), "--mirror-axes", "0", "2", "--overlap", "0.5", "--threads", "2"]) == 0
+    maps = {name: nib.load(out / f) for name, f in MAP_FILES.items()}
+    for img in maps.values():
+        assert img.shape == (27, 22, 19)
+        np.testing.assert_allclose(img.affine, affine)
+    data = {name: np.asarray(img.dataobj) for name, img in maps.items()}
+    brain = np.asarray(nib.load(mask_path).dataobj) > 0
+    p = data["probability"]
+    assert (p >= 0).all() and (p <= 1).all() and (p[~brain] == 0).all()
+    assert 0 < p[brain].min() < p[brain].max() < 1
+    np.testing.assert_array_equal(data["segmentation"], (p > 0.5).astype(np.uint8))
+    np.testing.assert_allclose(
+        data["total_entropy"], data["expected_entropy"] + data["mutual_information"], atol=1e-6
+    )
+    assert all((data[k] >= 0).all() for k in ("total_entropy", "expected_entropy", "mutual_information"))
+    assert data["mutual_information"][brain].max() > 0  # 2 folds x 4 mirrorings disagree somewhere
+    table = pd.read_csv(out / "lesions.tsv", sep="\t")
+    from scipy import ndimage
+
+    assert len(table) == ndimage.label(data["segmentation"], structure=np.ones((3, 3, 3)))[1]
+    assert table["voxels"].sum() == data["segmentation"].sum()
+
+
+def test_segmenter_averages_over_folds(model_dir, scan, tmp_path):
+    image_path, mask_path, _ = scan
+    settings = InferenceSettings(mirror_axes=(), device="cpu")
+    both = load_segmenter(model_dir, settings)
+    image = np.asarray(nib.load(image_path).dataobj, dtype=np.float32)
+    brain = np.asarray(nib.load(mask_path).dataobj) > 0
+    from brainmets.inference.ensemble import predict_ensemble
+
+    members = [predict_ensemble(image, [p], both.patch_size, brain_mask=brain, mirror_axes=()).probability
+               for p in both.predictors]
+    together = both.predict(image, brain).probability
+    np.testing.assert_allclose(together, (members[0] + members[1]) / 2, atol=1e-6)
+    assert np.abs(members[0] - members[1]).max() > 0.01
+
+
+def test_unnormalised_or_mismatched_inputs_are_refused(model_dir, scan, tmp_path):
+    image_path, mask_path, affine = scan
+    segmenter = load_segmenter(model_dir, InferenceSettings(mirror_axes=()))
+    raw = tmp_path / "raw.nii.gz"
+    save_nifti(np.asarray(nib.load(image_path).dataobj) * 50 + 300, affine, raw)
+    with pytest.raises(BrainmetsError, match="raw.nii.gz.*z-scored"):
+        predict_scan(segmenter, raw, mask_path, tmp_path / "out")
+    coarse = tmp_path / "coarse.nii.gz"
+    save_nifti(np.asarray(nib.load(image_path).dataobj), np.diag([2.0, 2.0, 2.0, 1.0]), coarse)
+    with pytest.raises(BrainmetsError, match="coarse.nii.gz.*brain mask grid"):
+        predict_scan(segmenter, image_path, coarse, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_model_directory_and_settings_end_in_one_line(scan, tmp_path, capsys):
+    image_path, mask_path, _ = scan
+    code = main(["predict", "--image", str(image_path), "--brain-mask", str(mask_path),
+                 "--model", str(tmp_path / "nomodel"), "--out-dir", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert "nomodel" in err and len(err.splitlines()) == 1
+    with pytest.raises(BrainmetsError, match="cfg.yaml: unknown inference key"):
+        settings_from_config({"inference": {"overlapp": 0.5}}, "cfg.yaml")
+    with pytest.raises(BrainmetsError, match="overlap 1.5"):
+        settings_from_config({"inference": {"overlap": 1.5}}, "cfg.yaml")
