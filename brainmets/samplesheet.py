@@ -1,0 +1,235 @@
+"""The sample sheet: one row per scan, validated before the workflow builds its jobs.
+
+Columns: `patient_id`, `timepoint` (ISO date), `image`, and optionally `mask` (ground truth on the
+image's grid), `training` (true/false), `baseline` (true/false), `steroid_dose_mg`, `clinical_status`
+(improved/stable/worse). Paths are relative to the working directory or absolute. Every problem is
+reported as one line naming the sheet, the row (1 = first row under the header), the column and the fix.
+
+The JSON schema `workflow/schemas/samples.schema.yaml` describes one row as `read_sheet` returns it
+(the workflow validates with `snakemake.utils.validate`); `load_samples` applies the same schema with
+`jsonschema` and then the checks a schema cannot express.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import functools
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from brainmets.errors import BrainmetsError
+
+HELP = "Check a sample sheet (ids, dates, duplicates, files) and report the first problem as one line."
+
+#: columns every sheet needs
+REQUIRED_COLUMNS: list[str] = ["patient_id", "timepoint", "image"]
+#: optional columns the pipeline reads
+OPTIONAL_COLUMNS: list[str] = ["mask", "training", "baseline", "steroid_dose_mg", "clinical_status"]
+#: the schema shipped with the workflow, relative to the repository root
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "samples.schema.yaml"
+
+#: what to do about a bad value, per column
+_FIX = {
+    "patient_id": "use letters, digits, '_' and '-' only, starting with a letter or digit",
+    "timepoint": "write the scan date as YYYY-MM-DD",
+    "image": "give the path of the T1-CE NIfTI image",
+    "mask": "give the path of the ground-truth mask or leave the cell empty",
+    "training": "write true or false",
+    "baseline": "write true or false",
+    "steroid_dose_mg": "write the dose in mg as a non-negative number or leave the cell empty",
+    "clinical_status": "write improved, stable or worse, or leave the cell empty",
+}
+_TRUE = {"true", "1", "yes"}
+
+
+def read_sheet(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """The sheet as text: every cell a string, empty cells missing (NaN); the form the schema describes."""
+    p = Path(path)
+    if not p.is_file():
+        raise BrainmetsError(f"{p}: sample sheet not found; give the path of a tab-separated sheet")
+    try:
+        table = pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False, na_values=[""])
+    except Exception as error:  # pandas raises several types for malformed text
+        raise BrainmetsError(f"{p}: not a readable tab-separated sheet ({error})".splitlines()[0]) from None
+    table.columns = [str(c).strip() for c in table.columns]
+    return table
+
+
+@functools.lru_cache(maxsize=4)
+def _validator(schema_path: str) -> Any:
+    """A JSON-schema validator for one sheet row, from the YAML schema file."""
+    import jsonschema
+    import yaml
+
+    p = Path(schema_path)
+    if not p.is_file():
+        raise BrainmetsError(f"{p}: sample-sheet schema not found; run from the repository or pass schema=")
+    with p.open() as handle:
+        schema = yaml.safe_load(handle)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _where(sheet: Path, row: int, column: str) -> str:
+    """'sheet: row R (line L), column C' for a 0-based data row."""
+    return f"{sheet}: row {row + 1} (line {row + 2}), column {column}"
+
+
+def _schema_problem(sheet: Path, row: int, error: Any, record: dict[str, Any]) -> BrainmetsError:
+    """One-line error for the first schema violation of a row."""
+    if error.validator == "required":
+        column = str(error.message).split("'")[1]
+        return BrainmetsError(f"{_where(sheet, row, column)}: empty, but every row needs a value; {_FIX[column]}")
+    column = str(error.absolute_path[0]) if error.absolute_path else "?"
+    value = record.get(column)
+    return BrainmetsError(f"{_where(sheet, row, column)}: {value!r} is not valid; {_FIX.get(column, error.message)}")
+
+
+def _is_produced(path: str, produced_dirs: list[str]) -> bool:
+    """Whether a path lies under one of the directories the workflow itself writes."""
+    absolute = os.path.abspath(path)
+    return any(absolute == d or absolute.startswith(d + os.sep) for d in produced_dirs)
+
+
+def nifti_shape(path: str | os.PathLike[str]) -> tuple[int, ...]:
+    """The 3-D grid shape from a NIfTI file's header (data not read); raises ValueError if it is not NIfTI."""
+    import nibabel as nib
+
+    img = nib.load(os.fspath(path))
+    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
+        raise ValueError(f"{type(img).__name__} is not NIfTI")
+    shape = tuple(int(n) for n in img.header.get_data_shape())
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) != 3:
+        raise ValueError(f"expected a 3-D volume, the header says shape {shape}")
+    return shape
+
+
+def _check_file(sheet: Path, row: int, column: str, path: str) -> tuple[int, ...]:
+    """Check that a sheet's file exists and has a readable 3-D NIfTI header; returns its shape."""
+    if not os.path.isfile(path):
+        raise BrainmetsError(
+            f"{_where(sheet, row, column)}: file {path} not found (relative paths start at {os.getcwd()}); "
+            "fix the path or remove the row"
+        )
+    try:
+        return nifti_shape(path)
+    except Exception as error:  # nibabel raises many types for non-NIfTI input
+        problem = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise BrainmetsError(
+            f"{_where(sheet, row, column)}: {path} is not a readable NIfTI image ({problem}); give a .nii or .nii.gz file"
+        ) from None
+
+
+def load_samples(
+    path: str | os.PathLike[str],
+    *,
+    produced_dirs: Iterable[str | os.PathLike[str]] = (),
+    check_files: bool = True,
+    schema: str | os.PathLike[str] = SCHEMA_PATH,
+) -> pd.DataFrame:
+    """The validated sheet indexed by (patient_id, timepoint), sorted; paths kept as written.
+
+    Columns: image, mask (str or None), training, baseline (bool), steroid_dose_mg (float, NaN when
+    not given), clinical_status (str or None), row (1-based row in the sheet). Files under
+    `produced_dirs` (e.g. the demo cohort the workflow generates) need not exist yet;
+    `check_files=False` skips every file check. Only file headers are read.
+    """
+    sheet = Path(path)
+    table = read_sheet(sheet)
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise BrainmetsError(
+            f"{sheet}: missing column(s) {', '.join(missing)}; the header needs {', '.join(REQUIRED_COLUMNS)} "
+            f"(optional: {', '.join(OPTIONAL_COLUMNS)}), separated by tabs"
+        )
+    if table.empty:
+        raise BrainmetsError(f"{sheet}: no rows under the header; add one row per scan")
+    validator = _validator(os.fspath(schema))
+    records = table.to_dict("records")
+    for row, record in enumerate(records):
+        record = {k: v for k, v in record.items() if pd.notna(v)}
+        errors = sorted(validator.iter_errors(record), key=lambda e: list(table.columns).index(e.absolute_path[0])
+                        if e.absolute_path and e.absolute_path[0] in table.columns else -1)
+        if errors:
+            raise _schema_problem(sheet, row, errors[0], record)
+        try:
+            dt.date.fromisoformat(record["timepoint"])
+        except ValueError as error:
+            raise BrainmetsError(
+                f"{_where(sheet, row, 'timepoint')}: {record['timepoint']!r} is not a calendar date ({error}); write YYYY-MM-DD"
+            ) from None
+
+    frame = pd.DataFrame({"patient_id": table["patient_id"], "timepoint": table["timepoint"], "image": table["image"]})
+    frame["mask"] = table["mask"].where(table["mask"].notna(), None) if "mask" in table else None
+    for flag in ("training", "baseline"):
+        values = table[flag] if flag in table else pd.Series("", index=table.index)
+        frame[flag] = values.fillna("").astype(str).str.strip().str.lower().isin(_TRUE)
+    frame["steroid_dose_mg"] = pd.to_numeric(table["steroid_dose_mg"]) if "steroid_dose_mg" in table else float("nan")
+    frame["clinical_status"] = (
+        table["clinical_status"].where(table["clinical_status"].notna(), None) if "clinical_status" in table else None
+    )
+    frame["row"] = range(1, len(frame) + 1)
+
+    duplicated = frame.duplicated(["patient_id", "timepoint"], keep=False)
+    if duplicated.any():
+        rows = frame.index[duplicated]
+        first = frame.loc[rows[0]]
+        twin = [r for r in rows[1:] if (frame.loc[r, "patient_id"], frame.loc[r, "timepoint"]) == (first["patient_id"], first["timepoint"])][0]
+        raise BrainmetsError(
+            f"{_where(sheet, int(twin), 'timepoint')}: patient {first['patient_id']} already has a scan on "
+            f"{first['timepoint']} (row {rows[0] + 1}); give each scan its own (patient_id, timepoint) or remove the duplicate"
+        )
+    for row in frame.index[frame["training"] & frame["mask"].isna()]:
+        raise BrainmetsError(
+            f"{_where(sheet, int(row), 'mask')}: a training row needs a ground-truth mask; add the mask or set training to false"
+        )
+    baselines = frame[frame["baseline"]]
+    extra = baselines.duplicated("patient_id", keep="first")
+    if extra.any():
+        row = int(baselines.index[extra][0])
+        raise BrainmetsError(
+            f"{_where(sheet, row, 'baseline')}: patient {frame.loc[row, 'patient_id']} already has a baseline scan; "
+            "mark at most one scan per patient as baseline"
+        )
+    if check_files:
+        produced = [os.path.abspath(d) for d in produced_dirs]
+        for row, image, mask in zip(frame.index, frame["image"], frame["mask"], strict=True):
+            shapes = {}
+            for column, file in (("image", image), ("mask", mask)):
+                if file is not None and not _is_produced(file, produced):
+                    shapes[column] = _check_file(sheet, int(row), column, file)
+            if len(shapes) == 2 and shapes["image"] != shapes["mask"]:
+                raise BrainmetsError(
+                    f"{_where(sheet, int(row), 'mask')}: mask grid {shapes['mask']} differs from the image grid "
+                    f"{shapes['image']}; give the mask on the image's grid"
+                )
+    return frame.set_index(["patient_id", "timepoint"]).sort_index()
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `brainmets check-samples`."""
+    parser.add_argument("sheet", help="the sample sheet (tab-separated)")
+    parser.add_argument(
+        "--produced-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory whose files the workflow writes itself (not required to exist); repeatable",
+    )
+    parser.add_argument("--no-files", action="store_true", help="skip the checks of image and mask files")
+
+
+def run(args: argparse.Namespace) -> None:
+    """Validate the sheet and print a one-line summary."""
+    samples = load_samples(args.sheet, produced_dirs=args.produced_dir, check_files=not args.no_files)
+    patients = samples.index.get_level_values("patient_id").nunique()
+    print(
+        f"{args.sheet}: valid: {len(samples)} scans of {patients} patients, "
+        f"{int(samples['training'].sum())} for training, {int(samples['mask'].notna().sum())} with a mask"
+    )

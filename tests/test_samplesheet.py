@@ -1,0 +1,207 @@
+"""The sample sheet: good sheets load, every bad sheet fails with one line naming row and column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from brainmets.cli import main
+from brainmets.errors import BrainmetsError
+from brainmets.io import save_nifti
+from brainmets.samplesheet import SCHEMA_PATH, load_samples, read_sheet
+
+REPO = Path(__file__).resolve().parents[1]
+HEADER = ["patient_id", "timepoint", "image", "mask", "training", "baseline", "steroid_dose_mg", "clinical_status"]
+
+
+@pytest.fixture
+def scans(tmp_path: Path) -> dict[str, Path]:
+    """Three small NIfTI images, a mask on the first image's grid and a text file named like NIfTI."""
+    rng = np.random.default_rng(0)
+    files = {}
+    for name in ("a", "b", "c"):
+        files[name] = save_nifti(rng.random((8, 9, 10)).astype(np.float32), np.eye(4), tmp_path / f"{name}.nii.gz")
+    files["mask"] = save_nifti((rng.random((8, 9, 10)) > 0.9).astype(np.uint8), np.eye(4), tmp_path / "mask.nii.gz")
+    files["small_mask"] = save_nifti(np.ones((4, 4, 4), np.uint8), np.eye(4), tmp_path / "small.nii.gz")
+    files["text"] = tmp_path / "notes.nii.gz"
+    files["text"].write_text("this is not an image\n")
+    return files
+
+
+def _rows(scans: dict[str, Path]) -> list[dict[str, str]]:
+    """A valid sheet: one patient with two visits (clinical columns) and one training scan."""
+    return [
+        {"patient_id": "p01", "timepoint": "2024-01-10", "image": str(scans["a"]), "mask": str(scans["mask"]),
+         "training": "false", "baseline": "true", "steroid_dose_mg": "4", "clinical_status": "stable"},
+        {"patient_id": "p01", "timepoint": "2024-03-01", "image": str(scans["b"]), "mask": "",
+         "training": "false", "baseline": "false", "steroid_dose_mg": "2.5", "clinical_status": "improved"},
+        {"patient_id": "t-1", "timepoint": "2023-12-24", "image": str(scans["c"]), "mask": str(scans["mask"]),
+         "training": "true", "baseline": "", "steroid_dose_mg": "", "clinical_status": ""},
+    ]
+
+
+def _write(path: Path, rows: list[dict[str, str]], columns: list[str] = HEADER) -> Path:
+    lines = ["\t".join(columns)] + ["\t".join(row.get(c, "") for c in columns) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _error(sheet: Path, **kwargs: object) -> str:
+    with pytest.raises(BrainmetsError) as caught:
+        load_samples(sheet, **kwargs)  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(str(sheet))
+    return message
+
+
+def test_a_good_sheet_loads_indexed_and_typed(tmp_path: Path, scans: dict[str, Path]) -> None:
+    samples = load_samples(_write(tmp_path / "s.tsv", _rows(scans)))
+    assert samples.index.names == ["patient_id", "timepoint"]
+    assert list(samples.index) == [("p01", "2024-01-10"), ("p01", "2024-03-01"), ("t-1", "2023-12-24")]
+    assert samples["training"].tolist() == [False, False, True]
+    assert samples["baseline"].tolist() == [True, False, False]
+    assert samples.loc[("p01", "2024-03-01"), "mask"] is None
+    assert samples["steroid_dose_mg"].iloc[:2].tolist() == [4.0, 2.5] and np.isnan(samples["steroid_dose_mg"].iloc[2])
+    assert samples.loc[("p01", "2024-01-10"), "row"] == 1
+
+
+def test_only_required_columns_are_enough(tmp_path: Path, scans: dict[str, Path]) -> None:
+    sheet = _write(tmp_path / "s.tsv", _rows(scans)[:1], ["patient_id", "timepoint", "image"])
+    samples = load_samples(sheet)
+    assert not samples["training"].any() and samples["mask"].isna().all()
+
+
+def test_duplicate_rows(tmp_path: Path, scans: dict[str, Path]) -> None:
+    rows = _rows(scans)
+    rows[1]["timepoint"] = rows[0]["timepoint"]
+    rows[1]["baseline"] = "false"
+    message = _error(_write(tmp_path / "s.tsv", rows))
+    assert "row 2" in message and "column timepoint" in message and "row 1" in message
+
+
+def test_path_like_id(tmp_path: Path, scans: dict[str, Path]) -> None:
+    rows = _rows(scans)
+    rows[2]["patient_id"] = "../x"
+    message = _error(_write(tmp_path / "s.tsv", rows))
+    assert "row 3" in message and "column patient_id" in message and "'../x'" in message
+
+
+def test_missing_file(tmp_path: Path, scans: dict[str, Path]) -> None:
+    rows = _rows(scans)
+    rows[1]["image"] = str(tmp_path / "gone.nii.gz")
+    message = _error(_write(tmp_path / "s.tsv", rows))
+    assert "row 2" in message and "column image" in message and "not found" in message
+
+
+@pytest.mark.parametrize("date", ["2024/03/01", "2024-02-30", "01-03-2024"])
+def test_bad_date(tmp_path: Path, scans: dict[str, Path], date: str) -> None:
+    rows = _rows(scans)
+    rows[1]["timepoint"] = date
+    message = _error(_write(tmp_path / "s.tsv", rows))
+    assert "row 2" in message and "column timepoint" in message and "YYYY-MM-DD" in message
+
+
+def test_text_file_named_nifti(tmp_path: Path, scans: dict[str, Path]) -> None:
+    rows = _rows(scans)
+    rows[0]["mask"] = str(scans["text"])
+    message = _error(_write(tmp_path / "s.tsv", rows))
+    assert "row 1" in message and "column mask" in message and "not a readable NIfTI" in message
+
+
+def test_missing_column(tmp_path: Path, scans: dict[str, Path]) -> None:
+    sheet = _write(tmp_path / "s.tsv", _rows(scans), [c for c in HEADER if c != "image"])
+    message = _error(sheet)
+    assert "missing column(s) image" in message
+
+
+def test_empty_required_cell(tmp_path: Path, scans: dict[str, Path]) -> None:
+    rows = _rows(scans)
+    rows[2]["image"] = ""
+    message = _error(_write(tmp_path / "s.tsv", rows))
+    assert "row 3" in message and "column image" in message
+
+
+def test_training_row_without_mask(tmp_path: Path, scans: dict[str, Path]) -> None:
+    rows = _rows(scans)
+    rows[2]["mask"] = ""
+    message = _error(_write(tmp_path / "s.tsv", rows))
+    assert "row 3" in message and "column mask" in message and "training" in message
+
+
+def test_two_baselines(tmp_path: Path, scans: dict[str, Path]) -> None:
+    rows = _rows(scans)
+    rows[1]["baseline"] = "true"
+    message = _error(_write(tmp_path / "s.tsv", rows))
+    assert "row 2" in message and "column baseline" in message
+
+
+def test_mask_on_another_grid(tmp_path: Path, scans: dict[str, Path]) -> None:
+    rows = _rows(scans)
+    rows[2]["mask"] = str(scans["small_mask"])
+    message = _error(_write(tmp_path / "s.tsv", rows))
+    assert "row 3" in message and "column mask" in message and "grid" in message
+
+
+@pytest.mark.parametrize(("column", "value"), [("clinical_status", "better"), ("training", "maybe"), ("steroid_dose_mg", "-1")])
+def test_bad_optional_values(tmp_path: Path, scans: dict[str, Path], column: str, value: str) -> None:
+    rows = _rows(scans)
+    rows[0][column] = value
+    message = _error(_write(tmp_path / "s.tsv", rows))
+    assert "row 1" in message and f"column {column}" in message
+
+
+def test_files_the_workflow_produces_need_not_exist(tmp_path: Path, scans: dict[str, Path]) -> None:
+    rows = _rows(scans)
+    rows[1]["image"] = str(tmp_path / "demo" / "p01" / "t1ce.nii.gz")
+    sheet = _write(tmp_path / "s.tsv", rows)
+    assert len(load_samples(sheet, produced_dirs=[tmp_path / "demo"])) == 3
+    assert len(load_samples(sheet, check_files=False)) == 3
+    assert "not found" in _error(sheet, produced_dirs=[tmp_path / "elsewhere"])
+
+
+def test_snakemake_validation_gives_the_same_verdicts(tmp_path: Path, scans: dict[str, Path]) -> None:
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    good = _write(tmp_path / "good.tsv", _rows(scans))
+    validate(read_sheet(good), str(SCHEMA_PATH))
+    load_samples(good)
+    for column, value in [("patient_id", "../x"), ("timepoint", "2024/01/01"), ("clinical_status", "better"), ("image", "")]:
+        rows = _rows(scans)
+        rows[0][column] = value
+        bad = _write(tmp_path / f"bad_{column}.tsv", rows)
+        with pytest.raises(WorkflowError):
+            validate(read_sheet(bad), str(SCHEMA_PATH))
+        _error(bad)
+
+
+def test_committed_sheet_is_valid() -> None:
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    samples = load_samples(REPO / config["samples"], produced_dirs=[REPO / config["demo"]["out"]])
+    assert samples["training"].sum() == config["demo"]["train"]
+    patients = samples[~samples["training"]].index.get_level_values("patient_id").unique()
+    assert len(patients) == config["demo"]["patients"]
+
+
+def test_cli_reports_valid_and_invalid_sheets(tmp_path: Path, scans: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    good = _write(tmp_path / "good.tsv", _rows(scans))
+    assert main(["check-samples", str(good)]) == 0
+    assert "valid: 3 scans of 2 patients" in capsys.readouterr().out
+    rows = _rows(scans)
+    rows[0]["patient_id"] = "../x"
+    assert main(["check-samples", str(_write(tmp_path / "bad.tsv", rows))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "column patient_id" in err and "\n" not in err
+
+
+def test_header_only_and_unreadable_sheets(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("\t".join(HEADER) + "\n")
+    assert "no rows" in _error(empty)
+    assert "not found" in _error(tmp_path / "absent.tsv")
+    frame = pd.DataFrame({"patient_id": ["p"], "timepoint": ["2024-01-01"], "image": ["x"]})
+    assert read_sheet(_write(tmp_path / "x.tsv", frame.to_dict("records"), list(frame.columns))).shape == (1, 3)
