@@ -244,7 +244,8 @@ class _Visit:
 def _visits(table: pd.DataFrame) -> dict[str, dict[pd.Timestamp, _Visit]]:
     """Patient -> timepoint -> lesion aggregates (split fragments summed) of a validated lesion table."""
     visits: dict[str, dict[pd.Timestamp, _Visit]] = {}
-    for (patient, timepoint), _ in table.groupby(["patient_id", "timepoint"], sort=True):
+    keys = table[["patient_id", "timepoint"]].drop_duplicates().sort_values(["patient_id", "timepoint"])
+    for patient, timepoint in zip(keys["patient_id"], keys["timepoint"], strict=True):
         visits.setdefault(patient, {})[timepoint] = _Visit({}, {}, {}, {}, {})
     present = table[(table["component"] > 0) & (table["lesion_id"] > 0)]
     grouped = present.groupby(["patient_id", "timepoint", "lesion_id"], sort=False).agg(
@@ -476,24 +477,32 @@ def assess(
 
 
 def best_overall_response(response: pd.DataFrame) -> pd.DataFrame:
-    """Best confirmed overall response per patient before the first progression (RANO-BM / RECIST rule)."""
+    """Best confirmed overall response per patient before the first progression (RANO-BM / RECIST rule).
+
+    CR or PR count only when confirmed; otherwise any follow-up before progression gives SD (or
+    non-CR/non-PD for a patient without target lesions); PD when the first follow-up progresses;
+    NA without follow-up.
+    """
+    ordered = response.sort_values(["patient_id", "timepoint"], kind="stable")
+    visits_of: dict[str, list[dict[str, Any]]] = {}
+    for record in ordered.to_dict("records"):
+        visits_of.setdefault(str(record["patient_id"]), []).append(record)
     rows = []
-    for patient, visits in response.groupby("patient_id", sort=True):
-        visits = visits.sort_values("timepoint")
-        followups = visits[visits["overall_response"] != "BL"]
-        progression = followups[followups["overall_response"] == "PD"]
-        first_pd = progression.iloc[0] if len(progression) else None
-        before = followups if first_pd is None else followups[followups["timepoint"] < first_pd["timepoint"]]
-        no_targets = (visits["target_response"] == "NA").all()
-        best, when = ("NA", None) if first_pd is None else ("PD", first_pd["timepoint"])
-        for category in ("CR", "PR"):
-            hits = before[(before["overall_response"] == category) & before["confirmed"].astype(bool)]
-            if len(hits):
-                best, when = category, hits.iloc[0]["timepoint"]
-                break
+    for patient, visits in visits_of.items():
+        followups = [v for v in visits if v["overall_response"] != "BL"]
+        first_pd = next((v for v in followups if v["overall_response"] == "PD"), None)
+        before = [v for v in followups if first_pd is None or v["timepoint"] < first_pd["timepoint"]]
+        confirmed = [v for v in before if v["overall_response"] in ("CR", "PR") and bool(v["confirmed"])]
+        if confirmed:
+            first_best = min(confirmed, key=lambda v: (-_RANK[v["overall_response"]], v["timepoint"]))
+            best, when = first_best["overall_response"], first_best["timepoint"]
+        elif before:
+            no_targets = all(v["target_response"] == "NA" for v in visits)
+            best, when = ("non-CR/non-PD" if no_targets else "SD"), before[0]["timepoint"]
+        elif first_pd is not None:
+            best, when = "PD", first_pd["timepoint"]
         else:
-            if len(before):
-                best, when = ("non-CR/non-PD" if no_targets else "SD"), before.iloc[0]["timepoint"]
+            best, when = "NA", None
         rows.append(
             {
                 "patient_id": patient,

@@ -1,0 +1,97 @@
+"""Speed of the longitudinal stage; prints figures (targets: both at most 5 s on 2 CPU cores).
+
+1. RANO-BM assessment (+ best overall response) of 1,000 patients x 5 visits from lesion tables.
+2. Measurement + tracking of one patient with 5 timepoints of 1 mm masks (MNI-sized grid,
+   182 x 218 x 182, 12 lesions of 3-30 mm that shrink, grow, vanish and appear).
+
+Run: `python benchmarks/longitudinal.py [--patients N] [--seed S]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import pandas as pd
+
+from brainmets.longitudinal.measure import measure_lesions
+from brainmets.longitudinal.rano import assess, best_overall_response
+from brainmets.longitudinal.track import track_lesions
+
+DATES = ["2024-01-01", "2024-03-01", "2024-05-01", "2024-07-01", "2024-09-01"]
+SHAPE = (182, 218, 182)
+
+
+def lesion_tables(patients: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Random tracked lesion tables: 1-10 lesions per patient whose diameters drift over 5 visits."""
+    rows = []
+    for p in range(patients):
+        n = int(rng.integers(1, 11))
+        diameters = rng.uniform(3, 30, size=n)
+        drift = rng.normal(1.0, 0.25, size=n)
+        for t, date in enumerate(DATES):
+            sizes = np.clip(diameters * drift**t, 0, None)
+            sizes[sizes < 2.5] = 0.0
+            for i, ld in enumerate(sizes, start=1):
+                rows.append((f"P{p:04d}", date, i, int(ld > 0), "present" if ld > 0 else "resolved",
+                             ld * 0.8, 3 if ld > 0 else 0, (ld / 20) ** 3, ld))
+            if t and rng.random() < 0.1:
+                rows.append((f"P{p:04d}", date, n + t, 1, "new", 4.0, 2, 0.02, 5.0))
+    columns = ["patient_id", "timepoint", "lesion_id", "component", "event", "perpendicular_diameter_mm",
+               "n_axial_slices", "volume_ml", "longest_diameter_mm"]
+    table = pd.DataFrame(rows, columns=columns)
+    table["merged_into"] = None
+    return table
+
+
+def masks(rng: np.random.Generator) -> list[np.ndarray]:
+    """Five 1 mm binary masks of one patient with 12 evolving spherical lesions."""
+    centres = rng.uniform([30, 30, 30], np.array(SHAPE) - 30, size=(12, 3))
+    radii = rng.uniform(1.5, 15, size=12)
+    factors = rng.uniform(0.6, 1.3, size=12)
+    result = []
+    for t in range(5):
+        mask = np.zeros(SHAPE, dtype=bool)
+        for i, (centre, radius) in enumerate(zip(centres, radii * factors**t, strict=True)):
+            if (i == 0 and t == 2) or (i == 1 and t == 0):
+                continue  # lesion 0 vanishes once and returns; lesion 1 is new at the first follow-up
+            box = tuple(slice(max(int(c - radius - 1), 0), int(c + radius + 2)) for c in centre)
+            local = sum((g - c) ** 2 for g, c in zip(np.ogrid[box], centre, strict=True)) <= radius**2
+            mask[box] |= local
+        result.append(mask)
+    return result
+
+
+def main() -> None:
+    """Time both workloads and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    rng = np.random.default_rng(args.seed)
+
+    table = lesion_tables(args.patients, rng)
+    start = time.perf_counter()
+    response = assess(table)
+    best = best_overall_response(response)
+    elapsed = time.perf_counter() - start
+    print(f"RANO-BM: {args.patients} patients x {len(DATES)} visits ({len(table)} lesion rows) "
+          f"in {elapsed:.2f} s (target <= 5 s); best responses: {best['best_overall_response'].value_counts().to_dict()}")
+
+    volumes = masks(rng)
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    start = time.perf_counter()
+    for mask in volumes:
+        measure_lesions(mask, affine)
+    measure_only = time.perf_counter() - start
+    start = time.perf_counter()
+    tracked, _ = track_lesions(volumes, affine, DATES)
+    elapsed = time.perf_counter() - start
+    print(f"measure only: 5 timepoints of {SHAPE} 1 mm masks in {measure_only:.2f} s")
+    print(f"measure + track: 5 timepoints of {SHAPE} 1 mm masks, {tracked['lesion_id'].nunique()} lesions, "
+          f"in {elapsed:.2f} s (target <= 5 s); events: {tracked['event'].value_counts().to_dict()}")
+
+
+if __name__ == "__main__":
+    main()
