@@ -25,5 +25,4 @@ include: "rules/report.smk"
 
 rule all:
     input:
-        # a function: with the demo cohort the sample sheet exists only after the demo rule ran
-        get_final_output,
+        get_final_output(),

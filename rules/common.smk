@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 
@@ -11,6 +12,8 @@ validate(config, "../workflow/schemas/config.schema.yaml")
 
 DEMO = config["demo"]["enabled"]
 MODEL_DIR = config["model"]["dir"].rstrip("/")
+# an existing model (trained earlier or elsewhere) is used as it is; training runs only without one
+MODEL_READY = Path(MODEL_DIR, "model.json").is_file()
 FOLDS = list(range(config["train"]["folds"]))
 # configuration sections each stage's commands read from their --config file
 STAGE_SECTIONS = {
@@ -31,26 +34,45 @@ wildcard_constraints:
 
 
 def get_sample_sheet(wildcards=None):
-    """Path of the sample sheet: the demo cohort's (built by a checkpoint) or config `samples`."""
-    if DEMO:
-        return f"{checkpoints.demo_cohort.get().output[0]}/samples.tsv"
+    """Path of the sample sheet (config `samples`)."""
     return config["samples"]
 
 
 @functools.cache
 def _index(path):
     """The validated sheet as lookup tables, built once so that input functions stay O(1) per job."""
+    from brainmets.errors import BrainmetsError
     from brainmets.samplesheet import load_samples
 
-    sheet = load_samples(path).reset_index()
+    # the demo cohort's files are written by the demo rule: they need not exist yet
+    produced = [config["demo"]["out"]] if DEMO else []
+    try:
+        sheet = load_samples(path, produced_dirs=produced).reset_index()
+    except BrainmetsError as error:
+        raise WorkflowError(str(error)) from None
     analysis = sheet[~sheet["training"]]
     rows = {(r["patient_id"], r["timepoint"]): r for r in analysis.to_dict("records")}
     timepoints = {p: sorted(g["timepoint"]) for p, g in analysis.groupby("patient_id", sort=True)}
     marked = analysis[analysis["baseline"]]
     baselines = dict(zip(marked["patient_id"], marked["timepoint"]))
     training = sheet[sheet["training"]]
+    if DEMO:
+        check_demo_sheet(path, timepoints, len(training))
     cases = {f"{r['patient_id']}_{r['timepoint']}": r for r in training.to_dict("records")}
-    return rows, timepoints, baselines, cases
+    demo_files = [f for f in pd.concat([sheet["image"], sheet["mask"]]).dropna() if f.startswith(config["demo"]["out"])]
+    return rows, timepoints, baselines, cases, demo_files
+
+
+def check_demo_sheet(path, timepoints, n_training):
+    """Refuse a sheet that cannot be the demo cohort of the `demo` settings (counts of patients, visits, training)."""
+    demo = config["demo"]
+    visits = {len(t) for t in timepoints.values()}
+    if len(timepoints) != demo["patients"] or visits - {demo["timepoints"]} or n_training != demo["train"]:
+        raise WorkflowError(
+            f"{path}: lists {len(timepoints)} patients with {sorted(visits)} visits and {n_training} training scans, "
+            f"but config demo asks for {demo['patients']} x {demo['timepoints']} and {demo['train']}; run "
+            f"`brainmets demo-cohort --out {demo['out']} ...` with those settings and copy its samples.tsv to {path}"
+        )
 
 
 def _lookup():
@@ -67,7 +89,7 @@ def get_timepoints(patient):
     """ISO dates of one patient's analysis scans, oldest first."""
     timepoints = _lookup()[1]
     if patient not in timepoints:
-        raise ValueError(f"patient {patient!r} is not in the sample sheet {get_sample_sheet()}")
+        raise WorkflowError(f"patient {patient!r} is not in the sample sheet {get_sample_sheet()}")
     return timepoints[patient]
 
 
@@ -75,8 +97,13 @@ def _row(patient, timepoint):
     """The sample-sheet row of one analysis scan, as a dict."""
     rows = _lookup()[0]
     if (patient, timepoint) not in rows:
-        raise ValueError(f"no scan {patient}/{timepoint} in the sample sheet {get_sample_sheet()}")
+        raise WorkflowError(f"no scan {patient}/{timepoint} in the sample sheet {get_sample_sheet()}")
     return rows[(patient, timepoint)]
+
+
+def get_demo_files():
+    """Images and masks of the sample sheet that the demo rule writes."""
+    return _lookup()[4]
 
 
 def get_image(wildcards):
@@ -98,8 +125,19 @@ def get_training_row(wildcards):
     """Sample-sheet row of training case {case}, as a dict."""
     cases = _lookup()[3]
     if wildcards.case not in cases:
-        raise ValueError(f"no training case {wildcards.case} in the sample sheet {get_sample_sheet()}")
+        raise WorkflowError(f"no training case {wildcards.case} in the sample sheet {get_sample_sheet()}")
     return cases[wildcards.case]
+
+
+def get_training_case_files(wildcards):
+    """Prepared arrays of every training case (what `brainmets train --cases results/training` reads)."""
+    return [f"results/training/{case}/{name}" for case in get_training_cases() for name in ("data.npy", "case.json")]
+
+
+def get_model(wildcards):
+    """model.json of the model directory; an existing one is `ancient` so it never triggers reruns."""
+    path = f"{MODEL_DIR}/model.json"
+    return ancient(path) if MODEL_READY else path
 
 
 def has_truth(patient, timepoint):
@@ -108,10 +146,12 @@ def has_truth(patient, timepoint):
     return isinstance(mask, str) and mask != ""
 
 
-def get_final_output(wildcards):
+def get_final_output():
     """Every final target: per-patient responses, cohort tables and the report's inputs."""
     outputs = [f"results/{patient}/rano_response.tsv" for patient in get_patients()]
-    outputs += ["results/cohort/rano_response.tsv"]
+    outputs += ["results/cohort/rano_response.tsv", "results/cohort/best_response.tsv"]
+    if get_evaluation_tables(None):
+        outputs += ["results/cohort/evaluation_summary.tsv"]
     return outputs
 
 
@@ -137,3 +177,30 @@ def write_stage_config(sections, path):
 
     with atomic_path(path) as tmp:
         tmp.write_text(yaml.safe_dump(dict(sections), sort_keys=False))
+
+
+def get_patient_segmentations(wildcards):
+    """Segmentations (patient space) of every visit of {patient}, oldest first."""
+    return [f"results/{wildcards.patient}/{t}/segmentation.nii.gz" for t in get_timepoints(wildcards.patient)]
+
+
+def get_patient_lesion_tables(wildcards):
+    """Tracked lesion tables of every patient."""
+    return [f"results/{patient}/lesions.tsv" for patient in get_patients()]
+
+
+def write_manifest(timepoints, masks, path):
+    """Write the tracking manifest of one patient: timepoint and mask, relative to the manifest's folder."""
+    from brainmets.io import write_tsv
+
+    folder = Path(path).parent
+    rows = {"timepoint": list(timepoints), "mask": [str(Path(m).relative_to(folder)) for m in masks]}
+    write_tsv(pd.DataFrame(rows), path)
+
+
+def get_registration_reference(wildcards):
+    """Preprocessed baseline image of {patient} that a follow-up is registered to; none for the baseline."""
+    baseline = get_baseline(wildcards)
+    if wildcards.timepoint == baseline:
+        return []
+    return f"results/{wildcards.patient}/{baseline}/t1ce.nii.gz"

@@ -1,1 +1,95 @@
-# stage: train
+# Training of the U-Net ensemble: one prepared case per training scan, one job per fold (one GPU each),
+# then model.json. Only defined while the model directory holds no model.json: an existing model
+# (trained here earlier or elsewhere) is used as it is; delete the folder to retrain.
+
+if not MODEL_READY:
+
+    rule weight_map:
+        input:
+            label="results/training/{case}/lesions.nii.gz",
+            config="results/config/train.yaml",
+        output:
+            "results/training/{case}/weights.nii.gz",
+        log:
+            "logs/weight_map/{case}.log",
+        benchmark:
+            "benchmarks/out/weight_map/{case}.tsv"
+        conda:
+            "../envs/network.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        shell:
+            "brainmets weight-map --label {input.label} --out {output} --config {input.config} > {log} 2>&1"
+
+    rule prepare_case:
+        input:
+            image="results/training/{case}/t1ce.nii.gz",
+            label="results/training/{case}/lesions.nii.gz",
+            weights="results/training/{case}/weights.nii.gz",
+        output:
+            data="results/training/{case}/data.npy",
+            meta="results/training/{case}/case.json",
+        params:
+            patient=lambda wildcards: get_training_row(wildcards)["patient_id"],
+        log:
+            "logs/prepare_case/{case}.log",
+        benchmark:
+            "benchmarks/out/prepare_case/{case}.tsv"
+        conda:
+            "../envs/network.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        shell:
+            "brainmets prepare-case --image {input.image} --label {input.label} --weights {input.weights}"
+            " --patient {params.patient} --out-dir results/training/{wildcards.case} > {log} 2>&1"
+
+    rule train:
+        input:
+            cases=get_training_case_files,
+            config="results/config/train.yaml",
+        output:
+            # update(): kept when the job is rerun, so that a killed training resumes from its
+            # latest checkpoint (latest.weights.h5 and state.json are left to the training loop)
+            best=update(f"{MODEL_DIR}/fold_{{fold}}/best.weights.h5"),
+            log=update(f"{MODEL_DIR}/fold_{{fold}}/log.csv"),
+        params:
+            model_dir=lambda wildcards, output: Path(output.best).parent.parent,
+        log:
+            "logs/train/fold_{fold}.log",
+        benchmark:
+            "benchmarks/out/train/fold_{fold}.tsv"
+        conda:
+            "../envs/network.yaml"
+        threads: 2
+        resources:
+            mem_mb=12000,
+            runtime=1440,
+            gpu=1,
+        shell:
+            "brainmets train --cases results/training --fold {wildcards.fold} --model-dir {params.model_dir}"
+            " --config {input.config} > {log} 2>&1"
+
+    rule finalise_model:
+        input:
+            weights=expand(f"{MODEL_DIR}/fold_{{fold}}/best.weights.h5", fold=FOLDS),
+            config="results/config/train.yaml",
+        output:
+            f"{MODEL_DIR}/model.json",
+        params:
+            model_dir=lambda wildcards, output: Path(output[0]).parent,
+        log:
+            "logs/finalise_model.log",
+        benchmark:
+            "benchmarks/out/finalise_model.tsv"
+        conda:
+            "../envs/network.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=5,
+        shell:
+            "brainmets finalise-model --model-dir {params.model_dir} --config {input.config} > {log} 2>&1"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import subprocess
@@ -105,3 +107,41 @@ def dry_run_jobs(workdir: Path, *targets: str) -> list[tuple[str, dict[str, str]
                     wildcards[key] = value
         jobs.append((match.group(1), wildcards))
     return jobs
+
+
+def job_times(workdir: Path) -> dict[str, tuple[float, float]]:
+    """Start and end (epoch seconds) of the job that wrote each output, from Snakemake's metadata."""
+    root = workdir / ".snakemake" / "metadata"
+    times = {}
+    for path in root.rglob("*"):
+        if path.is_file():
+            record = json.loads(path.read_text())
+            encoded = "".join(path.relative_to(root).parts)
+            name = base64.urlsafe_b64decode(encoded).decode()
+            if record.get("starttime") and record.get("endtime"):
+                times[name] = (record["starttime"], record["endtime"])
+    return times
+
+
+def overlapping_pairs(intervals: dict[str, tuple[float, float]]) -> list[tuple[str, str]]:
+    """Pairs of keys whose [start, end) intervals overlap in time."""
+    keys = sorted(intervals)
+    return [
+        (a, b)
+        for i, a in enumerate(keys)
+        for b in keys[i + 1 :]
+        if intervals[a][0] < intervals[b][1] and intervals[b][0] < intervals[a][1]
+    ]
+
+
+_GPU_LINE = re.compile(r"fold (\d+): GPU (\S+) \((\w+)\)")
+
+
+def fold_gpus(log_dir: Path) -> dict[int, str]:
+    """The GPU each training fold ran on, from the `fold K: GPU D (source)` line of its job log."""
+    gpus = {}
+    for log in sorted(log_dir.glob("fold_*.log")):
+        match = _GPU_LINE.search(log.read_text())
+        if match:
+            gpus[int(match.group(1))] = match.group(2)
+    return gpus

@@ -1,0 +1,103 @@
+"""The Snakemake workflow: lint, dry runs on the default config and on a generated sheet, target selection."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from slurm.project import REPO, SNAKEMAKE, dry_run_jobs, env, make_project, snakemake
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated project: 3 patients x 2 visits with ground truth, 4 training cases, 2 folds."""
+    return make_project(tmp_path_factory.mktemp("project"))
+
+
+def test_lint_passes_on_default_config() -> None:
+    """`snakemake --lint` reports nothing (it exits 1 on any finding)."""
+    result = subprocess.run([*SNAKEMAKE, "--lint"], cwd=REPO, env=env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dry_run_on_default_config_plans_the_whole_demo(tmp_path: Path) -> None:
+    """On the shipped config and sheet: the demo cohort, then every stage for its 12 scans and 12 training cases."""
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    jobs = Counter(rule for rule, _ in dry_run_jobs(tmp_path))
+    assert jobs["demo_cohort"] == 1
+    assert jobs["preprocess"] == jobs["predict"] == jobs["to_native"] == jobs["evaluate"] == 12
+    assert jobs["preprocess_training"] == jobs["prepare_case"] == 12
+    assert jobs["train"] == 5 and jobs["finalise_model"] == 1
+    assert jobs["track"] == jobs["rano"] == 4
+    assert jobs["rano_cohort"] == jobs["evaluate_cohort"] == 1
+
+
+def test_documented_profile_is_needed_and_declares_a_gpu_limit() -> None:
+    """The default profile limits the gpu resource, and Snakemake only applies it when it is named."""
+    profile = yaml.safe_load((REPO / "workflow/profiles/default/config.yaml").read_text())
+    assert profile["resources"]["gpu"] >= 1
+    named = subprocess.run(
+        [*SNAKEMAKE, "-n", "-q", "--workflow-profile", "workflow/profiles/default"],
+        cwd=REPO, env=env(), capture_output=True, text=True, timeout=120,
+    )
+    assert "Using workflow specific profile workflow/profiles/default" in named.stdout + named.stderr
+    plain = subprocess.run([*SNAKEMAKE, "-n", "-q"], cwd=REPO, env=env(), capture_output=True, text=True, timeout=120)
+    assert "workflow specific profile" not in plain.stdout + plain.stderr
+
+
+def test_dry_run_schedules_every_stage_for_every_scan(project: Path) -> None:
+    """The whole chain: each scan preprocessed and segmented, each patient tracked, each fold trained once."""
+    jobs = dry_run_jobs(project)
+    count = Counter(rule for rule, _ in jobs)
+    scans = {(w["patient"], w["timepoint"]) for rule, w in jobs if rule == "predict"}
+    assert scans == {(f"P{p}", f"2024-0{t}-15") for p in (1, 2, 3) for t in (1, 2)}
+    assert count["train"] == 2
+    assert count["prepare_case"] == 4
+    assert count["rano"] == 3
+    assert count["evaluate"] == 6
+
+
+def test_single_patient_target_schedules_only_that_patient_and_the_model(project: Path) -> None:
+    """`results/P2/rano_response.tsv` brings in P2's scans and the model, nothing of P1 or P3."""
+    jobs = dry_run_jobs(project, "results/P2/rano_response.tsv")
+    patients = {w["patient"] for _, w in jobs if "patient" in w}
+    assert patients == {"P2"}
+    rules = Counter(rule for rule, _ in jobs)
+    assert rules["train"] == 2
+    assert rules["predict"] == 2
+    assert "evaluate_cohort" not in rules and "rano_cohort" not in rules
+
+
+def test_single_patient_target_uses_an_existing_model(project: Path, tmp_path: Path) -> None:
+    """With a trained model directory given in the config, the single-patient target trains nothing."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.json").write_text("{}")
+    config = yaml.safe_load((project / "config" / "config.yaml").read_text())
+    config["model"]["dir"] = str(model)
+    other = project / "config" / "pretrained.yaml"
+    other.write_text(yaml.safe_dump(config))
+    result = snakemake(project, "results/P2/rano_response.tsv", "-n", "--configfile", str(other))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rule train:" not in result.stdout and "rule prepare_case:" not in result.stdout
+    assert "rule predict:" in result.stdout
+
+
+def test_unknown_patient_target_fails_with_a_clear_message(project: Path) -> None:
+    """A target for a patient that is not in the sheet names the patient and the sheet."""
+    result = snakemake(project, "results/NOPE/rano_response.tsv", "-n")
+    assert result.returncode != 0
+    assert "NOPE" in result.stdout + result.stderr and "samples.tsv" in result.stdout + result.stderr
+
+
+def test_invalid_config_is_refused(project: Path, tmp_path: Path) -> None:
+    """A config that breaks the schema stops the workflow before any job, naming the key."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  folds: one\n")
+    result = snakemake(project, "-n", "--configfile", str(bad))
+    assert result.returncode != 0
+    assert "folds" in result.stdout + result.stderr
