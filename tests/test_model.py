@@ -39,6 +39,23 @@ def test_paper_forward_gives_three_supervised_outputs(paper):
     assert all(np.isfinite(np.asarray(o)).all() for o in outputs)
 
 
+def test_paper_preset_trains_one_step_on_a_small_patch(paper):
+    from brainmets.training.loop import make_optimizer, make_train_step
+
+    settings = settings_from_config({"model": {"preset": "paper"}, "train": {"device": "cpu"}})
+    optimizer = make_optimizer(settings, mixed_precision=False)
+    step = make_train_step(paper, optimizer, settings)
+    rng = np.random.default_rng(0)
+    label = np.zeros((2, 32, 32, 32, 1), np.float32)
+    label[:, 10:18, 12:20, 8:14] = 1
+    image = rng.normal(size=label.shape).astype(np.float32) + 2 * label
+    before = paper.get_layer("enc0_a_conv").kernel.numpy().copy()
+    loss, dice = step(image, label, 1 + label)
+    assert np.isfinite(float(loss)) and 0.0 <= float(dice) <= 1.0
+    assert int(optimizer.iterations.numpy()) == 1
+    assert not np.allclose(paper.get_layer("enc0_a_conv").kernel.numpy(), before)
+
+
 def test_demo_preset_is_small_and_selected_by_config():
     settings = settings_from_config({"model": {"preset": "demo"}})
     demo = build_unet(**settings.network)
