@@ -397,3 +397,23 @@ def test_rano_command_refuses_the_same_patient_in_two_files(tmp_path, capsys):
         write_tsv(pd.DataFrame([lesion(0, 1, 20, patient_id="P1")]), tmp_path / f"{name}.tsv")
     assert main(["rano", str(tmp_path / "a.tsv"), str(tmp_path / "b.tsv"), "--out", str(tmp_path / "r.tsv")]) == 2
     assert "patient P1 is also in" in capsys.readouterr().err
+
+
+def test_config_yaml_defaults_are_the_documented_rules():
+    # config/config.yaml must name every rano key with the RANO-BM defaults of rano-bm.md
+    from pathlib import Path
+
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
+    assert RanoSettings.from_config(config) == RanoSettings(
+        measurable_min_ld_mm=10, measurable_min_pd_mm=5, measurable_min_slices=2, max_targets=5, pd_relative=0.2,
+        pd_absolute_mm=5, pr_relative=0.3, new_lesion_min_ld_mm=5, nontarget_pd_volume_ratio=1.728,
+        nontarget_pd_min_increase_ml=0.1, confirmation_days=28,
+    )
+    assert set(config["rano"]) == set(RanoSettings.__dataclass_fields__)
+
+
+def test_whole_number_settings_refuse_fractions():
+    with pytest.raises(BrainmetsError, match="rano.max_targets: expected a whole number"):
+        RanoSettings.from_config({"max_targets": 2.5})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -140,7 +141,7 @@ def test_settings_reject_unknown_and_negative_values():
     assert TrackSettings.from_config({"track": {"dilation_mm": 2}}).dilation_mm == 2.0
     with pytest.raises(BrainmetsError, match="unknown setting.*radius_mm"):
         TrackSettings.from_config({"radius_mm": 3})
-    with pytest.raises(BrainmetsError, match="track.dilation_mm: must not be negative"):
+    with pytest.raises(BrainmetsError, match=r"track.dilation_mm: expected a number >= 0"):
         TrackSettings.from_config({"dilation_mm": -1})
 
 
@@ -221,3 +222,11 @@ def test_track_command_reads_the_track_section_of_the_config(tmp_path):
     (tmp_path / "config.yaml").write_text("track:\n  dilation_mm: 0.5\n  centroid_radius_mm: 0\n")
     assert main(["track", str(manifest), "--out", str(tmp_path / "out"), "--config", str(tmp_path / "config.yaml")]) == 0
     assert read_tsv(tmp_path / "out" / "lesions.tsv")["event"].tolist() == ["baseline", "resolved", "new"]
+
+
+def test_config_yaml_names_every_track_setting():
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
+    assert set(config["track"]) == {"dilation_mm", "centroid_radius_mm"}
+    assert TrackSettings.from_config(config) == TrackSettings(dilation_mm=1.5, centroid_radius_mm=10.0)

@@ -18,17 +18,16 @@ Decisions made here:
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from brainmets.errors import BrainmetsError
+from brainmets.longitudinal.settings import numeric_settings, read_config_section
 
 #: columns of the response table, in order
 RESPONSE_COLUMNS: list[str] = [
@@ -101,42 +100,7 @@ class RanoSettings:
     @classmethod
     def from_config(cls, mapping: Mapping[str, Any] | None) -> RanoSettings:
         """Settings from the `rano` section of the configuration (or a whole config holding one)."""
-        section = dict(mapping or {})
-        if isinstance(section.get("rano"), Mapping):
-            section = dict(section["rano"])
-        fields = {f.name: f.type for f in dataclasses.fields(cls)}
-        unknown = sorted(set(section) - set(fields))
-        if unknown:
-            raise BrainmetsError(f"rano: unknown setting(s) {', '.join(unknown)}; known: {', '.join(fields)}")
-        values: dict[str, Any] = {}
-        for name, value in section.items():
-            kind = int if fields[name] == "int" else float
-            try:
-                values[name] = kind(value)
-            except (TypeError, ValueError):
-                raise BrainmetsError(f"rano.{name}: expected a number, found {value!r}") from None
-            if values[name] < 0:
-                raise BrainmetsError(f"rano.{name}: must not be negative, found {value!r}")
-        return cls(**values)
-
-
-def read_config_section(path: str | os.PathLike[str] | None, section: str) -> dict[str, Any]:
-    """One section of a YAML configuration file as a dict (empty when no file is given)."""
-    if path is None:
-        return {}
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise BrainmetsError(f"{p}: file not found")
-    try:
-        config = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise BrainmetsError(f"{p}: not valid YAML ({str(error).splitlines()[0]})") from None
-    value = config.get(section, {}) if isinstance(config, Mapping) else None
-    if not isinstance(value, Mapping):
-        raise BrainmetsError(f"{p}: section `{section}` must be a mapping of settings")
-    return dict(value)
+        return cls(**numeric_settings(cls, mapping, "rano"))
 
 
 def load_settings(path: str | os.PathLike[str] | None) -> RanoSettings:

@@ -17,7 +17,6 @@ any earlier timepoint, each represented by its footprint and centroid when it wa
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from brainmets.errors import BrainmetsError
 from brainmets.io import read_tsv, save_nifti, voxel_spacing_mm, write_tsv
 from brainmets.longitudinal.measure import MEASUREMENT_COLUMNS, label_lesions, load_mask, measure_components
 from brainmets.longitudinal.rano import RanoSettings, iso_dates
+from brainmets.longitudinal.settings import numeric_settings
 
 #: columns of the tracked lesion table, in order (a `patient_id` column may precede them)
 TRACK_COLUMNS: list[str] = ["timepoint", "lesion_id", "component", "event", "merged_into"] + [
@@ -53,22 +53,7 @@ class TrackSettings:
     @classmethod
     def from_config(cls, mapping: Mapping[str, Any] | None) -> TrackSettings:
         """Settings from the `track` section of the configuration (or a whole config holding one)."""
-        section = dict(mapping or {})
-        if isinstance(section.get("track"), Mapping):
-            section = dict(section["track"])
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(section) - set(names))
-        if unknown:
-            raise BrainmetsError(f"track: unknown setting(s) {', '.join(unknown)}; known: {', '.join(names)}")
-        values = {}
-        for name, value in section.items():
-            try:
-                values[name] = float(value)
-            except (TypeError, ValueError):
-                raise BrainmetsError(f"track.{name}: expected a distance in mm, found {value!r}") from None
-            if values[name] < 0:
-                raise BrainmetsError(f"track.{name}: must not be negative, found {value!r}")
-        return cls(**values)
+        return cls(**numeric_settings(cls, mapping, "track"))
 
 
 @dataclass
