@@ -196,6 +196,18 @@ def test_equivocal_new_lesion_that_vanishes_is_not_progression():
     assert overall(responses(rows)) == ["BL", "SD", "SD"]
 
 
+def test_unconfirmed_equivocal_lesion_returning_unequivocal_progresses_then():
+    rows = [lesion(0, 1, 20), lesion(1, 1, 20), lesion(1, 2, 3.0, event="new"), lesion(2, 1, 20), absent(2, 2)]
+    rows += [lesion(3, 1, 20), lesion(3, 2, 4.0, event="reappeared"), lesion(4, 1, 20), absent(4, 2)]
+    rows += [lesion(4, 2, 7.0, event="reappeared")]
+    rows = [r for r in rows if not (r["timepoint"] == DATES[4] and r["component"] == 0)]
+    table = responses(rows)
+    # 3 mm (equivocal), gone, 4 mm (still equivocal, not the visit after the first), 7 mm: PD at that visit
+    assert overall(table) == ["BL", "SD", "SD", "SD", "PD"]
+    assert table.loc[DATES[4], "progression_date"] == DATES[4]
+    assert table["new_lesions"].tolist() == [0, 1, 0, 0, 0]
+
+
 def test_new_lesion_threshold_is_configurable():
     rows = [lesion(0, 1, 20), lesion(1, 1, 20), lesion(1, 2, 6.0, event="new")]
     assert overall(responses(rows)) == ["BL", "PD"]

@@ -303,6 +303,34 @@ def _nontarget_response(volume: float, nadir: float, s: RanoSettings) -> str:
     return "non-CR/non-PD"
 
 
+def _new_lesion_progression(
+    new_ids: list[int],
+    first_seen: dict[int, pd.Timestamp],
+    visits: dict[pd.Timestamp, _Visit],
+    timepoints: list[pd.Timestamp],
+    s: RanoSettings,
+) -> dict[pd.Timestamp, list[pd.Timestamp]]:
+    """Visit at which each new lesion makes progression -> its progression dates.
+
+    A new lesion progresses at the first visit where it is unequivocal (LD >= new_lesion_min_ld_mm)
+    or, when equivocal at first, at the next visit if it is still there (confirmed: back-dated to
+    the visit that first showed it). An equivocal lesion gone at the next visit is not confirmed; if
+    it returns unequivocal later, that visit is the progression date.
+    """
+    progression: dict[pd.Timestamp, list[pd.Timestamp]] = {}
+    for lesion in new_ids:
+        start = timepoints.index(first_seen[lesion])
+        for index in range(start, len(timepoints)):
+            t = timepoints[index]
+            if lesion not in visits[t].ld:
+                continue
+            confirmed = index == start + 1
+            if confirmed or visits[t].ld[lesion] >= s.new_lesion_min_ld_mm - _EPS:
+                progression.setdefault(t, []).append(timepoints[start] if index <= start + 1 else t)
+                break
+    return progression
+
+
 def _assess_patient(
     patient: str,
     visits: dict[pd.Timestamp, _Visit],
@@ -327,7 +355,7 @@ def _assess_patient(
     history_sld: list[float] = []
     history_ld: dict[int, list[float]] = {i: [] for i in targets}
     history_volume: list[float] = []
-    previous: pd.Timestamp | None = None
+    new_lesion_progression = _new_lesion_progression(new_ids, first_seen, visits, timepoints, s)
     for t in timepoints:
         visit = visits[t]
         ld = target_diameters(visit, targets)
@@ -368,12 +396,7 @@ def _assess_patient(
                 target = "NA"
             nontarget = _nontarget_response(volume, min(history_volume), s) if nontargets else "NA"
             progression_dates = [t] if "PD" in (target, nontarget) or status == "worse" else []
-            for i in new_ids:
-                if first_seen[i] == t and visit.ld[i] >= s.new_lesion_min_ld_mm - _EPS:
-                    progression_dates.append(t)
-                elif first_seen[i] == previous and i in visit.ld:
-                    if visits[previous].ld[i] < s.new_lesion_min_ld_mm - _EPS:
-                        progression_dates.append(previous)
+            progression_dates += new_lesion_progression.get(t, [])
             new_present = any(i in visit.ld for i in new_ids)
             steroids_ok = np.isnan(dose) or np.isnan(baseline_dose) or dose <= baseline_dose
             if progression_dates:
@@ -398,7 +421,6 @@ def _assess_patient(
         history_volume.append(volume)
         for i in targets:
             history_ld[i].append(ld[i])
-        previous = t
     _confirm(rows, s)
     return rows
 
