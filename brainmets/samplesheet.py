@@ -96,13 +96,21 @@ def _is_produced(path: str, produced_dirs: list[str]) -> bool:
 
 
 def nifti_shape(path: str | os.PathLike[str]) -> tuple[int, ...]:
-    """The 3-D grid shape from a NIfTI file's header (data not read); raises ValueError if it is not NIfTI."""
+    """The 3-D grid shape from a NIfTI-1/2 file's header alone (data not read); raises ValueError if not NIfTI."""
     import nibabel as nib
+    from nibabel.openers import Opener
 
-    img = nib.load(os.fspath(path))
-    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
-        raise ValueError(f"{type(img).__name__} is not NIfTI")
-    shape = tuple(int(n) for n in img.header.get_data_shape())
+    header = None
+    for header_class in (nib.Nifti1Header, nib.Nifti2Header):
+        try:
+            with Opener(os.fspath(path)) as handle:
+                header = header_class.from_fileobj(handle, check=True)
+            break
+        except nib.spatialimages.HeaderDataError as error:
+            problem = error
+    if header is None:
+        raise ValueError(f"no NIfTI header ({problem})")
+    shape = tuple(int(n) for n in header.get_data_shape())
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
     if len(shape) != 3:
