@@ -124,3 +124,18 @@ def test_pictures_for_several_patients_need_a_patient_placeholder(tracked_truth,
     assert code == 2
     assert "{patient}" in capsys.readouterr().err
     assert not (tmp_path / "r.tsv").exists()
+
+
+def test_trajectory_of_a_patient_without_targets_shows_the_lesion_volume(tmp_path):
+    from brainmets.longitudinal.pictures import plot_trajectory
+    from brainmets.longitudinal.rano import assess
+
+    lesions = pd.DataFrame(
+        {"patient_id": "P9", "timepoint": ["2024-01-01", "2024-02-01"], "lesion_id": 1, "component": 1,
+         "event": ["baseline", "present"], "merged_into": None, "volume_ml": [0.2, 0.3],
+         "longest_diameter_mm": [6.0, 7.0], "perpendicular_diameter_mm": [5.0, 6.0], "n_axial_slices": 3}
+    )
+    response = assess(lesions)
+    assert response["target_response"].tolist() == ["NA", "NA"]
+    plot_trajectory(lesions, response, tmp_path / "trajectory.png")
+    assert (tmp_path / "trajectory.png").read_bytes()[:4] == b"\x89PNG"

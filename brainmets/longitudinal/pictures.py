@@ -88,7 +88,7 @@ def plot_trajectory(lesions: pd.DataFrame, response: pd.DataFrame, path: str | o
     ax.set_xticks(days, [f"{d}\n(day {int(x)})" for d, x in zip(response["timepoint"], days, strict=True)], fontsize=8)
     ax.set_title(f"RANO-BM trajectory: {response['patient_id'].iloc[0]}  (* confirmed)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
 

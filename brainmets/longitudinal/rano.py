@@ -232,7 +232,7 @@ def _visits(table: pd.DataFrame) -> dict[str, dict[pd.Timestamp, _Visit]]:
     return visits
 
 
-def select_targets(visit: _Visit, settings: RanoSettings) -> list[int]:
+def _select_targets(visit: _Visit, settings: RanoSettings) -> list[int]:
     """Target lesion ids at baseline: up to max_targets measurable lesions, largest LD, then volume, then id."""
     ids = sorted(visit.ld)
     measurable = is_measurable(
@@ -243,7 +243,7 @@ def select_targets(visit: _Visit, settings: RanoSettings) -> list[int]:
     return sorted(candidates[: settings.max_targets])
 
 
-def target_diameters(visit: _Visit, targets: list[int]) -> dict[int, float]:
+def _target_diameters(visit: _Visit, targets: list[int]) -> dict[int, float]:
     """LD (mm) of each target at one visit: fragments summed, absent = 0, merged lesions to the lowest target."""
     ld = {i: visit.ld.get(i, 0.0) for i in targets}
     inherited: dict[int, list[int]] = {}
@@ -264,7 +264,7 @@ def target_diameter_history(lesions: pd.DataFrame, target_ids: list[int]) -> pd.
         raise BrainmetsError(f"lesion table: expected one patient, found {len(patients)}")
     visits = _visits(table)[patients[0]]
     history = pd.DataFrame(
-        [target_diameters(visits[t], target_ids) for t in sorted(visits)], columns=target_ids, dtype=float
+        [_target_diameters(visits[t], target_ids) for t in sorted(visits)], columns=target_ids, dtype=float
     )
     history.index = [t.strftime("%Y-%m-%d") for t in sorted(visits)]
     return history
@@ -346,7 +346,7 @@ def _assess_patient(
         for lesion in visits[t].ld:
             first_seen.setdefault(lesion, t)
     timepoints = [t for t in timepoints if t >= baseline]
-    targets = select_targets(visits[baseline], s)
+    targets = _select_targets(visits[baseline], s)
     nontargets = sorted(i for i, t in first_seen.items() if t <= baseline and i not in targets)
     new_ids = sorted(i for i, t in first_seen.items() if t > baseline)
     baseline_dose = clinical.get(baseline, (np.nan, None, False))[0]
@@ -358,7 +358,7 @@ def _assess_patient(
     new_lesion_progression = _new_lesion_progression(new_ids, first_seen, visits, timepoints, s)
     for t in timepoints:
         visit = visits[t]
-        ld = target_diameters(visit, targets)
+        ld = _target_diameters(visit, targets)
         sld = float(sum(ld.values()))
         volume = float(sum(visit.volume.get(i, 0.0) for i in nontargets))
         dose, status, _ = clinical.get(t, (np.nan, None, False))
