@@ -6,9 +6,9 @@ maximum Feret diameter). The boundary lies on the pixel edges: it is the marchin
 through the middle of each edge between a lesion pixel and a background pixel, which follows
 straight edges at any angle without the staircase bias of pixel corners. Its perpendicular diameter
 (PD) is, on the slice of the LD, the longest chord of the lesion's convex outline perpendicular to
-the LD (the bidimensional product's second diameter). Distances use the full affine, so anisotropic and sheared grids
-are measured correctly; the axial axis is the array axis that points most along world
-inferior->superior (axis 2 after reorientation to RAS).
+the LD (the second diameter of the bidimensional product). Distances use the full affine, so
+anisotropic and sheared grids are measured correctly; the axial axis is the array axis that points
+most along world inferior->superior (axis 2 after reorientation to RAS).
 """
 
 from __future__ import annotations
@@ -45,13 +45,14 @@ MEASUREMENT_COLUMNS: list[str] = [
 #: 26-connectivity in 3-D
 CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
 
+
 class AxialDiameters(NamedTuple):
     """The longest and perpendicular axial diameters (mm) of one lesion and where the LD lies."""
 
     longest_mm: float
     perpendicular_mm: float
     slice_index: int
-    #: the two LD end points as voxel coordinates (2 x 3, pixel-corner positions)
+    #: the two LD end points as voxel coordinates (2 x 3, on pixel edges of the LD slice)
     endpoints_voxel: np.ndarray
 
 

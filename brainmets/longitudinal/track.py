@@ -34,14 +34,12 @@ from brainmets.longitudinal.measure import MEASUREMENT_COLUMNS, label_lesions, l
 from brainmets.longitudinal.rano import RanoSettings, iso_dates
 from brainmets.longitudinal.settings import numeric_settings
 
-#: columns of the tracked lesion table, in order (a `patient_id` column may precede them)
+#: columns of the tracked lesion table, in order (a `patient_id` column may precede them). Events:
+#: baseline, present, new, reappeared, split, merged, resolved, and "none" on the placeholder row
+#: (lesion_id 0) of a timepoint before any lesion was seen
 TRACK_COLUMNS: list[str] = ["timepoint", "lesion_id", "component", "event", "merged_into"] + [
     c for c in MEASUREMENT_COLUMNS if c != "component"
 ]
-
-#: the events of the lesion table ("none": a placeholder row, lesion_id 0, for a timepoint without any lesion)
-EVENTS = ("baseline", "present", "new", "reappeared", "split", "merged", "resolved", "none")
-
 
 @dataclass(frozen=True)
 class TrackSettings:
