@@ -1,0 +1,103 @@
+"""The way between patient space and a scan's native grid (the grid of the file the user gave).
+
+Label maps move with nearest-neighbour interpolation, probability and uncertainty maps linearly;
+results on the native grid carry the input's exact affine and shape, so they overlay the
+original image in any viewer.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from brainmets.errors import BrainmetsError
+from brainmets.io import load_nifti, save_nifti
+from brainmets.preprocess.pipeline import PATIENT_TO_SCAN, SCAN_TO_PATIENT, read_record
+from brainmets.preprocess.registration import read_transform
+from brainmets.preprocess.space import from_ants, from_ras, grid_image, to_ants
+
+KINDS = {"label": "nearestneighbor", "map": "linear"}
+
+
+def _interpolation(kind: str) -> str:
+    """ANTs interpolator for a kind of map: label (nearest) or map (linear)."""
+    if kind not in KINDS:
+        raise BrainmetsError(f"kind {kind!r} is unknown; use label (nearest neighbour) or map (linear)")
+    return KINDS[kind]
+
+
+def _as_kind(data: np.ndarray, kind: str) -> np.ndarray:
+    """Labels as the smallest fitting integer type, maps as float32."""
+    if kind == "map":
+        return data.astype(np.float32)
+    labels = np.rint(data)
+    return labels.astype(np.uint8 if labels.min() >= 0 and labels.max() < 256 else np.int32)
+
+
+def check_patient_grid(affine: np.ndarray, shape: tuple[int, ...], scan_dir: str | os.PathLike[str], what: str) -> None:
+    """Refuse a map that is neither on the scan's patient-space grid nor a crop of it."""
+    patient = read_record(scan_dir)["patient_space"]
+    full_affine = np.asarray(patient["affine"], float)
+    offset = np.linalg.solve(full_affine, np.asarray(affine, float))
+    start = offset[:3, 3]
+    on_grid = np.allclose(offset[:3, :3], np.eye(3), atol=1e-4) and np.allclose(start, np.rint(start), atol=1e-3)
+    inside = on_grid and np.all(np.rint(start) >= 0) and np.all(np.rint(start) + np.asarray(shape) <= patient["shape"])
+    if not inside:
+        raise BrainmetsError(
+            f"{what}: not on the patient-space grid of {scan_dir} (nor a crop of it); "
+            "pass a map produced in this patient's space"
+        )
+
+
+def to_native(
+    data: np.ndarray, affine: np.ndarray, scan_dir: str | os.PathLike[str], *, kind: str = "label"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Map a patient-space array (full grid or a crop, RAS affine in mm) onto the scan's native grid.
+
+    Returns the array in the native file's axis order and its exact native affine.
+    """
+    interpolation = _interpolation(kind)
+    record = read_record(scan_dir)
+    native_affine = np.asarray(record["native"]["affine"], float)
+    native_shape = tuple(record["native"]["shape"])
+    transform = read_transform(Path(scan_dir) / PATIENT_TO_SCAN)
+    moved = transform.apply_to_image(to_ants(data, affine), grid_image(native_affine, native_shape), interpolation)
+    native = from_ras(from_ants(moved)[0], native_affine)
+    if native.shape != native_shape:  # cannot happen unless the record was edited by hand
+        raise BrainmetsError(f"{scan_dir}: native grid in the record does not match; preprocess the scan again")
+    return _as_kind(native, kind), native_affine
+
+
+def to_patient(
+    data: np.ndarray, scan_dir: str | os.PathLike[str], *, kind: str = "label"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Map an array on the scan's native grid into the patient's space; returns (array, RAS affine in mm)."""
+    interpolation = _interpolation(kind)
+    record = read_record(scan_dir)
+    native_affine = np.asarray(record["native"]["affine"], float)
+    if tuple(data.shape) != tuple(record["native"]["shape"]):
+        raise BrainmetsError(
+            f"array of shape {data.shape} is not on the native grid {tuple(record['native']['shape'])} of {scan_dir}"
+        )
+    ras = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(data, np.float32), native_affine))
+    patient = record["patient_space"]
+    transform = read_transform(Path(scan_dir) / SCAN_TO_PATIENT)
+    moved = transform.apply_to_image(
+        to_ants(np.asarray(ras.dataobj), ras.affine), grid_image(np.asarray(patient["affine"], float), tuple(patient["shape"])), interpolation
+    )
+    result, affine = from_ants(moved)
+    return _as_kind(result, kind), affine
+
+
+def map_file_to_native(
+    map_path: str | os.PathLike[str], scan_dir: str | os.PathLike[str], out: str | os.PathLike[str], *, kind: str = "label"
+) -> Path:
+    """Write a patient-space NIfTI map resampled onto the scan's native grid (atomic); returns `out`."""
+    _interpolation(kind)
+    img = load_nifti(map_path, allow_constant=True)
+    check_patient_grid(img.affine, img.shape, scan_dir, str(map_path))
+    data, affine = to_native(np.asarray(img.get_fdata(dtype=np.float32)), img.affine, scan_dir, kind=kind)
+    return save_nifti(data, affine, out)

@@ -1,0 +1,208 @@
+"""One scan's preprocessing, end to end: the files a scan directory holds and how they are made.
+
+Steps: load + validate, reorient to RAS, resample to `spacing_mm`, brain extraction, N4 inside the
+brain, registration to the baseline (follow-ups only), everything resampled once into patient space,
+z-score over the brain, crop to the brain with remembered offsets, QC picture, JSON record.
+Nothing is written until every step succeeded; each file is written atomically and the JSON
+record, written last, marks a complete scan directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from brainmets import __version__
+from brainmets.errors import BrainmetsError
+from brainmets.io import atomic_path, load_nifti, save_nifti, voxel_spacing_mm
+from brainmets.preprocess.intensity import n4_correct, zscore_over_brain
+from brainmets.preprocess.registration import identity_transform, register_to_baseline, write_transform
+from brainmets.preprocess.settings import PreprocessSettings
+from brainmets.preprocess.skullstrip import brain_mask
+from brainmets.preprocess.space import Scan, bounding_box, crop, from_ants, load_scan, resample_to_spacing, same_grid, to_ants
+
+if TYPE_CHECKING:
+    import ants
+
+#: files of a preprocessed scan directory (all in patient space unless stated)
+IMAGE = "t1ce.nii.gz"  # N4-corrected T1-CE, whole head
+BRAIN = "brain.nii.gz"  # the same, skull-stripped (background 0)
+BRAIN_MASK = "brain_mask.nii.gz"  # brain mask, 0/1
+ZSCORE = "t1ce_zscore.nii.gz"  # network input: z-scored over the brain, cropped to the brain box
+TRUTH = "truth.nii.gz"  # ground-truth label map carried from the native grid (only with a mask)
+SCAN_TO_PATIENT = "scan_to_patient.mat"  # ANTs affine: pulls native-space images into patient space
+PATIENT_TO_SCAN = "patient_to_scan.mat"  # its inverse: pulls patient-space maps onto the native grid
+QC_PICTURE = "preprocess_qc.png"  # three planes, brain-mask outline over the image
+RECORD = "preprocess.json"  # what was done: grids, crop offsets, transforms, settings, timings
+
+RECORD_FORMAT = "brainmets-preprocess"
+RECORD_VERSION = 1
+
+
+@contextmanager
+def _timed(timings: dict[str, float], step: str) -> Iterator[None]:
+    """Add the wall-clock seconds of the enclosed block to timings[step]."""
+    start = time.perf_counter()
+    yield
+    timings[step] = round(timings.get(step, 0.0) + time.perf_counter() - start, 3)
+
+
+def read_record(scan_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The preprocessing record of a scan directory, refusing a missing or foreign one."""
+    path = Path(scan_dir) / RECORD
+    if not path.is_file():
+        raise BrainmetsError(f"{path}: not found; run `brainmets preprocess IMAGE --out-dir {scan_dir}` first")
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise BrainmetsError(f"{path}: not readable JSON ({error}); preprocess the scan again") from None
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT or record.get("format_version") != RECORD_VERSION:
+        raise BrainmetsError(f"{path}: not a {RECORD_FORMAT} v{RECORD_VERSION} record; preprocess the scan again")
+    return record
+
+
+def load_truth(mask_path: str | os.PathLike[str], scan: Scan) -> Scan:
+    """Load a ground-truth label map that must lie on the scan's native grid and hold integer labels >= 0."""
+    truth = load_scan(mask_path, allow_constant=True)
+    if not same_grid(truth.native_affine, truth.native_shape, scan.native_affine, scan.native_shape):
+        raise BrainmetsError(
+            f"{mask_path}: grid (shape {truth.native_shape}) differs from the image {scan.path} "
+            f"(shape {scan.native_shape}) or its affine does; the mask must be drawn on the image's own grid"
+        )
+    if truth.data.min() < 0 or not np.array_equal(truth.data, np.round(truth.data)):
+        raise BrainmetsError(f"{mask_path}: labels must be integers >= 0 (0 background); found other values")
+    return truth
+
+
+def _load_baseline(baseline_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], "ants.ANTsImage"]:
+    """The baseline's record and its skull-stripped image in patient space (the registration target)."""
+    record = read_record(baseline_dir)
+    if record.get("baseline") is not None:
+        raise BrainmetsError(
+            f"{baseline_dir}: this scan was itself registered to {record['baseline']}; pass the patient's baseline folder"
+        )
+    brain = load_nifti(Path(baseline_dir) / BRAIN)
+    return record, to_ants(np.asarray(brain.get_fdata(dtype=np.float32)), brain.affine)
+
+
+def preprocess_scan(
+    image: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    settings: PreprocessSettings | None = None,
+    mask: str | os.PathLike[str] | None = None,
+    baseline_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Preprocess one T1-CE scan into `out_dir` (files named above); returns the JSON record written.
+
+    Without `baseline_dir` the scan is a baseline and its resampled grid becomes patient space;
+    with it, the scan is registered to that baseline and resampled onto its grid.
+    """
+    settings = settings or PreprocessSettings()
+    out = Path(out_dir)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    if baseline_dir is not None and Path(baseline_dir).resolve() == out.resolve():
+        raise BrainmetsError(f"{out}: a scan cannot be its own baseline; leave out --baseline for the baseline scan")
+    with _timed(timings, "load"):
+        scan = load_scan(image)
+        truth = load_truth(mask, scan) if mask is not None else None
+        baseline = _load_baseline(baseline_dir) if baseline_dir is not None else None
+    with _timed(timings, "resample"):
+        resampled = resample_to_spacing(to_ants(scan.data, scan.affine), settings.spacing_mm)
+        grid_data, grid_affine = from_ants(resampled)
+    with _timed(timings, "skullstrip"):
+        inside = brain_mask(grid_data, grid_affine, settings.skullstrip)
+    if inside.sum() * np.prod(voxel_spacing_mm(grid_affine)) < 100_000:  # < 100 mL: no plausible brain
+        raise BrainmetsError(
+            f"{scan.path}: brain extraction ({settings.skullstrip.method}) found under 100 mL of brain; "
+            "check that the image is a T1-weighted head MRI"
+        )
+    mask_image = to_ants(inside.astype(np.float32), grid_affine)
+    with _timed(timings, "n4"):
+        corrected = (
+            n4_correct(resampled, mask_image, shrink_factor=settings.n4_shrink_factor, iterations=settings.n4_iterations)
+            if settings.n4
+            else resampled
+        )
+    with _timed(timings, "register"):
+        if baseline is None:
+            transform, patient_grid = identity_transform(), corrected
+        else:
+            transform = register_to_baseline(corrected * mask_image, baseline[1], settings.registration)
+            patient_grid = baseline[1]
+    with _timed(timings, "to_patient"):
+        image_p, affine_p = from_ants(transform.apply_to_image(corrected, patient_grid, "linear"))
+        inside_p = from_ants(transform.apply_to_image(mask_image, patient_grid, "linear"))[0] > 0.5
+        truth_p = None
+        if truth is not None:
+            truth_native = to_ants(truth.data, truth.affine)
+            truth_p = np.rint(from_ants(transform.apply_to_image(truth_native, patient_grid, "nearestneighbor"))[0])
+    with _timed(timings, "normalise"):
+        zscored, mean, std = zscore_over_brain(image_p, inside_p)
+        box_start, box_stop = bounding_box(inside_p, settings.crop_margin_vox)
+        zscored_crop, crop_affine = crop(zscored, affine_p, box_start, box_stop)
+
+    with _timed(timings, "write"):
+        from brainmets.figures import three_plane_figure
+
+        save_nifti(image_p.astype(np.float32), affine_p, out / IMAGE)
+        save_nifti(np.where(inside_p, image_p, 0).astype(np.float32), affine_p, out / BRAIN)
+        save_nifti(inside_p.astype(np.uint8), affine_p, out / BRAIN_MASK)
+        save_nifti(zscored_crop, crop_affine, out / ZSCORE)
+        if truth_p is not None:
+            save_nifti(truth_p.astype(np.uint8 if truth_p.max() < 256 else np.int32), affine_p, out / TRUTH)
+        write_transform(transform, out / SCAN_TO_PATIENT)
+        write_transform(transform.invert(), out / PATIENT_TO_SCAN)
+        three_plane_figure(
+            image_p,
+            out / QC_PICTURE,
+            spacing_mm=tuple(voxel_spacing_mm(affine_p)),
+            outline=inside_p,
+            title=f"{scan.path.name}: brain mask ({settings.skullstrip.method})",
+        )
+    timings["total"] = round(time.perf_counter() - start, 3)
+    record = {
+        "format": RECORD_FORMAT,
+        "format_version": RECORD_VERSION,
+        "brainmets_version": __version__,
+        "image": str(scan.path),
+        "mask": None if mask is None else str(mask),
+        "baseline": None if baseline_dir is None else str(baseline_dir),
+        "native": {
+            "shape": list(scan.native_shape),
+            "affine": np.asarray(scan.native_affine).tolist(),
+            "spacing_mm": voxel_spacing_mm(scan.native_affine).round(6).tolist(),
+        },
+        "patient_space": {
+            "shape": list(image_p.shape),
+            "affine": affine_p.tolist(),
+            "spacing_mm": voxel_spacing_mm(affine_p).round(6).tolist(),
+        },
+        "crop": {"start": box_start, "stop": box_stop},
+        "files": {
+            "image": IMAGE,
+            "brain": BRAIN,
+            "brain_mask": BRAIN_MASK,
+            "zscore": ZSCORE,
+            "truth": TRUTH if truth_p is not None else None,
+            "scan_to_patient": SCAN_TO_PATIENT,
+            "patient_to_scan": PATIENT_TO_SCAN,
+            "qc_picture": QC_PICTURE,
+        },
+        "brain_volume_ml": round(float(inside_p.sum() * np.prod(voxel_spacing_mm(affine_p))) / 1000.0, 3),
+        "zscore": {"brain_mean": mean, "brain_std": std},
+        "settings": asdict(settings),
+        "timings_s": timings,
+    }
+    with atomic_path(out / RECORD) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    return record

@@ -1,0 +1,96 @@
+"""Longitudinal registration: each follow-up onto the patient's baseline (ANTs, rigid then affine)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from brainmets.errors import BrainmetsError
+from brainmets.io import atomic_path
+
+if TYPE_CHECKING:
+    import ants
+
+
+def register_to_baseline(
+    moving: "ants.ANTsImage", fixed: "ants.ANTsImage", stages: tuple[str, ...] = ("QuickRigid", "AffineFast")
+) -> "ants.ANTsTransform":
+    """Affine transform that pulls `moving` onto `fixed` (maps fixed-space points to moving-space mm).
+
+    Stages are ANTsPy linear presets run in order, each starting from the previous result;
+    ANTs collapses them into one affine. Both images should be brain-extracted.
+    """
+    import ants
+
+    with tempfile.TemporaryDirectory(prefix="brainmets-reg-") as work:
+        initial: str | None = None
+        for k, stage in enumerate(stages):
+            result = ants.registration(
+                fixed, moving, type_of_transform=stage, initial_transform=initial, outprefix=f"{work}/s{k}_"
+            )
+            initial = result["fwdtransforms"][0]
+        if initial is None:
+            raise BrainmetsError("preprocess.registration lists no stage; name at least one, e.g. QuickRigid")
+        return ants.read_transform(initial)
+
+
+def identity_transform() -> "ants.ANTsTransform":
+    """The 3-D affine identity, the baseline's transform into its own (patient) space."""
+    import ants
+
+    return ants.create_ants_transform(transform_type="AffineTransform", dimension=3)
+
+
+def write_transform(transform: "ants.ANTsTransform", path: str | os.PathLike[str]) -> Path:
+    """Write an ANTs transform (.mat) atomically; returns the path."""
+    import ants
+
+    with atomic_path(path) as tmp:
+        ants.write_transform(transform, str(tmp))
+    return Path(path)
+
+
+def read_transform(path: str | os.PathLike[str]) -> "ants.ANTsTransform":
+    """Read an ANTs transform file, refusing a missing or unreadable one."""
+    import ants
+
+    p = Path(path)
+    if not p.is_file():
+        raise BrainmetsError(f"{p}: transform file not found; run `brainmets preprocess` for this scan first")
+    try:
+        return ants.read_transform(str(p))
+    except Exception as error:
+        raise BrainmetsError(f"{p}: not a readable ANTs transform ({type(error).__name__})") from None
+
+
+def affine_matrix_ras(transform: "ants.ANTsTransform") -> np.ndarray:
+    """The 4x4 matrix (RAS mm -> RAS mm) of an ANTs affine transform."""
+    params = np.asarray(transform.parameters, dtype=float)
+    centre = np.asarray(transform.fixed_parameters, dtype=float)
+    if params.size != 12 or centre.size != 3:
+        raise BrainmetsError(f"expected a 3-D affine transform, found {transform.transform_type}")
+    matrix = params[:9].reshape(3, 3)
+    lps = np.eye(4)
+    lps[:3, :3] = matrix
+    lps[:3, 3] = params[9:] + centre - matrix @ centre  # ITK: y = M (x - c) + t + c
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+    return flip @ lps @ flip
+
+
+def transform_points_mm(transform: "ants.ANTsTransform", points_ras_mm: np.ndarray) -> np.ndarray:
+    """Apply an ANTs affine transform to an (N, 3) array of RAS points (mm); returns RAS points (mm)."""
+    matrix = affine_matrix_ras(transform)
+    return np.asarray(points_ras_mm, dtype=float) @ matrix[:3, :3].T + matrix[:3, 3]
+
+
+def mean_displacement_mm(
+    transform_a: "ants.ANTsTransform", transform_b: "ants.ANTsTransform", points_ras_mm: np.ndarray
+) -> float:
+    """Mean distance (mm) between where two transforms send the same RAS points: a registration error."""
+    a = transform_points_mm(transform_a, points_ras_mm)
+    b = transform_points_mm(transform_b, points_ras_mm)
+    return float(np.linalg.norm(a - b, axis=1).mean())

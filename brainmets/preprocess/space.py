@@ -1,0 +1,121 @@
+"""Image grids: loading a scan into RAS, moving between nibabel and ANTs, resampling, cropping.
+
+ANTs works in LPS physical space and nibabel in RAS; the conversion goes through ANTsPy's own
+`from_nibabel_nifti`/`to_nibabel_nifti` so that the two always agree on where a voxel lies.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from brainmets.errors import BrainmetsError
+from brainmets.io import load_nifti, voxel_spacing_mm
+
+if TYPE_CHECKING:
+    import ants
+
+RAS = nib.orientations.axcodes2ornt(("R", "A", "S"))
+
+
+@dataclass(frozen=True)
+class Scan:
+    """One input image: its voxels reoriented to RAS, plus the native grid it came on."""
+
+    path: Path
+    data: np.ndarray  # float32, RAS-reoriented voxels
+    affine: np.ndarray  # voxel -> RAS mm of `data`
+    native_affine: np.ndarray  # voxel -> RAS mm of the file as given
+    native_shape: tuple[int, int, int]
+
+    @property
+    def spacing_mm(self) -> np.ndarray:
+        """Voxel edge lengths (mm) of the RAS-reoriented data."""
+        return voxel_spacing_mm(self.affine)
+
+
+def load_scan(path: str | os.PathLike[str], *, allow_constant: bool = False) -> Scan:
+    """Load and validate a NIfTI scan and reorient it to the closest canonical (RAS) grid."""
+    img = load_nifti(path, allow_constant=allow_constant)
+    ras = nib.as_closest_canonical(img)
+    return Scan(
+        path=Path(path),
+        data=np.asarray(ras.get_fdata(dtype=np.float32)),
+        affine=ras.affine.copy(),
+        native_affine=img.affine.copy(),
+        native_shape=tuple(int(s) for s in img.shape[:3]),  # type: ignore[arg-type]
+    )
+
+
+def same_grid(affine_a: np.ndarray, shape_a: tuple[int, ...], affine_b: np.ndarray, shape_b: tuple[int, ...]) -> bool:
+    """True when two grids have the same shape and affines equal to 1e-3 mm."""
+    return tuple(shape_a) == tuple(shape_b) and np.allclose(affine_a, affine_b, atol=1e-3)
+
+
+def to_ants(data: np.ndarray, affine: np.ndarray) -> "ants.ANTsImage":
+    """An ANTs float image holding `data` on the grid described by the RAS `affine` (mm)."""
+    import ants
+
+    img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.asarray(affine, dtype=np.float64))
+    img.header.set_xyzt_units("mm", "sec")
+    return ants.from_nibabel_nifti(img)
+
+
+def from_ants(image: "ants.ANTsImage") -> tuple[np.ndarray, np.ndarray]:
+    """The voxels (float32) and RAS affine (mm) of an ANTs image."""
+    import ants
+
+    img = ants.to_nibabel_nifti(image)
+    return np.asarray(img.get_fdata(dtype=np.float32)), img.affine.copy()
+
+
+def resample_to_spacing(image: "ants.ANTsImage", spacing_mm: tuple[float, float, float]) -> "ants.ANTsImage":
+    """Linearly resample an ANTs image to the given voxel spacing (mm), keeping origin and direction."""
+    import ants
+
+    if np.allclose(image.spacing, spacing_mm, atol=1e-6):
+        return image.clone()
+    return ants.resample_image(image, tuple(float(s) for s in spacing_mm), use_voxels=False, interp_type=0)
+
+
+def grid_image(affine: np.ndarray, shape: tuple[int, ...]) -> "ants.ANTsImage":
+    """An all-zero ANTs image on the RAS-reoriented version of a grid; a reference for resampling."""
+    ras = nib.as_closest_canonical(nib.Nifti1Image(np.zeros(shape, dtype=np.float32), np.asarray(affine, float)))
+    return to_ants(np.asarray(ras.dataobj), ras.affine)
+
+
+def from_ras(data: np.ndarray, native_affine: np.ndarray) -> np.ndarray:
+    """Undo the RAS reorientation: array axes back in the order and direction of the native grid."""
+    native = nib.orientations.io_orientation(np.asarray(native_affine, float))
+    return nib.orientations.apply_orientation(data, nib.orientations.ornt_transform(RAS, native))
+
+
+def bounding_box(mask: np.ndarray, margin_vox: int = 0) -> tuple[list[int], list[int]]:
+    """Start (inclusive) and stop (exclusive) voxel indices of the mask's bounding box plus a margin."""
+    boxes = ndimage.find_objects(np.asarray(mask, dtype=np.uint8))
+    if not boxes or boxes[0] is None:
+        raise BrainmetsError("the brain mask is empty; nothing to crop")
+    start = [max(0, s.start - margin_vox) for s in boxes[0]]
+    stop = [min(n, s.stop + margin_vox) for s, n in zip(boxes[0], mask.shape)]
+    return start, stop
+
+
+def crop(data: np.ndarray, affine: np.ndarray, start: list[int], stop: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Crop an array to [start, stop) and shift its affine so every voxel keeps its position in mm."""
+    box = tuple(slice(a, b) for a, b in zip(start, stop))
+    shifted = np.asarray(affine, float).copy()
+    shifted[:3, 3] = affine[:3, :3] @ np.asarray(start, float) + affine[:3, 3]
+    return data[box], shifted
+
+
+def uncrop(data: np.ndarray, start: list[int], shape: tuple[int, ...], fill: float = 0) -> np.ndarray:
+    """Place a cropped array back at `start` inside an array of the full `shape`."""
+    full = np.full(shape, fill, dtype=data.dtype)
+    full[tuple(slice(a, a + n) for a, n in zip(start, data.shape))] = data
+    return full
