@@ -429,3 +429,14 @@ def test_config_yaml_defaults_are_the_documented_rules():
 def test_whole_number_settings_refuse_fractions():
     with pytest.raises(BrainmetsError, match="rano.max_targets: expected a whole number"):
         RanoSettings.from_config({"max_targets": 2.5})
+
+
+def test_lesion_tables_take_the_patient_id_from_the_option_or_the_folder(tmp_path):
+    from brainmets.longitudinal.rano import read_lesion_tables
+
+    write_tsv(pd.DataFrame([lesion(0, 1, 20)]), tmp_path / "P3" / "lesions.tsv")
+    write_tsv(pd.DataFrame([lesion(0, 1, 20, patient_id="P4")]), tmp_path / "other.tsv")
+    table = read_lesion_tables([tmp_path / "P3" / "lesions.tsv", tmp_path / "other.tsv"])
+    assert table["patient_id"].tolist() == ["P3", "P4"]
+    table = read_lesion_tables([tmp_path / "P3" / "lesions.tsv"], patient="case-9")
+    assert table["patient_id"].tolist() == ["case-9"]

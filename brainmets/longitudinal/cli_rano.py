@@ -42,53 +42,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Assess every patient and write the response table (and optional best-response table and pictures)."""
-    import pandas as pd
-
     from brainmets.errors import BrainmetsError
     from brainmets.io import read_tsv, write_tsv
     from brainmets.longitudinal.rano import (
         assess,
         best_overall_response,
         check_clinical_table,
-        check_lesion_table,
         load_settings,
+        read_lesion_tables,
     )
 
     settings = load_settings(args.config)
-    tables = []
-    for path in args.lesions:
-        table = read_tsv(path)
-        check_lesion_table(table, str(path))
-        if "patient_id" not in table.columns:
-            table.insert(0, "patient_id", args.patient or path.resolve().parent.name)
-        tables.append(table)
-    owners: dict[str, Path] = {}
-    for path, table in zip(args.lesions, tables, strict=True):
-        for patient in table["patient_id"].astype(str).unique():
-            if patient in owners:
-                raise BrainmetsError(f"{path}: patient {patient} is also in {owners[patient]}; give each patient once")
-            owners[patient] = path
-    lesions = pd.concat(tables, ignore_index=True)
+    lesions = read_lesion_tables(args.lesions, args.patient)
     clinical = None
     if args.clinical is not None:
         clinical = read_tsv(args.clinical, required=["timepoint"])
         check_clinical_table(clinical, str(args.clinical))
-    response = assess(lesions, clinical, settings)
-
+    several = lesions["patient_id"].nunique() > 1
     for option in ("trajectory", "timeline"):
         template = getattr(args, option)
-        if template and len(owners) > 1 and "{patient}" not in template:
+        if template and several and "{patient}" not in template:
             raise BrainmetsError(f"--{option} {template}: several patients need a path containing {{patient}}")
+    response = assess(lesions, clinical, settings)
     write_tsv(response, args.out)
     if args.best_out is not None:
         write_tsv(best_overall_response(response), args.best_out)
     if args.trajectory or args.timeline:
-        from brainmets.longitudinal.pictures import plot_lesion_timeline, plot_trajectory
+        from brainmets.longitudinal.pictures import draw_patient_pictures
 
-        lesions["patient_id"] = lesions["patient_id"].astype(str)
-        for patient, visits in response.groupby("patient_id", sort=True):
-            patient_lesions = lesions[lesions["patient_id"] == patient]
-            if args.trajectory:
-                plot_trajectory(patient_lesions, visits, args.trajectory.replace("{patient}", str(patient)))
-            if args.timeline:
-                plot_lesion_timeline(patient_lesions, visits, args.timeline.replace("{patient}", str(patient)))
+        draw_patient_pictures(lesions, response, args.trajectory, args.timeline)

@@ -127,3 +127,18 @@ def plot_lesion_timeline(lesions: pd.DataFrame, response: pd.DataFrame, path: st
     ax.set_title(f"Lesion timeline: {response['patient_id'].iloc[0]}  (T = target; numbers: LD in mm)")
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
+
+
+def draw_patient_pictures(
+    lesions: pd.DataFrame, response: pd.DataFrame, trajectory: str | None, timeline: str | None
+) -> list[Path]:
+    """Draw each patient's trajectory and/or timeline to paths where `{patient}` stands for the patient id."""
+    written = []
+    patient_ids = lesions["patient_id"].astype(str)
+    for patient, visits in response.groupby("patient_id", sort=True):
+        own = lesions[patient_ids == str(patient)]
+        if trajectory:
+            written.append(plot_trajectory(own, visits, trajectory.replace("{patient}", str(patient))))
+        if timeline:
+            written.append(plot_lesion_timeline(own, visits, timeline.replace("{patient}", str(patient))))
+    return written

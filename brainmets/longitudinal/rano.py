@@ -21,12 +21,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from brainmets.errors import BrainmetsError
+from brainmets.io import read_tsv
 from brainmets.longitudinal.settings import numeric_settings, read_config_section
 
 #: columns of the response table, in order
@@ -160,6 +162,28 @@ def check_lesion_table(lesions: pd.DataFrame, source: str) -> pd.DataFrame:
         table[column] = numbers
     table["merged_into"] = pd.to_numeric(table["merged_into"], errors="coerce")
     return table
+
+
+def read_lesion_tables(paths: list[Path], patient: str | None = None) -> pd.DataFrame:
+    """Concatenate `track` lesion tables, each patient in one file only; checks every file.
+
+    A table without a patient_id column belongs to `patient`, or else to the patient named by the
+    folder that holds it (`results/<patient>/lesions.tsv`).
+    """
+    tables = []
+    owners: dict[str, Path] = {}
+    for path in paths:
+        table = read_tsv(path)
+        check_lesion_table(table, str(path))
+        if "patient_id" not in table.columns:
+            table.insert(0, "patient_id", patient or Path(path).resolve().parent.name)
+        table["patient_id"] = table["patient_id"].astype(str)
+        for owner in table["patient_id"].unique():
+            if owner in owners:
+                raise BrainmetsError(f"{path}: patient {owner} is also in {owners[owner]}; give each patient once")
+            owners[owner] = Path(path)
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
 
 
 def check_clinical_table(clinical: pd.DataFrame, source: str) -> pd.DataFrame:
