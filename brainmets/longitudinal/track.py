@@ -164,8 +164,8 @@ def _event(lesion_id: int, track: _Track | None, t: int, n_fragments: int) -> st
     return "split" if n_fragments > 1 else "present"
 
 
-def _absent_row(lesion_id: int, event: str, host: int | None) -> dict[str, Any]:
-    """A component-0 row with zero measurements for a lesion not seen at a timepoint."""
+def absent_row(lesion_id: int, event: str, host: int | None) -> dict[str, Any]:
+    """The lesion-table row (component 0, zero measurements) of a lesion not seen at a timepoint."""
     row: dict[str, Any] = {c: 0.0 for c in MEASUREMENT_COLUMNS}
     row.update(
         lesion_id=lesion_id,
@@ -226,9 +226,9 @@ def track_lesions(
                              "timepoint": timepoint} for r in fragments[lesion_id])
             else:
                 host = merged.get(lesion_id)
-                rows.append({**_absent_row(lesion_id, "merged" if host else "resolved", host), "timepoint": timepoint})
+                rows.append({**absent_row(lesion_id, "merged" if host else "resolved", host), "timepoint": timepoint})
         if not tracks and not fragments:
-            rows.append({**_absent_row(0, "none", None), "timepoint": timepoint})
+            rows.append({**absent_row(0, "none", None), "timepoint": timepoint})
 
         lookup = np.zeros(n + 1, dtype=np.int32)
         lookup[1:] = owner
