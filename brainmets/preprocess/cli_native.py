@@ -10,7 +10,7 @@ HELP = "Resample a patient-space map onto a scan's native grid (label: nearest, 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Declare the command-line arguments."""
     parser.add_argument("map", help="NIfTI map in patient space (full grid or a crop of it)")
-    parser.add_argument("--scan-dir", required=True, help="the scan's preprocessed directory (holds preprocess.json)")
+    parser.add_argument("--scan-dir", required=True, help="the scan's preprocessed directory (holds preprocessing.json)")
     parser.add_argument("--kind", choices=("label", "map"), default="label", help="label: nearest neighbour; map: linear")
     parser.add_argument("--out", required=True, help="output NIfTI on the native grid, e.g. results/P/T/native/segmentation.nii.gz")
 

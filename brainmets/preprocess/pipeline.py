@@ -37,11 +37,11 @@ IMAGE = "t1ce.nii.gz"  # N4-corrected T1-CE, whole head
 BRAIN = "brain.nii.gz"  # the same, skull-stripped (background 0)
 BRAIN_MASK = "brain_mask.nii.gz"  # brain mask, 0/1
 ZSCORE = "t1ce_zscore.nii.gz"  # network input: z-scored over the brain, cropped to the brain box
-TRUTH = "truth.nii.gz"  # ground-truth label map carried from the native grid (only with a mask)
-SCAN_TO_PATIENT = "scan_to_patient.mat"  # ANTs affine: pulls native-space images into patient space
-PATIENT_TO_SCAN = "patient_to_scan.mat"  # its inverse: pulls patient-space maps onto the native grid
-QC_PICTURE = "preprocess_qc.png"  # three planes, brain-mask outline over the image
-RECORD = "preprocess.json"  # what was done: grids, crop offsets, transforms, settings, timings
+TRUTH = "lesions.nii.gz"  # ground-truth label map carried from the native grid (only with --mask)
+SCAN_TO_PATIENT = "to_patient_space.mat"  # ANTs affine: pulls native-space images into patient space
+PATIENT_TO_SCAN = "from_patient_space.mat"  # its inverse: pulls patient-space maps onto the native grid
+QC_PICTURE = "preprocessing_qc.png"  # three planes, brain-mask outline over the image
+RECORD = "preprocessing.json"  # what was done: grids, crop offsets, transforms, settings, timings
 
 RECORD_FORMAT = "brainmets-preprocess"
 RECORD_VERSION = 1
