@@ -35,7 +35,7 @@ SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "sa
 
 #: what to do about a bad value, per column
 _FIX = {
-    "patient_id": "use letters, digits, '_' and '-' only, starting with a letter or digit",
+    "patient_id": "use letters, digits, '_' and '-' only, starting with a letter or digit, and not model, training, cohort or truth (result folders)",
     "timepoint": "write the scan date as YYYY-MM-DD",
     "image": "give the path of the T1-CE NIfTI image",
     "mask": "give the path of the ground-truth mask or leave the cell empty",
@@ -158,12 +158,22 @@ def load_samples(
         )
     if table.empty:
         raise BrainmetsError(f"{sheet}: no rows under the header; add one row per scan")
+    known = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+    for column in table.columns:
+        near = [k for k in known if k.lower() == column.lower().replace(" ", "_") and k != column]
+        if near:
+            raise BrainmetsError(f"{sheet}: column {column!r} should be named {near[0]!r}; rename it in the header")
     validator = _validator(os.fspath(schema))
-    records = table.to_dict("records")
-    for row, record in enumerate(records):
+    columns = list(table.columns)
+
+    def column_order(error: Any) -> int:
+        """Position of the column an error is about (-1 for row-level errors such as a missing value)."""
+        path = list(error.absolute_path)
+        return columns.index(path[0]) if path and path[0] in columns else -1
+
+    for row, record in enumerate(table.to_dict("records")):
         record = {k: v for k, v in record.items() if pd.notna(v)}
-        errors = sorted(validator.iter_errors(record), key=lambda e: list(table.columns).index(e.absolute_path[0])
-                        if e.absolute_path and e.absolute_path[0] in table.columns else -1)
+        errors = sorted(validator.iter_errors(record), key=column_order)
         if errors:
             raise _schema_problem(sheet, row, errors[0], record)
         try:

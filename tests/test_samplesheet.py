@@ -90,6 +90,19 @@ def test_path_like_id(tmp_path: Path, scans: dict[str, Path]) -> None:
     assert "row 3" in message and "column patient_id" in message and "'../x'" in message
 
 
+@pytest.mark.parametrize("patient_id", ["model", "cohort", "-p", "p 1", "p/1"])
+def test_ids_that_would_collide_with_result_folders_or_paths(tmp_path: Path, scans: dict[str, Path], patient_id: str) -> None:
+    rows = _rows(scans)
+    rows[0]["patient_id"] = patient_id
+    message = _error(_write(tmp_path / "s.tsv", rows))
+    assert "row 1" in message and "column patient_id" in message
+
+
+def test_misspelt_column_name(tmp_path: Path, scans: dict[str, Path]) -> None:
+    sheet = _write(tmp_path / "s.tsv", _rows(scans), [c if c != "mask" else "Mask" for c in HEADER])
+    assert "'Mask' should be named 'mask'" in _error(sheet)
+
+
 def test_missing_file(tmp_path: Path, scans: dict[str, Path]) -> None:
     rows = _rows(scans)
     rows[1]["image"] = str(tmp_path / "gone.nii.gz")
@@ -170,10 +183,11 @@ def test_snakemake_validation_gives_the_same_verdicts(tmp_path: Path, scans: dic
     good = _write(tmp_path / "good.tsv", _rows(scans))
     validate(read_sheet(good), str(SCHEMA_PATH))
     load_samples(good)
-    for column, value in [("patient_id", "../x"), ("timepoint", "2024/01/01"), ("clinical_status", "better"), ("image", "")]:
+    cases = [("patient_id", "../x"), ("patient_id", "model"), ("timepoint", "2024/01/01"), ("clinical_status", "better"), ("image", "")]
+    for column, value in cases:
         rows = _rows(scans)
         rows[0][column] = value
-        bad = _write(tmp_path / f"bad_{column}.tsv", rows)
+        bad = _write(tmp_path / f"bad_{column}_{len(value)}.tsv", rows)
         with pytest.raises(WorkflowError):
             validate(read_sheet(bad), str(SCHEMA_PATH))
         _error(bad)

@@ -2,7 +2,7 @@
 
 The brain comes from nilearn's MNI152 1 mm template and its brain mask (shipped with nilearn, loaded
 offline). Everything outside the brain is synthesised as shells at a distance from the brain surface:
-subarachnoid CSF, an enhancing dural layer, the skull (dark cortical tables around bright marrow) and
+subarachnoid CSF with enhancing vessels, an enhancing dural layer, the skull (dark cortical tables around bright marrow) and
 the scalp (fat and muscle), so that skull stripping has real work to do. Each patient's anatomy is the
 template under a random smooth deformation (global scaling plus a separable low-frequency warp).
 """
@@ -29,7 +29,10 @@ INTENSITY = {
     "marrow": 0.75,
     "scalp_fat": 1.1,
     "scalp_muscle": 0.45,
+    "vessel": 1.25,
 }
+#: share of the intracranial CSF spaces filled by enhancing vessels
+VESSEL_FRACTION = 0.06
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,14 @@ def template_head(spacing_mm: float = 1.0) -> Head:
     ]
     for where, value in shells:
         intensity[where & ~brain_mask] = value
-    intensity = ndimage.gaussian_filter(intensity, 0.5 / factor)
     tissue = np.clip(gm + wm, 0.0, 1.0) * brain_mask
+    # enhancing vessels in the sulci and cisterns: bright blobs where the CSF spaces meet a smooth random field
+    field = ndimage.gaussian_filter(rng.standard_normal(outside.shape).astype(np.float32), 1.2 / factor)
+    csf_space = brain_mask & (tissue < 0.25)
+    if csf_space.any():
+        vessels = csf_space & (field > np.quantile(field[csf_space], 1.0 - VESSEL_FRACTION))
+        intensity[vessels] = INTENSITY["vessel"]
+    intensity = ndimage.gaussian_filter(intensity, 0.5 / factor)
     return Head(intensity.astype(np.float32), brain_mask, tissue.astype(np.float32), affine)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 #: relative amplitude of the border irregularity (sum of harmonic amplitudes)
-IRREGULARITY = 0.12
+IRREGULARITY = 0.18
 #: largest axis ratio of a blob's ellipsoid
 MAX_AXIS_RATIO = 1.15
 #: extent of the perilesional oedema (T1-hypointense) as a multiple of the lesion radius
@@ -94,10 +94,10 @@ def make_lesion(
     ring: bool | None = None,
 ) -> Lesion:
     """A lesion with a random orientation, axis ratios, irregular border, contrast and (optional) necrosis."""
-    n_waves = 4
+    n_waves = 6
     directions = rng.normal(size=(n_waves, 3))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    wave_vectors = directions * rng.uniform(1.5, 3.0, size=(n_waves, 1))
+    wave_vectors = directions * rng.uniform(1.5, 4.0, size=(n_waves, 1))
     amplitudes = rng.dirichlet(np.ones(n_waves)) * IRREGULARITY
     axes = rng.uniform(1.0 / MAX_AXIS_RATIO, MAX_AXIS_RATIO, size=3)
     largest = max(b.radius_mm for b in blobs)
