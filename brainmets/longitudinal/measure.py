@@ -115,6 +115,13 @@ def _longest_chord(polygon: np.ndarray, direction: np.ndarray) -> float:
     return float(np.max(high - low, initial=0.0))
 
 
+def _box_diagonal_mm(pixels: np.ndarray, metric: np.ndarray) -> float:
+    """Longer diagonal (mm) of the bounding box of a 2-D pixel set, pixel edges included."""
+    rows, columns = np.flatnonzero(pixels.any(axis=1)), np.flatnonzero(pixels.any(axis=0))
+    extent_i, extent_j = rows[-1] - rows[0] + 1.0, columns[-1] - columns[0] + 1.0
+    return float(max(np.linalg.norm(metric @ [extent_i, extent_j]), np.linalg.norm(metric @ [extent_i, -extent_j])))
+
+
 def axial_diameters(component: np.ndarray, affine: np.ndarray) -> AxialDiameters:
     """LD and PD (mm) of one lesion given as a boolean array on a grid with this affine.
 
@@ -126,14 +133,21 @@ def axial_diameters(component: np.ndarray, affine: np.ndarray) -> AxialDiameters
     plane = [a for a in range(3) if a != axis]
     metric = _plane_metric(affine, (plane[0], plane[1]))
     stack = np.moveaxis(np.asarray(component, dtype=bool), axis, 2)
+    slices = np.flatnonzero(stack.any(axis=(0, 1)))
+    # no boundary distance on a slice exceeds the diagonals of its bounding box: visit the slices with
+    # the largest boxes first and stop once no box can beat (or tie) the longest diameter found
+    bounds = [_box_diagonal_mm(stack[:, :, k], metric) for k in slices]
     best: tuple[float, int, np.ndarray, np.ndarray] | None = None
-    for k in np.flatnonzero(stack.any(axis=(0, 1))):
+    for bound, k in sorted(zip(bounds, slices, strict=True), key=lambda pair: (-pair[0], pair[1])):
+        if best is not None and bound < best[0] - 1e-9:
+            break
         hull = _boundary_hull(stack[:, :, k])
         hull_mm = hull @ metric.T
         distances = squareform(pdist(hull_mm))
         ends = np.unravel_index(np.argmax(distances), distances.shape)
-        if best is None or distances[ends] > best[0]:
-            best = (float(distances[ends]), int(k), hull_mm, hull[list(ends)])
+        longest = float(distances[ends])
+        if best is None or longest > best[0] + 1e-9 or (longest > best[0] - 1e-9 and k < best[1]):
+            best = (longest, int(k), hull_mm, hull[list(ends)])
     if best is None:
         raise ValueError("axial_diameters needs a non-empty component")
     longest, k, hull_mm, ends = best
