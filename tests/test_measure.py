@@ -215,3 +215,11 @@ def test_missing_mask_is_refused_in_one_line(tmp_path, capsys):
     assert main(["measure", str(tmp_path / "absent.nii.gz"), "--out", str(tmp_path / "out.tsv")]) == 2
     error = capsys.readouterr().err.strip()
     assert "absent.nii.gz: file not found" in error and len(error.splitlines()) == 1
+
+
+def test_equal_longest_diameters_report_the_lower_slice():
+    mask = np.zeros((20, 20, 6), dtype=bool)
+    mask[5:13, 5:8, 1] = True
+    mask[6:9, 5:8, 2] = True
+    mask[5:13, 5:8, 3] = True
+    assert measure_lesions(mask, np.eye(4)).iloc[0]["ld_slice"] == 1
