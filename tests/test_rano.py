@@ -440,3 +440,14 @@ def test_lesion_tables_take_the_patient_id_from_the_option_or_the_folder(tmp_pat
     assert table["patient_id"].tolist() == ["P3", "P4"]
     table = read_lesion_tables([tmp_path / "P3" / "lesions.tsv"], patient="case-9")
     assert table["patient_id"].tolist() == ["case-9"]
+
+
+def test_patient_ids_stay_as_written(tmp_path):
+    # "007" must not become 7, or the clinical rows of patient 007 would not be found
+    write_tsv(pd.DataFrame([lesion(0, 1, 20), lesion(1, 1, 10)]).assign(patient_id="007"), tmp_path / "l.tsv")
+    write_tsv(clinical([0, 0], ["stable", "worse"]).assign(patient_id="007"), tmp_path / "c.tsv")
+    assert main(["rano", str(tmp_path / "l.tsv"), "--clinical", str(tmp_path / "c.tsv"), "--out",
+                 str(tmp_path / "r.tsv")]) == 0
+    response = pd.read_csv(tmp_path / "r.tsv", sep="\t", dtype=str)
+    assert response["patient_id"].tolist() == ["007", "007"]
+    assert response["overall_response"].tolist() == ["BL", "PD"]

@@ -43,21 +43,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     """Assess every patient and write the response table (and optional best-response table and pictures)."""
     from brainmets.errors import BrainmetsError
-    from brainmets.io import read_tsv, write_tsv
+    from brainmets.io import write_tsv
     from brainmets.longitudinal.rano import (
         assess,
         best_overall_response,
-        check_clinical_table,
         load_settings,
+        read_clinical_table,
         read_lesion_tables,
     )
 
     settings = load_settings(args.config)
     lesions = read_lesion_tables(args.lesions, args.patient)
-    clinical = None
-    if args.clinical is not None:
-        clinical = read_tsv(args.clinical, required=["timepoint"])
-        check_clinical_table(clinical, str(args.clinical))
+    clinical = None if args.clinical is None else read_clinical_table(args.clinical)
     several = lesions["patient_id"].nunique() > 1
     for option in ("trajectory", "timeline"):
         template = getattr(args, option)
