@@ -11,12 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from brainmets.longitudinal.measure import MEASUREMENT_COLUMNS, label_lesions, measure_components
+from brainmets.longitudinal.measure import label_lesions, measure_components
+from brainmets.longitudinal.track import TRACK_COLUMNS, absent_row
 
-#: columns of the truth lesion table, in order
-LESION_TABLE_COLUMNS: list[str] = ["patient_id", "timepoint", "lesion_id", "component", "event", "merged_into"] + [
-    c for c in MEASUREMENT_COLUMNS if c != "component"
-]
+#: columns of the truth lesion table, in order: those `brainmets track` writes, with the patient first
+LESION_TABLE_COLUMNS: list[str] = ["patient_id", *TRACK_COLUMNS]
 
 
 def merge_touching(labels: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
@@ -55,24 +54,6 @@ def measure_timepoint(labels: np.ndarray, affine: np.ndarray) -> pd.DataFrame:
     return table
 
 
-def _absent_row(lesion_id: int, event: str, host: int | None) -> dict[str, object]:
-    """A component-0 row with zero measurements for a lesion absent at a timepoint."""
-    row: dict[str, object] = {c: 0.0 for c in MEASUREMENT_COLUMNS}
-    row.update(
-        lesion_id=lesion_id,
-        component=0,
-        event=event,
-        merged_into=host,
-        n_axial_slices=0,
-        ld_slice=-1,
-        measurable=False,
-        centroid_x_mm=np.nan,
-        centroid_y_mm=np.nan,
-        centroid_z_mm=np.nan,
-    )
-    return row
-
-
 def lesion_table(
     patient_id: str, timepoints: list[str], measurements: list[pd.DataFrame], merges: list[dict[int, int]]
 ) -> pd.DataFrame:
@@ -101,7 +82,7 @@ def lesion_table(
                     rows.append({**record, **where, "event": event, "merged_into": None})
             elif lesion_id in seen:
                 host = merged.get(lesion_id)
-                rows.append({**_absent_row(lesion_id, "merged" if host else "resolved", host), **where})
+                rows.append({**absent_row(lesion_id, "merged" if host else "resolved", host), **where})
         seen |= present
         previous = present
     table = pd.DataFrame(rows, columns=LESION_TABLE_COLUMNS)
