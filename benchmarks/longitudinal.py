@@ -2,7 +2,8 @@
 
 1. RANO-BM assessment (+ best overall response) of 1,000 patients x 5 visits from lesion tables.
 2. Measurement + tracking of one patient with 5 timepoints of 1 mm masks (MNI-sized grid,
-   182 x 218 x 182, 12 lesions of 3-30 mm that shrink, grow, vanish and appear).
+   182 x 218 x 182, 12 lesions of 3-30 mm that shrink, grow, vanish and appear), in memory and
+   as the `brainmets track` command does it, NIfTI reading and writing included.
 
 Run: `python benchmarks/longitudinal.py [--patients N] [--seed S]`
 """
@@ -10,14 +11,17 @@ Run: `python benchmarks/longitudinal.py [--patients N] [--seed S]`
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from brainmets.longitudinal.measure import measure_lesions
 from brainmets.longitudinal.rano import assess, best_overall_response
-from brainmets.longitudinal.track import track_lesions
+from brainmets.io import save_nifti, write_tsv
+from brainmets.longitudinal.track import track_lesions, track_manifest
 
 DATES = ["2024-01-01", "2024-03-01", "2024-05-01", "2024-07-01", "2024-09-01"]
 SHAPE = (182, 218, 182)
@@ -102,6 +106,15 @@ def main() -> None:
         tracked, _ = track_lesions(volumes, affine, DATES)
     print(f"measure + track: 5 timepoints of {SHAPE} 1 mm masks, {tracked['lesion_id'].nunique()} lesions, "
           f"in {clock} (target <= 5 s); events: {tracked['event'].value_counts().to_dict()}")
+
+    with tempfile.TemporaryDirectory() as folder:
+        for date, mask in zip(DATES, volumes, strict=True):
+            save_nifti(mask, affine, Path(folder) / f"{date}.nii.gz")
+        manifest = pd.DataFrame({"timepoint": DATES, "mask": [f"{d}.nii.gz" for d in DATES]})
+        write_tsv(manifest, Path(folder) / "manifest.tsv")
+        with Stopwatch() as clock:
+            track_manifest(Path(folder) / "manifest.tsv", Path(folder) / "out")
+    print(f"brainmets track with NIfTI I/O (read 5 masks, write lesions.tsv and 5 label maps): {clock}")
 
 
 if __name__ == "__main__":

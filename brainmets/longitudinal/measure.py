@@ -79,7 +79,14 @@ def load_mask(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def label_lesions(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """Label the 26-connected components of a mask (nonzero = lesion); returns (labels 1..n, n)."""
-    labels, n = ndimage.label(np.asarray(mask) != 0, structure=CONNECTIVITY_26)
+    lesion = np.asarray(mask) != 0
+    labels = np.zeros(lesion.shape, dtype=np.int32)
+    if not lesion.any():
+        return labels, 0
+    # label inside the bounding box of the lesion voxels only: masks are mostly background
+    box = tuple(slice(int(np.flatnonzero(hit)[0]), int(np.flatnonzero(hit)[-1]) + 1) for hit in (
+        lesion.any(axis=(1, 2)), lesion.any(axis=(0, 2)), lesion.any(axis=(0, 1))))
+    n = ndimage.label(lesion[box], structure=CONNECTIVITY_26, output=labels[box])
     return labels, int(n)
 
 
@@ -183,7 +190,7 @@ def measure_components(
                 "volume_ml": len(voxels) * voxel_ml,
                 "longest_diameter_mm": diameters.longest_mm,
                 "perpendicular_diameter_mm": diameters.perpendicular_mm,
-                "n_axial_slices": len(np.unique(voxels[:, axis])),
+                "n_axial_slices": int(component.any(axis=tuple(a for a in range(3) if a != axis)).sum()),
                 "ld_slice": diameters.slice_index + int(offset[axis]),
                 "centroid_x_mm": centroid[0],
                 "centroid_y_mm": centroid[1],

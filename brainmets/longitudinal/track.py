@@ -81,8 +81,8 @@ def _footprints(components: np.ndarray, ball: np.ndarray) -> tuple[list[np.ndarr
         crop = tuple(slice(a, b) for a, b in zip(start, stop, strict=True))
         inside = components[crop] == label
         for target, region in ((voxels, inside), (grown, ndimage.binary_dilation(inside, structure=ball))):
-            index = np.ravel_multi_index(tuple((np.argwhere(region) + start).T), components.shape)
-            target.append(np.sort(index))
+            # argwhere lists the crop in C order, which is also the order of the full volume's flat index
+            target.append(np.ravel_multi_index(tuple((np.argwhere(region) + start).T), components.shape))
     return voxels, grown
 
 
@@ -297,7 +297,8 @@ def track_manifest(
     if patient_id is not None:
         table.insert(0, "patient_id", patient_id)
     out = Path(out_dir)
-    dtype = np.int16 if max((int(m.max()) for m in label_maps), default=0) < 2**15 else np.int32
+    largest = max((int(m.max()) for m in label_maps), default=0)
+    dtype = np.uint8 if largest < 2**8 else np.int16 if largest < 2**15 else np.int32
     for timepoint, label_map in zip(rows["timepoint"], label_maps, strict=True):
         save_nifti(label_map.astype(dtype), affine, out / "tracked" / f"{timepoint}.nii.gz")
     write_tsv(table, out / "lesions.tsv")
