@@ -16,6 +16,7 @@ from brainmets.io import read_tsv, save_nifti
 from brainmets.longitudinal.measure import (
     MEASUREMENT_COLUMNS,
     axial_diameters,
+    label_lesions,
     load_mask,
     measure_lesions,
 )
@@ -223,3 +224,16 @@ def test_equal_longest_diameters_report_the_lower_slice():
     mask[6:9, 5:8, 2] = True
     mask[5:13, 5:8, 3] = True
     assert measure_lesions(mask, np.eye(4)).iloc[0]["ld_slice"] == 1
+
+
+def test_labelling_inside_the_bounding_box_numbers_like_the_whole_volume():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(4)
+    mask = np.zeros((30, 34, 26), dtype=bool)
+    mask[5:25, 8:30, 3:20] = rng.random((20, 22, 17)) > 0.8
+    labels, n = label_lesions(mask)
+    expected, n_expected = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    assert n == n_expected > 10
+    assert np.array_equal(labels, expected)
+    assert label_lesions(np.zeros((4, 4, 4)))[1] == 0
