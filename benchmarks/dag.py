@@ -10,6 +10,7 @@ wall time and the peak memory of the dry run. Target: at most 15 s on a 2-core m
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import resource
 import subprocess
@@ -53,16 +54,18 @@ def build_project(root: Path, scans: int, training: int) -> None:
     (root / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def dry_run(root: Path) -> tuple[float, int, str]:
-    """Run `snakemake -n -q` in `root`; returns (wall seconds, peak child RSS in MB, output)."""
-    command = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(root), "-n", "-q"]
+def dry_run(root: Path, *quiet: str) -> tuple[float, float, int, str]:
+    """Run `snakemake -n -q [quiet...]` in `root`; returns (wall s, CPU s, peak RSS MB, output)."""
+    command = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(root), "-n", "-q", *quiet]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         sys.exit(f"dry run failed:\n{result.stdout}\n{result.stderr}")
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
-    return seconds, peak_mb, result.stdout + result.stderr
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu, after.ru_maxrss // 1024, result.stdout + result.stderr
 
 
 def main() -> None:
@@ -75,11 +78,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp) / "project"
         build_project(root, args.scans, args.training)
-        seconds, peak_mb, output = dry_run(root)
-    total = re.search(r"^total\s+(\d+)", output, re.MULTILINE)
-    print(f"scans: {args.scans} (+{args.training} training cases)")
-    print(f"jobs: {total.group(1) if total else 'unknown'}")
-    print(f"snakemake -n -q: {seconds:.1f} s, peak RSS {peak_mb} MB (target <= 15 s)")
+        seconds, cpu, peak_mb, _ = dry_run(root)
+        *_, listing = dry_run(root, "rules")
+    total = re.search(r"^total\s+(\d+)", listing, re.MULTILINE)
+    print(f"scans: {args.scans} (+{args.training} training cases), jobs: {total.group(1) if total else 'unknown'}")
+    print(f"snakemake -n -q: {seconds:.1f} s wall, {cpu:.1f} s CPU, peak RSS {peak_mb} MB (target <= 15 s)")
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

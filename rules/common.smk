@@ -14,6 +14,8 @@ DEMO = config["demo"]["enabled"]
 MODEL_DIR = config["model"]["dir"].rstrip("/")
 # an existing model (trained earlier or elsewhere) is used as it is; training runs only without one
 MODEL_READY = Path(MODEL_DIR, "model.json").is_file()
+# inference input: an existing model.json is `ancient`, so that its age never triggers reruns
+MODEL_JSON = ancient(f"{MODEL_DIR}/model.json") if MODEL_READY else f"{MODEL_DIR}/model.json"
 FOLDS = list(range(config["train"]["folds"]))
 # configuration sections each stage's commands read from their --config file
 STAGE_SECTIONS = {
@@ -134,12 +136,6 @@ def get_training_case_files(wildcards):
     return [f"results/training/{case}/{name}" for case in get_training_cases() for name in ("data.npy", "case.json")]
 
 
-def get_model(wildcards):
-    """model.json of the model directory; an existing one is `ancient` so it never triggers reruns."""
-    path = f"{MODEL_DIR}/model.json"
-    return ancient(path) if MODEL_READY else path
-
-
 def has_truth(patient, timepoint):
     """Whether the scan has a ground-truth mask in the sheet."""
     mask = _row(patient, timepoint).get("mask")
@@ -149,6 +145,11 @@ def has_truth(patient, timepoint):
 def get_final_output():
     """Every final target: per-patient responses, cohort tables and the report's inputs."""
     outputs = [f"results/{patient}/rano_response.tsv" for patient in get_patients()]
+    outputs += [
+        f"results/{patient}/{timepoint}/native/segmentation.nii.gz"
+        for patient in get_patients()
+        for timepoint in get_timepoints(patient)
+    ]
     outputs += ["results/cohort/rano_response.tsv", "results/cohort/best_response.tsv"]
     if get_evaluation_tables(None):
         outputs += ["results/cohort/evaluation_summary.tsv"]

@@ -8,7 +8,7 @@ rule predict:
     input:
         image="results/{patient}/{timepoint}/t1ce.nii.gz",
         brain_mask="results/{patient}/{timepoint}/brain_mask.nii.gz",
-        model=get_model,
+        model=MODEL_JSON,
         config="results/config/inference.yaml",
     output:
         probability="results/{patient}/{timepoint}/probability.nii.gz",
@@ -17,8 +17,6 @@ rule predict:
         expected_entropy="results/{patient}/{timepoint}/uncertainty_expected_entropy.nii.gz",
         mutual_information="results/{patient}/{timepoint}/uncertainty_mutual_information.nii.gz",
         lesions="results/{patient}/{timepoint}/lesions.tsv",
-    params:
-        model_dir=lambda wildcards, input: Path(input.model).parent,
     log:
         "logs/predict/{patient}/{timepoint}.log",
     benchmark:
@@ -31,6 +29,6 @@ rule predict:
         runtime=60,
         gpu=1,
     shell:
-        "brainmets predict --image {input.image} --brain-mask {input.brain_mask} --model {params.model_dir}"
+        "brainmets predict --image {input.image} --brain-mask {input.brain_mask} --model $(dirname {input.model})"
         " --config {input.config} --threads {threads} --out-dir results/{wildcards.patient}/{wildcards.timepoint}"
         " > {log} 2>&1"

@@ -28,8 +28,8 @@ rule track:
         masks=get_patient_segmentations,
         config="results/config/longitudinal.yaml",
     output:
+        # also writes results/{patient}/tracked/<timepoint>.nii.gz (label maps of lesion ids)
         lesions="results/{patient}/lesions.tsv",
-        tracked=directory("results/{patient}/tracked"),
     log:
         "logs/track/{patient}.log",
     benchmark:
@@ -48,7 +48,7 @@ rule track:
 rule rano:
     input:
         lesions="results/{patient}/lesions.tsv",
-        clinical=get_sample_sheet,
+        clinical=config["samples"],
         config="results/config/longitudinal.yaml",
     output:
         response=report(
@@ -91,7 +91,7 @@ rule rano:
 rule rano_cohort:
     input:
         lesions=get_patient_lesion_tables,
-        clinical=get_sample_sheet,
+        clinical=config["samples"],
         config="results/config/longitudinal.yaml",
     output:
         response=report(
