@@ -88,6 +88,20 @@ def test_tracked_events_match_the_truth_lesion_table(tracked_truth):
         assert mine.to_numpy() == pytest.approx(theirs.to_numpy())
 
 
+def test_measure_command_matches_the_truth_measurements(tracked_truth, tmp_path):
+    truth = pd.read_csv(tracked_truth["cohort"] / "truth" / "lesions.tsv", sep="\t")
+    for patient in tracked_truth["patients"]:
+        mask = sorted((tracked_truth["out"] / "masks" / patient).iterdir())[0]
+        assert main(["measure", str(mask), "--out", str(tmp_path / f"{patient}.tsv")]) == 0
+        ours = pd.read_csv(tmp_path / f"{patient}.tsv", sep="\t").sort_values("longest_diameter_mm")
+        date = mask.name.removesuffix(".nii.gz")
+        theirs = truth[(truth["patient_id"] == patient) & (truth["timepoint"] == date)]
+        theirs = theirs.sort_values("longest_diameter_mm")
+        for column in ("longest_diameter_mm", "perpendicular_diameter_mm", "volume_ml", "n_axial_slices"):
+            assert ours[column].to_numpy(dtype=float) == pytest.approx(theirs[column].to_numpy(dtype=float)), column
+        assert ours["measurable"].tolist() == theirs["measurable"].tolist()
+
+
 def test_responses_are_the_scenarios_intended_ones_and_best_response_follows(tracked_truth):
     response = read(tracked_truth["out"] / "response.tsv")
     scenarios = pd.read_csv(tracked_truth["cohort"] / "truth" / "scenarios.tsv", sep="\t")
