@@ -31,7 +31,11 @@ from brainmets.errors import BrainmetsError
 from brainmets.io import read_tsv
 from brainmets.longitudinal.settings import numeric_settings, read_config_section
 
-#: columns of the response table, in order
+#: columns of the response table, in order: n_lesions counts lesion ids present (fragments of a split
+#: lesion count once); total_volume_ml sums every lesion; target_ids are ";"-joined ids (empty without
+#: targets); sum_ld_mm is the sum of target LDs (empty without targets); nadir_mm the smallest earlier
+#: sum (empty on the baseline row); changes are in percent (empty when the reference is 0);
+#: new_lesions counts lesions first seen at that visit; progression_date is set on PD rows only
 RESPONSE_COLUMNS: list[str] = [
     "patient_id",
     "timepoint",
