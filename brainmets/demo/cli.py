@@ -23,14 +23,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     """Generate the cohort and print where its sample sheet is."""
     from brainmets.demo.cohort import generate_cohort
+    from brainmets.errors import BrainmetsError
 
-    sheet = generate_cohort(
-        args.out,
-        patients=args.patients,
-        timepoints=args.timepoints,
-        train=args.train,
-        seed=args.seed,
-        scale=args.scale,
-        workers=args.workers,
-    )
+    try:
+        sheet = generate_cohort(
+            args.out,
+            patients=args.patients,
+            timepoints=args.timepoints,
+            train=args.train,
+            seed=args.seed,
+            scale=args.scale,
+            workers=args.workers,
+        )
+    except OSError as error:
+        raise BrainmetsError(f"{args.out}: cannot write the demo cohort ({error.strerror or error}); choose a writable --out") from None
     print(f"demo cohort written; sample sheet: {sheet}")
