@@ -29,6 +29,7 @@ from brainmets.inference.ensemble import mirror_combinations, predict_ensemble
 from brainmets.inference.sliding import BatchPredictor
 from brainmets.inference.uncertainty import UNCERTAINTY_MAPS, EnsembleMaps, threshold_lesions, lesion_table
 from brainmets.io import load_nifti, save_nifti, voxel_spacing_mm, write_tsv
+from brainmets.preprocess.space import uncrop
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ UNCERTAINTY_FILES = {name: f"uncertainty_{name}.nii.gz" for name in UNCERTAINTY_
 #: every NIfTI map the stage writes, map name -> file name; label maps are resampled nearest, others linearly
 MAP_FILES = {"probability": PROBABILITY, "segmentation": SEGMENTATION, **UNCERTAINTY_FILES}
 LABEL_MAPS = ("segmentation",)
+#: the arrays of EnsembleMaps
+ENSEMBLE_FIELDS = ("probability", *UNCERTAINTY_MAPS)
 
 #: a z-scored brain has mean 0 and standard deviation 1; wider tolerances allow for cropping and rounding
 ZSCORE_TOLERANCE = 0.1
@@ -57,7 +60,6 @@ class InferenceSettings:
     batch_size: int = 1
     device: str = "auto"
     jit_compile: str | bool = "auto"
-    fuse_norm: bool = True
     weights: str = "best"
 
     def replace(self, **changes: Any) -> InferenceSettings:
@@ -148,7 +150,7 @@ def load_segmenter(model_dir: str | os.PathLike[str], settings: InferenceSetting
     device = resolve_device(settings.device)
     jit = device.startswith("/GPU") if settings.jit_compile == "auto" else bool(settings.jit_compile)
     predictors = [
-        compile_predictor(m, metadata["patch_size"], device=device, jit_compile=jit, fuse_norm=settings.fuse_norm)
+        compile_predictor(m, metadata["patch_size"], device=device, jit_compile=jit)
         for m in models
     ]
     log.info("model %s: %d folds on %s loaded in %.1f s", model_dir, len(models), device, time.perf_counter() - started)
@@ -203,26 +205,50 @@ def write_scan_results(
     return paths
 
 
+def crop_start(
+    full_affine: np.ndarray, full_shape: tuple[int, ...], affine: np.ndarray, shape: tuple[int, ...]
+) -> list[int] | None:
+    """Voxel offset of a grid inside a larger grid when it is an axis-aligned crop of it, else None."""
+    offset = np.linalg.solve(np.asarray(full_affine, float), np.asarray(affine, float))
+    start = offset[:3, 3]
+    if not (np.allclose(offset[:3, :3], np.eye(3), atol=1e-4) and np.allclose(start, np.rint(start), atol=1e-3)):
+        return None
+    begin = [int(v) for v in np.rint(start)]
+    if min(begin) < 0 or any(b + n > f for b, n, f in zip(begin, shape, full_shape)):
+        return None
+    return begin
+
+
 def predict_scan(
     segmenter: Segmenter,
     image_path: str | os.PathLike[str],
     brain_mask_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
 ) -> dict[str, Path]:
-    """Predict one preprocessed patient-space scan and write its maps and lesion table; returns name -> path."""
+    """Predict one preprocessed scan and write its maps and lesion table on the brain mask's grid; returns name -> path.
+
+    The image may be the brain mask's whole grid or a crop of it (the preprocessing stage's network
+    input is cropped to the brain); the network runs on the image, the maps are written on the mask's
+    grid (patient space), zero outside the crop.
+    """
     image_img = load_nifti(image_path)
     mask_img = load_nifti(brain_mask_path)
-    if mask_img.shape != image_img.shape or not np.allclose(mask_img.affine, image_img.affine, atol=1e-4):
+    start = crop_start(mask_img.affine, mask_img.shape, image_img.affine, image_img.shape)
+    if start is None:
         raise BrainmetsError(
-            f"{brain_mask_path}: brain mask grid (shape {mask_img.shape}) differs from the image {image_path} "
-            f"(shape {image_img.shape}); give the mask written with that image"
+            f"{brain_mask_path}: brain mask grid (shape {mask_img.shape}) neither equals nor contains the grid of "
+            f"{image_path} (shape {image_img.shape}); give the mask written with that image"
         )
     check_spacing(image_img.affine, segmenter.spacing_mm, str(image_path))
     image = np.asarray(image_img.dataobj, dtype=np.float32)
-    brain_mask = np.asarray(mask_img.dataobj) > 0
+    box = tuple(slice(b, b + n) for b, n in zip(start, image.shape))
+    full_mask = np.asarray(mask_img.dataobj) > 0
+    brain_mask = full_mask[box]
     check_zscored(image, brain_mask, str(image_path))
     started = time.perf_counter()
     maps = segmenter.predict(image, brain_mask)
-    arrays, table = scan_results(maps, image_img.affine, segmenter.settings.min_lesion_ml)
+    if image.shape != full_mask.shape:
+        maps = EnsembleMaps(**{name: uncrop(getattr(maps, name), start, full_mask.shape) for name in ENSEMBLE_FIELDS})
+    arrays, table = scan_results(maps, mask_img.affine, segmenter.settings.min_lesion_ml)
     log.info("%s: %d lesions in %.1f s", image_path, len(table), time.perf_counter() - started)
-    return write_scan_results(arrays, table, image_img.affine, out_dir)
+    return write_scan_results(arrays, table, mask_img.affine, out_dir)
