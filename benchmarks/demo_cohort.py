@@ -46,7 +46,8 @@ def main(out: Path, workers: int) -> None:
     for low, high in ((0.0, 0.1), (0.1, 1.0), (1.0, 100.0)):
         part = errors[(errors["volume_ml"] >= low) & (errors["volume_ml"] < high)]["error"]
         if len(part):
-            print(f"scan vs truth volume, lesions {low}-{high} mL (n={len(part)}): median {100 * part.median():.1f} %, max {100 * part.max():.1f} %")
+            median, worst = 100 * part.median(), 100 * part.max()
+            print(f"scan vs truth volume, lesions {low}-{high} mL (n={len(part)}): median {median:.1f} %, max {worst:.1f} %")
 
     poses = pd.read_csv(out / "truth" / "poses.tsv", sep="\t")
     distances = []

@@ -35,7 +35,10 @@ SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "sa
 
 #: what to do about a bad value, per column
 _FIX = {
-    "patient_id": "use letters, digits, '_' and '-' only, starting with a letter or digit, and not model, training, cohort or truth (result folders)",
+    "patient_id": (
+        "use letters, digits, '_' and '-' only, starting with a letter or digit, "
+        "and not model, training, cohort or truth (result folders)"
+    ),
     "timepoint": "write the scan date as YYYY-MM-DD",
     "image": "give the path of the T1-CE NIfTI image",
     "mask": "give the path of the ground-truth mask or leave the cell empty",
@@ -194,14 +197,13 @@ def load_samples(
     )
     frame["row"] = range(1, len(frame) + 1)
 
-    duplicated = frame.duplicated(["patient_id", "timepoint"], keep=False)
-    if duplicated.any():
-        rows = frame.index[duplicated]
-        first = frame.loc[rows[0]]
-        twin = [r for r in rows[1:] if (frame.loc[r, "patient_id"], frame.loc[r, "timepoint"]) == (first["patient_id"], first["timepoint"])][0]
+    repeated = frame[frame.duplicated(["patient_id", "timepoint"], keep="first")]
+    if len(repeated):
+        row, patient, timepoint = int(repeated.index[0]), repeated["patient_id"].iloc[0], repeated["timepoint"].iloc[0]
+        first = int(frame.index[(frame["patient_id"] == patient) & (frame["timepoint"] == timepoint)][0])
         raise BrainmetsError(
-            f"{_where(sheet, int(twin), 'timepoint')}: patient {first['patient_id']} already has a scan on "
-            f"{first['timepoint']} (row {rows[0] + 1}); give each scan its own (patient_id, timepoint) or remove the duplicate"
+            f"{_where(sheet, row, 'timepoint')}: patient {patient} already has a scan on {timepoint} (row {first + 1}); "
+            "give each scan its own (patient_id, timepoint) or remove the duplicate"
         )
     for row in frame.index[frame["training"] & frame["mask"].isna()]:
         raise BrainmetsError(

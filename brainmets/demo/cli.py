@@ -36,5 +36,6 @@ def run(args: argparse.Namespace) -> None:
             workers=args.workers,
         )
     except OSError as error:
-        raise BrainmetsError(f"{args.out}: cannot write the demo cohort ({error.strerror or error}); choose a writable --out") from None
+        problem = error.strerror or error
+        raise BrainmetsError(f"{args.out}: cannot write the demo cohort ({problem}); choose a writable --out") from None
     print(f"demo cohort written; sample sheet: {sheet}")

@@ -230,6 +230,7 @@ def generate_cohort(
     if longitudinal_ids:
         longitudinal = lesion_rows[lesion_rows["patient_id"].isin(longitudinal_ids)]
         clinical = sheet[sheet["clinical_status"] != ""]
-        write_tsv(truth.expected_response(longitudinal, clinical if len(clinical) else None), root / "truth" / "expected_response.tsv")
+        response = truth.expected_response(longitudinal, clinical if len(clinical) else None)
+        write_tsv(response, root / "truth" / "expected_response.tsv")
         write_tsv(gather("scenarios"), root / "truth" / "scenarios.tsv")
     return write_tsv(sheet, root / "samples.tsv")

@@ -149,7 +149,9 @@ def _diameters(rng: np.random.Generator, n: int, low: float, high: float) -> np.
     return np.exp(rng.uniform(np.log(low), np.log(high), size=n))
 
 
-def _place(placer: Placer, rng: np.random.Generator, lesion_id: int, blobs: tuple[Blob, ...], factors: np.ndarray) -> Lesion | None:
+def _place(
+    placer: Placer, rng: np.random.Generator, lesion_id: int, blobs: tuple[Blob, ...], factors: np.ndarray
+) -> Lesion | None:
     """Create a lesion at a random valid centre, shrinking it up to three times if it does not fit."""
     for _ in range(4):
         candidate = make_lesion(rng, lesion_id, np.zeros(3), blobs, factors)
