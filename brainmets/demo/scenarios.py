@@ -10,13 +10,14 @@ the whole follow-up, so none touch unless the scenario merges them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
 
 from brainmets.demo.head import Head
 from brainmets.demo.lesions import Blob, Lesion, make_lesion
+from brainmets.errors import BrainmetsError
 
 #: smallest gap (mm) between two lesions at their largest, unless a scenario merges them
 CLEARANCE_MM = 3.0
@@ -220,8 +221,9 @@ def design_lesions(
                 break
     else:
         first = _place(placer, rng, 1, (Blob(np.zeros(3), d1 / 2),), ordinary[None])
-    if first is not None:
-        lesions.insert(0, first)
+    if first is None:
+        raise BrainmetsError(f"demo: the leading lesion of scenario {name} does not fit in this brain; try another seed")
+    lesions.insert(0, first)
 
     sizes = _diameters(rng, max(n_baseline - len(lesions), 0), min_diameter_mm, max(other_max, min_diameter_mm))
     for diameter in sizes:
@@ -231,13 +233,12 @@ def design_lesions(
     if name == "progression-new-lesion" and n_timepoints > 1:
         diameter = max(float(rng.uniform(10.0, 12.0)), min_diameter_mm)
         lesion = _place(placer, rng, 0, (Blob(np.zeros(3), diameter / 2),), (times >= 1).astype(float)[None])
-        if lesion is not None:
-            lesions.append(lesion)
+        if lesion is None:
+            raise BrainmetsError("demo: the new lesion of scenario progression-new-lesion does not fit; try another seed")
+        lesions.append(lesion)
     return [_renumber(lesion, i + 1) for i, lesion in enumerate(lesions)]
 
 
 def _renumber(lesion: Lesion, lesion_id: int) -> Lesion:
     """The same lesion with another id."""
-    from dataclasses import replace
-
     return replace(lesion, lesion_id=lesion_id)
