@@ -81,16 +81,9 @@ def affine_matrix_ras(transform: "ants.ANTsTransform") -> np.ndarray:
     return flip @ lps @ flip
 
 
-def transform_points_mm(transform: "ants.ANTsTransform", points_ras_mm: np.ndarray) -> np.ndarray:
-    """Apply an ANTs affine transform to an (N, 3) array of RAS points (mm); returns RAS points (mm)."""
-    matrix = affine_matrix_ras(transform)
-    return np.asarray(points_ras_mm, dtype=float) @ matrix[:3, :3].T + matrix[:3, 3]
-
-
-def mean_displacement_mm(
-    transform_a: "ants.ANTsTransform", transform_b: "ants.ANTsTransform", points_ras_mm: np.ndarray
-) -> float:
-    """Mean distance (mm) between where two transforms send the same RAS points: a registration error."""
-    a = transform_points_mm(transform_a, points_ras_mm)
-    b = transform_points_mm(transform_b, points_ras_mm)
+def mean_displacement_mm(matrix_a: np.ndarray, matrix_b: np.ndarray, points_ras_mm: np.ndarray) -> float:
+    """Mean distance (mm) between where two 4x4 RAS affines send the same (N, 3) RAS points (mm)."""
+    points = np.asarray(points_ras_mm, dtype=float)
+    a = points @ np.asarray(matrix_a)[:3, :3].T + np.asarray(matrix_a)[:3, 3]
+    b = points @ np.asarray(matrix_b)[:3, :3].T + np.asarray(matrix_b)[:3, 3]
     return float(np.linalg.norm(a - b, axis=1).mean())

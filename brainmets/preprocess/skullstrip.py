@@ -6,6 +6,7 @@ import contextlib
 import sys
 
 import numpy as np
+from scipy import ndimage
 
 from brainmets.errors import BrainmetsError
 from brainmets.io import voxel_spacing_mm
@@ -32,8 +33,16 @@ def hdbet_mask(
     standard = np.ascontiguousarray(np.transpose(data, (2, 1, 0))[:, :, ::-1], dtype=np.float32)
     spacing = tuple(float(s) for s in spacing_mm[::-1])
     with contextlib.redirect_stdout(sys.stderr):  # the package prints progress; keep stdout for results
-        _, seg = hd_bet(standard, spacing, mode=mode, device="cpu" if device == "cpu" else 0, postprocess=True, do_tta=tta)
-    return np.transpose(np.asarray(seg)[:, :, ::-1], (2, 1, 0)) > 0
+        _, seg = hd_bet(standard, spacing, mode=mode, device="cpu" if device == "cpu" else 0, postprocess=False, do_tta=tta)
+    return largest_component(np.transpose(np.asarray(seg)[:, :, ::-1], (2, 1, 0)) > 0)
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 26-connected component of a boolean mask (all False when the mask is empty)."""
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    if count == 0:
+        return np.zeros(mask.shape, bool)
+    return labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
 
 
 def deepbet_mask(data: np.ndarray, affine: np.ndarray, *, device: str = "cpu") -> np.ndarray:
@@ -44,7 +53,10 @@ def deepbet_mask(data: np.ndarray, affine: np.ndarray, *, device: str = "cpu") -
     _check_device(device)
     with contextlib.redirect_stdout(sys.stderr):
         extractor = BrainExtraction(no_gpu=device == "cpu")
-        _, mask, _ = extractor.run(nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.asarray(affine, float)))
+        try:
+            _, mask, _ = extractor.run(nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.asarray(affine, float)))
+        except (AssertionError, ValueError):  # deepbet's way of saying that it found no head
+            return np.zeros(data.shape, bool)
     return np.asarray(mask.dataobj) > 0
 
 

@@ -1,0 +1,193 @@
+"""Preprocessing figures: seconds and peak memory per step, and accuracy on a demo cohort.
+
+    python benchmarks/preprocess.py timing [--image SCAN.nii.gz] [--methods deepbet hdbet] [--spacing 1]
+    python benchmarks/preprocess.py accuracy [--cohort DIR] [--methods deepbet hdbet] [--spacing 1]
+
+`timing` preprocesses one scan (default: the first scan of a freshly generated 1 mm demo patient)
+with each skull stripper and prints wall seconds and peak resident memory of every step.
+`accuracy` preprocesses every longitudinal patient of a demo cohort (default: a fresh 2-patient one)
+and prints, per scan, the registration error against the generator's known poses (mean over the
+brain, mm), skull-strip Dice against the truth brain mask (native grid), and the round-trip Dice
+(patient -> native -> patient) of every truth lesion of 5 mm or more. Runs on the CPU; the machine's
+load average is printed with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from brainmets.demo.cohort import generate_cohort
+from brainmets.io import read_tsv
+from brainmets.preprocess import PreprocessSettings, preprocess_scan, to_native, to_patient
+from brainmets.preprocess.pipeline import BRAIN_MASK, SCAN_TO_PATIENT
+from brainmets.preprocess.registration import affine_matrix_ras, mean_displacement_mm, read_transform
+
+
+def rss_mb() -> float:
+    """Resident memory of this process (MB), from /proc."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class MemorySampler:
+    """Samples this process's resident memory every 20 ms in a background thread."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.perf_counter(), rss_mb()))
+            time.sleep(0.02)
+
+    def __enter__(self) -> "MemorySampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak_between(self, start: float, stop: float) -> float:
+        """Highest resident memory (MB) sampled in [start, stop] (perf_counter seconds)."""
+        inside = [mb for t, mb in self.samples if start <= t <= stop]
+        return max(inside) if inside else float("nan")
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice overlap of two boolean arrays."""
+    total = a.sum() + b.sum()
+    return float(2 * (a & b).sum() / total) if total else 1.0
+
+
+def timing(image: Path, methods: list[str], spacing: float, work: Path) -> None:
+    """Print seconds and peak memory (MB) per step of one scan's preprocessing, per skull stripper."""
+    rows = []
+    for method in methods:
+        settings = PreprocessSettings(spacing_mm=(spacing,) * 3)
+        settings = dataclasses.replace(settings, skullstrip=dataclasses.replace(settings.skullstrip, method=method))
+        with MemorySampler() as sampler:
+            start = time.perf_counter()
+            record = preprocess_scan(image, work / f"timing_{method}", settings=settings)
+        clock = start
+        for step, seconds in record["timings_s"].items():
+            if step == "total":
+                continue
+            rows.append({"method": method, "step": step, "seconds": seconds, "peak_rss_mb": sampler.peak_between(clock, clock + seconds)})
+            clock += seconds
+        rows.append({"method": method, "step": "total", "seconds": record["timings_s"]["total"], "peak_rss_mb": sampler.peak_between(start, clock)})
+    print(f"one scan {image} -> {spacing} mm, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+
+
+def _truth_in_patient_space(truth_path: Path, pose_baseline: np.ndarray, patient_affine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The generator's common-frame lesion labels resampled (nearest) onto patient space with the known pose."""
+    truth = nib.load(truth_path)
+    to_common_voxel = np.linalg.inv(truth.affine) @ np.linalg.inv(pose_baseline) @ patient_affine
+    return ndimage.affine_transform(
+        np.asarray(truth.dataobj), to_common_voxel[:3, :3], to_common_voxel[:3, 3], output_shape=shape, order=0
+    )
+
+
+def accuracy(cohort: Path, methods: list[str], spacing: float, work: Path) -> None:
+    """Print registration error, skull-strip Dice and lesion round-trip Dice per scan of a demo cohort."""
+    samples = read_tsv(cohort / "samples.tsv", ["patient_id", "timepoint", "image"])
+    samples = samples[~samples["training"].astype(str).str.lower().eq("true")]
+    poses = read_tsv(cohort / "truth" / "poses.tsv", ["patient_id", "timepoint", "common_to_scanner", "common_grid"])
+    poses = poses.set_index(["patient_id", "timepoint"])
+    rows = []
+    for method in methods:
+        settings = PreprocessSettings(spacing_mm=(spacing,) * 3)
+        settings = dataclasses.replace(settings, skullstrip=dataclasses.replace(settings.skullstrip, method=method))
+        for patient, visits in samples.sort_values("timepoint").groupby("patient_id"):
+            baseline_dir = None
+            for _, visit in visits.iterrows():
+                scan_dir = work / method / patient / visit["timepoint"]
+                record = preprocess_scan(visit["image"], scan_dir, settings=settings, baseline_dir=baseline_dir)
+                pose_row = poses.loc[(patient, visit["timepoint"])]
+                pose = np.array(pose_row["common_to_scanner"].split(), float).reshape(4, 4)
+                if baseline_dir is None:
+                    baseline_dir, pose_baseline = scan_dir, pose
+                mask_img = nib.load(scan_dir / BRAIN_MASK)
+                patient_affine, shape = mask_img.affine, mask_img.shape
+                # registration: estimated patient -> scan map against the true one, over the baseline brain
+                brain_points = nib.affines.apply_affine(patient_affine, np.argwhere(nib.load(baseline_dir / BRAIN_MASK).get_fdata() > 0))
+                estimated = affine_matrix_ras(read_transform(scan_dir / SCAN_TO_PATIENT))
+                true = pose @ np.linalg.inv(pose_baseline)
+                # skull stripping on the native grid
+                native_mask, _ = to_native(np.asarray(mask_img.dataobj), patient_affine, scan_dir, kind="label")
+                truth_brain = np.asarray(nib.load(Path(visit["image"]).parent / "brain_mask.nii.gz").dataobj) > 0
+                # round trip of the truth lesions
+                lesions = _truth_in_patient_space(Path(pose_row["common_grid"]), pose_baseline, patient_affine, shape)
+                back, _ = to_patient(to_native(lesions, patient_affine, scan_dir, kind="label")[0], scan_dir, kind="label")
+                voxel_ml = float(np.prod(record["patient_space"]["spacing_mm"])) / 1000
+                trips = []
+                for label in np.unique(lesions[lesions > 0]):
+                    volume_ml = (lesions == label).sum() * voxel_ml
+                    if (6 * volume_ml * 1000 / np.pi) ** (1 / 3) >= 5.0:
+                        trips.append(dice(lesions == label, back == label))
+                rows.append(
+                    {
+                        "method": method,
+                        "patient": patient,
+                        "timepoint": visit["timepoint"],
+                        "native_spacing_mm": "x".join(f"{s:g}" for s in record["native"]["spacing_mm"]),
+                        "registration_error_mm": mean_displacement_mm(estimated, true, brain_points) if scan_dir != baseline_dir else np.nan,
+                        "skullstrip_dice": dice(native_mask > 0, truth_brain),
+                        "lesions_5mm": len(trips),
+                        "round_trip_dice_min": min(trips) if trips else np.nan,
+                        "seconds": record["timings_s"]["total"],
+                    }
+                )
+    table = pd.DataFrame(rows)
+    print(f"cohort {cohort}, {spacing} mm, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(table.groupby("method")[["registration_error_mm", "skullstrip_dice", "round_trip_dice_min", "seconds"]].agg(["mean", "min", "max"]).round(3).to_string())
+
+
+def main() -> None:
+    """Parse the command line and print the requested figures."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=("timing", "accuracy"))
+    parser.add_argument("--image", type=Path, help="scan for `timing` (default: a generated 1 mm demo scan)")
+    parser.add_argument("--cohort", type=Path, help="demo cohort for `accuracy` (default: a generated 2-patient one)")
+    parser.add_argument("--methods", nargs="+", default=["deepbet", "hdbet"], choices=("deepbet", "hdbet"))
+    parser.add_argument("--spacing", type=float, default=1.0, help="patient-space spacing (mm)")
+    parser.add_argument("--scale", type=float, default=1.0, help="voxel-size factor of a generated cohort")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="brainmets-bench-") as tmp:
+        work = Path(tmp)
+        if args.what == "timing":
+            image = args.image
+            if image is None:
+                generate_cohort(work / "demo", patients=1, timepoints=1, train=0, seed=0, scale=args.scale)
+                image = next((work / "demo" / "patient01").glob("*/t1ce.nii.gz"))
+            timing(image, args.methods, args.spacing, work)
+        else:
+            cohort = args.cohort
+            if cohort is None:
+                cohort = work / "demo"
+                generate_cohort(cohort, patients=2, timepoints=3, train=0, seed=0, scale=args.scale)
+            accuracy(cohort, args.methods, args.spacing, work)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
