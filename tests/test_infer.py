@@ -20,6 +20,7 @@ from brainmets.io import save_nifti
 
 NETWORK = {"filters": [4, 8], "deep_supervision_heads": 0}
 PATCH = [16, 16, 16]
+SPACING_MM = [2.0, 2.0, 2.0]  # the tiny demo cohort's patient-space spacing
 
 
 def randomised_unet(seed: int):
@@ -44,7 +45,7 @@ def model_dir(tmp_path_factory) -> Path:
     for fold in (0, 1):
         (root / f"fold_{fold}").mkdir()
         randomised_unet(fold).save_weights(str(root / f"fold_{fold}" / "best.weights.h5"))
-    write_json(model_metadata("tiny", NETWORK, PATCH, [1.0, 1.0, 1.0], [0, 1]), root / "model.json")
+    write_json(model_metadata("tiny", NETWORK, PATCH, SPACING_MM, [0, 1]), root / "model.json")
     return root
 
 
@@ -61,7 +62,7 @@ def scan(tmp_path_factory) -> tuple[Path, Path, np.ndarray]:
     image[9:13, 8:12, 7:11] += 3.0
     image[brain] = (image[brain] - image[brain].mean()) / image[brain].std()
     image[~brain] = 0.0
-    affine = np.array([[1.0, 0, 0, -13], [0, 1.0, 0, -11], [0, 0, 1.0, -9], [0, 0, 0, 1]])
+    affine = np.array([[2.0, 0, 0, -26], [0, 2.0, 0, -22], [0, 0, 2.0, -18], [0, 0, 0, 1]])
     save_nifti(image, affine, root / "image.nii.gz")
     save_nifti(brain.astype(np.uint8), affine, root / "brain_mask.nii.gz")
     return root / "image.nii.gz", root / "brain_mask.nii.gz", affine
@@ -130,7 +131,7 @@ def test_unnormalised_or_mismatched_inputs_are_refused(model_dir, scan, tmp_path
     with pytest.raises(BrainmetsError, match="raw.nii.gz.*z-scored"):
         predict_scan(segmenter, raw, mask_path, tmp_path / "out")
     coarse = tmp_path / "coarse.nii.gz"
-    save_nifti(np.asarray(nib.load(image_path).dataobj), np.diag([2.0, 2.0, 2.0, 1.0]), coarse)
+    save_nifti(np.asarray(nib.load(image_path).dataobj), np.diag([3.0, 3.0, 3.0, 1.0]), coarse)
     with pytest.raises(BrainmetsError, match="coarse.nii.gz.*brain mask grid"):
         predict_scan(segmenter, image_path, coarse, tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -171,3 +172,54 @@ def test_a_cropped_network_input_gives_maps_on_the_brain_mask_grid(model_dir, sc
     assert (np.asarray(crop_p.dataobj)[outside] == 0).all()
     assert np.abs(np.asarray(crop_p.dataobj)[box] - full_p[box]).max() < 0.5  # same network, other windows
     assert np.asarray(crop_p.dataobj)[box][brain[box]].min() > 0
+
+
+def test_segment_raw_scans_gives_native_maps_on_the_exact_input_grid(model_dir, tiny_cohort, tmp_path, capsys):
+    """Two oblique demo scans through preprocessing (deepbet, 2 mm), the 2-fold model and back."""
+    import yaml
+
+    from brainmets.preprocess.pipeline import RECORD
+
+    sheet = pd.read_csv(tiny_cohort / "samples.tsv", sep="\t")
+    images = [Path(sheet[sheet["patient_id"] == p]["image"].iloc[0]) for p in ("patient01", "patient02")]
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "preprocess": {"spacing_mm": SPACING_MM, "skullstrip": {"method": "deepbet"}},
+        "inference": {"mirror_axes": [], "overlap": 0.25},
+    }))
+    out = tmp_path / "segmented"
+    argv = ["segment", *map(str, images), "--model", str(model_dir), "--out-dir", str(out), "--config", str(config)]
+    assert main(argv) == 0
+    for image in images:
+        scan_dir = out / f"{image.parent.name}_t1ce"  # same file names: the date folder tells them apart
+        assert (scan_dir / RECORD).is_file() and (scan_dir / "lesions.tsv").is_file()
+        native = nib.load(image)
+        for name, filename in MAP_FILES.items():
+            mapped = nib.load(scan_dir / "native" / filename)
+            assert mapped.shape == native.shape, name
+            np.testing.assert_array_equal(mapped.affine, native.affine)
+        probability = np.asarray(nib.load(scan_dir / "native" / "probability.nii.gz").dataobj)
+        assert probability.max() > 0 and (probability >= 0).all() and (probability <= 1).all()
+        patient = nib.load(scan_dir / "probability.nii.gz")
+        assert patient.shape == nib.load(scan_dir / "brain_mask.nii.gz").shape
+
+
+def test_result_folders_are_named_after_the_inputs_and_stay_apart(tmp_path):
+    from brainmets.inference.segment import scan_names
+
+    assert scan_names(["/d/P01/2024-01-15/t1ce.nii.gz", "/d/P01/2024-03-01/t1ce.nii"]) == [
+        "2024-01-15_t1ce", "2024-03-01_t1ce"]
+    assert scan_names(["/d/a/x/t1.nii.gz", "/d/b/x/t1.nii.gz"]) == ["a_x_t1", "b_x_t1"]
+    assert scan_names(["/d/one.nii.gz", "/e/two.nii.gz"]) == ["one", "two"]
+    with pytest.raises(BrainmetsError, match="given twice"):
+        scan_names(["/d/one.nii.gz", "/d/../d/one.nii.gz"])
+    with pytest.raises(BrainmetsError, match="scan.mgz: not a NIfTI"):
+        scan_names(["/d/scan.mgz"])
+
+
+def test_segment_reports_a_missing_scan_in_one_line(model_dir, tmp_path, capsys):
+    missing = tmp_path / "nothere.nii.gz"
+    assert main(["segment", str(missing), "--model", str(model_dir), "--out-dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "nothere.nii.gz: file not found" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()

@@ -3,7 +3,7 @@
 The network's call is traced once into a TensorFlow graph with a fixed window shape (no Keras
 `predict` machinery per call, no retracing). XLA (`jit_compile`) pays off on GPUs only: on the CPU
 its 3-D convolutions are several times slower than oneDNN's (measured here on the paper network at
-64^3: 2.9 s as a graph against 10-14 s with XLA), so `auto` enables it on GPUs only.
+64^3: 1.3 CPU-seconds per window as a graph against 8.1 with XLA), so `auto` enables it on GPUs only.
 """
 
 from __future__ import annotations

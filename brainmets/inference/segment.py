@@ -1,0 +1,89 @@
+"""Whole scans to results without the workflow: preprocessing, ensemble inference, uncertainty, native maps.
+
+Each scan is preprocessed on its own (it is its own baseline, so patient space is its resampled grid),
+predicted with the loaded model (loaded once for all scans) and every map is resampled onto the
+scan's native grid:
+
+    OUT_DIR/<scan>/                  the preprocessing stage's files (t1ce_zscore.nii.gz, brain_mask.nii.gz, ...)
+    OUT_DIR/<scan>/<map>.nii.gz      probability, segmentation and uncertainty maps in patient space
+    OUT_DIR/<scan>/lesions.tsv       one row per lesion
+    OUT_DIR/<scan>/native/<map>.nii.gz   the same maps on the input file's grid (same affine and shape)
+
+<scan> is the input file name without .nii/.nii.gz, prefixed with its parent folders (joined by _)
+as far as needed to tell the inputs apart (.../P01/2024-01-15/t1ce.nii.gz -> 2024-01-15_t1ce).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from brainmets.errors import BrainmetsError
+from brainmets.inference.pipeline import LABEL_MAPS, MAP_FILES, LESIONS, Segmenter, predict_scan
+from brainmets.preprocess.settings import PreprocessSettings
+
+log = logging.getLogger(__name__)
+
+NATIVE_DIR = "native"
+
+
+def _strip_nifti(name: str, path: str | os.PathLike[str]) -> str:
+    """A file name without .nii or .nii.gz."""
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    raise BrainmetsError(f"{path}: not a NIfTI file name (expected .nii or .nii.gz)")
+
+
+def scan_names(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Result folder names: the file name without .nii/.nii.gz, prefixed by as many parent folders as make them unique."""
+    resolved = [Path(p).resolve() for p in paths]
+    if len(set(resolved)) < len(resolved):
+        raise BrainmetsError("the same scan is given twice; give each input once")
+    stems = [_strip_nifti(p.name, p) for p in resolved]
+    for depth in range(max(len(p.parts) for p in resolved)):
+        names = ["_".join([*p.parent.parts[len(p.parent.parts) - depth :], stem]) for p, stem in zip(resolved, stems)]
+        if len(set(names)) == len(names):
+            return names
+    raise BrainmetsError("input scans cannot be told apart by their paths")  # unreachable: paths are unique
+
+
+def native_maps(scan_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Resample every patient-space map of a predicted scan onto its native grid, into `native/`; name -> path."""
+    from brainmets.preprocess.native import map_file_to_native
+
+    root = Path(scan_dir)
+    return {
+        name: map_file_to_native(
+            root / filename, root, root / NATIVE_DIR / filename, kind="label" if name in LABEL_MAPS else "map"
+        )
+        for name, filename in MAP_FILES.items()
+    }
+
+
+def segment_scans(
+    images: Sequence[str | os.PathLike[str]],
+    segmenter: Segmenter,
+    out_dir: str | os.PathLike[str],
+    preprocess_settings: PreprocessSettings,
+) -> dict[str, Path]:
+    """Preprocess, predict and map back each scan into OUT_DIR/<scan>/; returns scan name -> folder."""
+    from brainmets.preprocess.pipeline import BRAIN_MASK, ZSCORE, preprocess_scan
+
+    missing = [str(p) for p in images if not Path(p).is_file()]
+    if missing:
+        raise BrainmetsError(f"{missing[0]}: file not found")
+    names = scan_names(images)
+    folders = {}
+    for image, name in zip(images, names):
+        started = time.perf_counter()
+        scan_dir = Path(out_dir) / name
+        preprocess_scan(image, scan_dir, settings=preprocess_settings)
+        predict_scan(segmenter, scan_dir / ZSCORE, scan_dir / BRAIN_MASK, scan_dir)
+        native_maps(scan_dir)
+        log.info("%s -> %s (%s) in %.0f s", image, scan_dir, LESIONS, time.perf_counter() - started)
+        folders[name] = scan_dir
+    return folders
