@@ -136,6 +136,16 @@ def get_training_case_files(wildcards):
     return [f"results/training/{case}/{name}" for case in get_training_cases() for name in ("data.npy", "case.json")]
 
 
+def get_training_image(wildcards):
+    """Raw T1-CE image of training case {case}."""
+    return get_training_row(wildcards)["image"]
+
+
+def get_training_mask(wildcards):
+    """Ground-truth mask (native grid) of training case {case}."""
+    return get_training_row(wildcards)["mask"]
+
+
 def has_truth(patient, timepoint):
     """Whether the scan has a ground-truth mask in the sheet."""
     mask = _row(patient, timepoint).get("mask")
@@ -146,9 +156,10 @@ def get_final_output():
     """Every final target: per-patient responses, cohort tables and the report's inputs."""
     outputs = [f"results/{patient}/rano_response.tsv" for patient in get_patients()]
     outputs += [
-        f"results/{patient}/{timepoint}/native/segmentation.nii.gz"
+        f"results/{patient}/{timepoint}/{name}"
         for patient in get_patients()
         for timepoint in get_timepoints(patient)
+        for name in ("native/segmentation.nii.gz", "overlay.png")
     ]
     outputs += ["results/cohort/rano_response.tsv", "results/cohort/best_response.tsv"]
     if get_evaluation_tables(None):
@@ -199,9 +210,9 @@ def write_manifest(timepoints, masks, path):
     write_tsv(pd.DataFrame(rows), path)
 
 
-def get_registration_reference(wildcards):
-    """Preprocessed baseline image of {patient} that a follow-up is registered to; none for the baseline."""
+def get_registration_baseline(wildcards):
+    """Preprocessing record of {patient}'s baseline, which a follow-up is registered to; none for the baseline."""
     baseline = get_baseline(wildcards)
     if wildcards.timepoint == baseline:
         return []
-    return f"results/{wildcards.patient}/{baseline}/t1ce.nii.gz"
+    return f"results/{wildcards.patient}/{baseline}/preprocessing.json"

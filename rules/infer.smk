@@ -6,7 +6,7 @@
 
 rule predict:
     input:
-        image="results/{patient}/{timepoint}/t1ce.nii.gz",
+        image="results/{patient}/{timepoint}/t1ce_zscore.nii.gz",
         brain_mask="results/{patient}/{timepoint}/brain_mask.nii.gz",
         model=MODEL_JSON,
         config="results/config/inference.yaml",

@@ -1,16 +1,20 @@
-# Preprocessing of each scan into patient space (the baseline's grid): RAS, resampling, N4, skull
-# stripping, registration of follow-ups to the baseline, z-score; and the way back to the native grid.
+# Preprocessing of each scan into patient space (the baseline's grid): RAS, resampling, skull stripping,
+# N4, registration of follow-ups to the baseline, z-score, crop; and the way back to the native grid.
+# preprocessing.json is written last by `brainmets preprocess` and marks a complete scan directory.
 
 
 rule preprocess:
     input:
         image=get_image,
-        reference=get_registration_reference,
+        baseline=get_registration_baseline,
         config="results/config/preprocess.yaml",
     output:
         image="results/{patient}/{timepoint}/t1ce.nii.gz",
+        zscore="results/{patient}/{timepoint}/t1ce_zscore.nii.gz",
         brain_mask="results/{patient}/{timepoint}/brain_mask.nii.gz",
-        transform="results/{patient}/{timepoint}/to_patient_space.mat",
+        to_patient="results/{patient}/{timepoint}/to_patient_space.mat",
+        from_patient="results/{patient}/{timepoint}/from_patient_space.mat",
+        record="results/{patient}/{timepoint}/preprocessing.json",
         qc=report(
             "results/{patient}/{timepoint}/preprocessing_qc.png",
             caption="../workflow/report/preprocessing_qc.rst",
@@ -19,7 +23,7 @@ rule preprocess:
             labels={"patient": "{patient}", "timepoint": "{timepoint}", "figure": "preprocessing QC"},
         ),
     params:
-        reference=lambda wildcards, input: f"--reference {input.reference}" if input.reference else "",
+        baseline=lambda wildcards, input: f"--baseline {input.baseline}" if input.baseline else "",
     log:
         "logs/preprocess/{patient}/{timepoint}.log",
     benchmark:
@@ -31,18 +35,19 @@ rule preprocess:
         mem_mb=6000,
         runtime=30,
     shell:
-        "brainmets preprocess --image {input.image} {params.reference} --config {input.config}"
-        " --out-dir results/{wildcards.patient}/{wildcards.timepoint} > {log} 2>&1"
+        "brainmets preprocess --image {input.image} {params.baseline} --config {input.config}"
+        " --out-dir $(dirname {output.record}) > {log} 2>&1"
 
 
 rule preprocess_training:
     input:
-        image=lambda wildcards: get_training_row(wildcards)["image"],
-        mask=lambda wildcards: get_training_row(wildcards)["mask"],
+        image=get_training_image,
+        mask=get_training_mask,
         config="results/config/preprocess.yaml",
     output:
-        image="results/training/{case}/t1ce.nii.gz",
+        zscore="results/training/{case}/t1ce_zscore.nii.gz",
         label="results/training/{case}/lesions.nii.gz",
+        record="results/training/{case}/preprocessing.json",
     log:
         "logs/preprocess_training/{case}.log",
     benchmark:
@@ -55,16 +60,16 @@ rule preprocess_training:
         runtime=30,
     shell:
         "brainmets preprocess --image {input.image} --mask {input.mask} --config {input.config}"
-        " --out-dir results/training/{wildcards.case} > {log} 2>&1"
+        " --out-dir $(dirname {output.record}) > {log} 2>&1"
 
 
 rule to_native:
     input:
-        image=get_image,
         segmentation="results/{patient}/{timepoint}/segmentation.nii.gz",
         probability="results/{patient}/{timepoint}/probability.nii.gz",
         entropy="results/{patient}/{timepoint}/uncertainty_total_entropy.nii.gz",
-        transform="results/{patient}/{timepoint}/to_patient_space.mat",
+        record="results/{patient}/{timepoint}/preprocessing.json",
+        from_patient="results/{patient}/{timepoint}/from_patient_space.mat",
     output:
         segmentation="results/{patient}/{timepoint}/native/segmentation.nii.gz",
         probability="results/{patient}/{timepoint}/native/probability.nii.gz",
@@ -80,6 +85,7 @@ rule to_native:
         mem_mb=3000,
         runtime=10,
     shell:
-        "brainmets to-native --native {input.image} --transform {input.transform}"
-        " --labels {input.segmentation} --maps {input.probability} {input.entropy}"
-        " --out-dir results/{wildcards.patient}/{wildcards.timepoint}/native > {log} 2>&1"
+        "(brainmets to-native {input.segmentation} --scan-dir $(dirname {input.record}) --kind label --out {output.segmentation}"
+        " && brainmets to-native {input.probability} --scan-dir $(dirname {input.record}) --kind map --out {output.probability}"
+        " && brainmets to-native {input.entropy} --scan-dir $(dirname {input.record}) --kind map --out {output.entropy})"
+        " > {log} 2>&1"

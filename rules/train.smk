@@ -25,7 +25,7 @@ if not MODEL_READY:
 
     rule prepare_case:
         input:
-            image="results/training/{case}/t1ce.nii.gz",
+            image="results/training/{case}/t1ce_zscore.nii.gz",
             label="results/training/{case}/lesions.nii.gz",
             weights="results/training/{case}/weights.nii.gz",
         output:

@@ -145,3 +145,18 @@ def fold_gpus(log_dir: Path) -> dict[int, str]:
         if match:
             gpus[int(match.group(1))] = match.group(2)
     return gpus
+
+
+def write_tiny_model(model_dir: Path, spacing_mm: float, folds: int = 1, patch: int = 16) -> Path:
+    """Write an untrained, very small model directory (3 levels, 4-16 filters) that inference accepts."""
+    from brainmets.training.model import build_unet
+    from brainmets.training.modeldir import fold_dir, model_metadata, write_json
+
+    network = {"filters": [4, 8, 16], "in_channels": 1, "out_channels": 1, "kernel_size": 3, "conv_bias": True,
+               "norm_epsilon": 1e-5, "negative_slope": 0.01, "deep_supervision_heads": 1}
+    for fold in range(folds):
+        folder = fold_dir(model_dir, fold)
+        folder.mkdir(parents=True, exist_ok=True)
+        build_unet(**network).save_weights(str(folder / "best.weights.h5"))
+    meta = model_metadata("tiny", network, [patch] * 3, [spacing_mm] * 3, list(range(folds)))
+    return write_json(meta, model_dir / "model.json")
