@@ -26,7 +26,7 @@ from brainmets.io import atomic_path
 from brainmets.training.cases import Case, list_cases, read_image_and_label
 from brainmets.training.folds import fold_cases
 from brainmets.training.losses import hard_dice, segmentation_loss
-from brainmets.training.model import build_unet, size_divisor
+from brainmets.training.model import build_unet
 from brainmets.training.modeldir import fold_dir, read_json, write_json
 from brainmets.training.settings import TrainSettings
 
@@ -96,15 +96,6 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, s
     return train_step
 
 
-def predict_logits(model: keras.Model, image: np.ndarray, divisor: int) -> np.ndarray:
-    """Full-resolution logits of a whole (axis0, axis1, axis2) volume, zero-padded to multiples of `divisor`."""
-    pad = [(0, (-s) % divisor) for s in image.shape]
-    x = np.pad(image, pad)[None, ..., None].astype(np.float32)
-    outputs = model(x, training=False)
-    logits = np.asarray(outputs[0] if isinstance(outputs, (list, tuple)) else outputs, dtype=np.float32)
-    return logits[0, : image.shape[0], : image.shape[1], : image.shape[2], 0]
-
-
 def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
     """Dice overlap of two binary masks (1.0 when both are empty)."""
     prediction, truth = prediction.astype(bool), truth.astype(bool)
@@ -112,12 +103,22 @@ def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
     return 1.0 if total == 0 else float(2.0 * np.logical_and(prediction, truth).sum() / total)
 
 
-def validation_dice(model: keras.Model, cases: Sequence[Case], divisor: int) -> float:
-    """Mean over cases of the Dice of (logits > 0) on the whole validation volumes."""
+def validation_dice(model: keras.Model, cases: Sequence[Case], patch_size: Sequence[int], overlap: float,
+                    batch_size: int = 2) -> float:
+    """Mean over cases of the Dice of (logits > 0) from a Gaussian sliding window over the whole brain, as at inference."""
+    from brainmets.inference.sliding import sliding_window_predict
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *patch_size, 1), tf.float32)])
+    def full_resolution_logits(x: tf.Tensor) -> tf.Tensor:
+        return tf.cast(model(x, training=False)[0], tf.float32)
+
     scores = []
     for case in cases:
         image, label = read_image_and_label(case)
-        scores.append(dice(predict_logits(model, image, divisor) > 0, label))
+        logits = sliding_window_predict(image, lambda batch: full_resolution_logits(batch).numpy(), patch_size,
+                                        overlap=overlap, batch_size=batch_size, brain_mask=image != 0,
+                                        fill_value=-1.0)
+        scores.append(dice(logits > 0, label))
     return float(np.mean(scores))
 
 
@@ -227,7 +228,6 @@ def train_fold(cases_dir: str | os.PathLike[str], fold: int, model_dir: str | os
     from brainmets.training.dali import build_pipeline
 
     train_step = make_train_step(model, optimizer, settings, jit_compile=xla)
-    divisor = size_divisor(settings.network)
     threads = max(1, min(8, os.cpu_count() or 1))
     validate_every = int(settings.validate_every)
     for epoch in range(state["epoch"], settings.epochs):
@@ -249,7 +249,8 @@ def train_fold(cases_dir: str | os.PathLike[str], fold: int, model_dir: str | os
             bar.update(iteration + 1, [("loss", float(np.mean(losses))), ("dice", float(np.mean(dices)))])
         del batches, pipe
         last = epoch + 1 == settings.epochs
-        val = validation_dice(model, val_cases, divisor) if (epoch + 1) % validate_every == 0 or last else float("nan")
+        due = (epoch + 1) % validate_every == 0 or last
+        val = validation_dice(model, val_cases, settings.patch_size, settings.validation_overlap) if due else float("nan")
         state["epoch"], state["step"] = epoch + 1, int(optimizer.iterations.numpy())
         if np.isfinite(val) and val > state["best_dice"]:
             state["best_dice"], state["best_epoch"] = val, epoch + 1

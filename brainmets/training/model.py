@@ -75,7 +75,3 @@ def full_resolution_model(model: keras.Model) -> keras.Model:
     outputs = model.outputs
     return keras.Model(model.inputs[0], outputs[0] if isinstance(outputs, list) else outputs, name="unet_inference")
 
-
-def size_divisor(network: dict) -> int:
-    """Every spatial input size must be a multiple of this number of voxels."""
-    return 2 ** (len(network.get("filters", (32, 64, 128, 256, 320, 320))) - 1)

@@ -13,7 +13,7 @@ import yaml
 from brainmets.errors import BrainmetsError
 
 #: `train.*` keys that, when not null, replace the preset's value
-PRESET_OVERRIDES = ("epochs", "iterations_per_epoch", "batch_size", "patch_size", "validate_every")
+PRESET_OVERRIDES = ("epochs", "iterations_per_epoch", "batch_size", "patch_size", "validate_every", "validation_overlap")
 CHOICES = {"device": ("auto", "cpu", "gpu"), "dali_device": ("auto", "cpu", "gpu")}
 SWITCHES = ("mixed_precision", "xla")
 
@@ -42,6 +42,7 @@ class TrainSettings:
     loss: dict[str, Any]
     augmentation: dict[str, Any]
     validate_every: int = 1
+    validation_overlap: float = 0.5
     folds: int = 5
     seed: int = 0
     device: str = "auto"
@@ -108,6 +109,7 @@ def settings_from_config(config: dict[str, Any], source: str = "config") -> Trai
             loss=dict(preset["loss"]),
             augmentation=dict(preset["augmentation"]),
             validate_every=int(preset.get("validate_every", 1)),
+            validation_overlap=float(preset.get("validation_overlap", 0.5)),
             folds=int(train.get("folds", 5)),
             seed=int(train.get("seed", 0)),
             device=train.get("device", "auto"),
