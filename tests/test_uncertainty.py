@@ -16,6 +16,7 @@ from brainmets.inference.uncertainty import (
     threshold_lesions,
     lesion_table,
     min_lesion_voxels,
+    misclassification_auroc,
 )
 
 
@@ -125,3 +126,24 @@ def test_ensemble_sets_everything_outside_the_brain_to_background():
     maps = predict_ensemble(image, [lambda b: b * 0 + 3.0], (8, 8, 8), brain_mask=mask, mirror_axes=[0, 1, 2])
     assert (maps.probability[~mask] == 0).all() and (maps.total_entropy[~mask] == 0).all()
     np.testing.assert_allclose(maps.probability[mask], 1 / (1 + np.exp(-3.0)), rtol=1e-6)
+
+
+def test_misclassification_auroc_ranks_wrong_voxels_by_uncertainty():
+    truth = np.zeros((10, 10, 10), np.uint8)
+    truth[2:6, 2:6, 2:6] = 1
+    label = truth.copy()
+    label[2, 2:6, 2:6] = 0  # 16 missed voxels
+    label[8, 8, 8] = 1  # one false-positive voxel
+    brain = np.ones(truth.shape, bool)
+    brain[9] = False
+    wrong = label != truth
+    perfect = np.where(wrong, 0.9, 0.1)
+    assert misclassification_auroc(perfect, label, truth, brain) == pytest.approx(1.0)
+    assert misclassification_auroc(1 - perfect, label, truth, brain) == pytest.approx(0.0)
+    assert misclassification_auroc(np.full(truth.shape, 0.3), label, truth, brain) == pytest.approx(0.5)
+    # half of the wrong voxels above every correct one, half below: 0.5
+    mixed = np.where(wrong, 0.0, 0.5)
+    mixed[2, 2:4, 2:6] = 0.9
+    mixed[8, 8, 8] = 0.9
+    assert misclassification_auroc(mixed, label, truth, brain) == pytest.approx(9 / 17)
+    assert np.isnan(misclassification_auroc(perfect, truth, truth, brain))

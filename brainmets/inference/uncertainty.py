@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 from scipy.special import entr
+from scipy.stats import mannwhitneyu
 from skimage.morphology import remove_small_objects
 
 from brainmets.errors import BrainmetsError
@@ -132,3 +133,17 @@ def lesion_table(
         table[f"{name}_mean"] = ndimage.mean(values, components, ids) if count else []
         table[f"{name}_max"] = ndimage.maximum(values, components, ids) if count else []
     return table
+
+
+def misclassification_auroc(
+    uncertainty: np.ndarray, label: np.ndarray, truth: np.ndarray, brain_mask: np.ndarray
+) -> float:
+    """AUROC (0..1) with which an uncertainty map ranks misclassified above correct brain voxels; NaN if either is absent."""
+    brain = np.asarray(brain_mask, dtype=bool)
+    wrong = (np.asarray(label) > 0)[brain] != (np.asarray(truth) > 0)[brain]
+    values = np.asarray(uncertainty, dtype=np.float64)[brain]
+    if wrong.all() or not wrong.any():
+        return float("nan")
+    # the Mann-Whitney U of the misclassified group over the correct one, normalised, is the AUROC (ties count 1/2)
+    u = mannwhitneyu(values[wrong], values[~wrong], alternative="two-sided", method="asymptotic").statistic
+    return float(u / (wrong.sum() * (~wrong).sum()))
