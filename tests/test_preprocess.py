@@ -325,6 +325,29 @@ def test_to_native_refuses_maps_off_the_patient_grid(tmp_path: Path, capsys: pyt
     assert np.asarray(written.dataobj).sum() == 125
 
 
+def test_to_native_moves_several_maps_at_once_or_none(tmp_path: Path) -> None:
+    native_affine = np.diag([-1.0, 1.0, 1.0, 1.0])
+    native_affine[0, 3] = 19.0  # stored right-to-left over the same 20 mm as the patient grid
+    scan_dir = _scan_dir(tmp_path / "scan", native_affine, (20, 20, 20), np.eye(4), (20, 20, 20), np.eye(4))
+    labels = np.zeros((20, 20, 20), np.uint8)
+    labels[2:5, 3:6, 4:7] = 3
+    segmentation = save(tmp_path / "segmentation.nii.gz", labels, np.eye(4))
+    probability = save(tmp_path / "probability.nii.gz", labels.astype(np.float32) / 4, np.eye(4))
+    off_grid = save(tmp_path / "entropy.nii.gz", labels.astype(np.float32), np.diag([2.0, 2.0, 2.0, 1.0]))
+    out = tmp_path / "native"
+    argv = ["to-native", "--scan-dir", str(scan_dir), "--labels", str(segmentation), "--out-dir", str(out), "--maps", str(probability)]
+    assert main(argv + [str(off_grid)]) == 2
+    assert not out.exists()
+    assert main(argv) == 0
+    native_labels = nib.load(out / "segmentation.nii.gz")
+    native_probability = nib.load(out / "probability.nii.gz")
+    np.testing.assert_array_equal(native_labels.affine, native_affine)
+    # the native grid stores the left-right axis the other way round
+    np.testing.assert_array_equal(np.asarray(native_labels.dataobj), labels[::-1])
+    assert native_labels.get_data_dtype() == np.uint8 and native_probability.get_data_dtype() == np.float32
+    np.testing.assert_allclose(native_probability.get_fdata(), labels[::-1] / 4, atol=1e-6)
+
+
 # --- the demo cohort: both brain extractors, registration against known poses, native grids ------------
 
 

@@ -92,12 +92,27 @@ def to_patient(
     return _as_kind(result, kind), affine
 
 
+def file_to_native(
+    map_path: str | os.PathLike[str], scan_dir: str | os.PathLike[str], *, kind: str = "label"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Load a patient-space NIfTI map (refusing one off the patient grid) and return it on the native grid."""
+    _interpolation(kind)
+    img = load_nifti(map_path, allow_constant=True)
+    check_patient_grid(img.affine, img.shape, scan_dir, str(map_path))
+    return to_native(np.asarray(img.get_fdata(dtype=np.float32)), img.affine, scan_dir, kind=kind)
+
+
+def maps_to_native(
+    jobs: list[tuple[str | os.PathLike[str], str, str | os.PathLike[str]]], scan_dir: str | os.PathLike[str]
+) -> list[Path]:
+    """Move each (map, kind, out) onto the native grid; every map is checked before any file is written."""
+    results = [(file_to_native(source, scan_dir, kind=kind), out) for source, kind, out in jobs]
+    return [save_nifti(data, affine, out) for (data, affine), out in results]
+
+
 def map_file_to_native(
     map_path: str | os.PathLike[str], scan_dir: str | os.PathLike[str], out: str | os.PathLike[str], *, kind: str = "label"
 ) -> Path:
     """Write a patient-space NIfTI map resampled onto the scan's native grid (atomic); returns `out`."""
-    _interpolation(kind)
-    img = load_nifti(map_path, allow_constant=True)
-    check_patient_grid(img.affine, img.shape, scan_dir, str(map_path))
-    data, affine = to_native(np.asarray(img.get_fdata(dtype=np.float32)), img.affine, scan_dir, kind=kind)
+    data, affine = file_to_native(map_path, scan_dir, kind=kind)
     return save_nifti(data, affine, out)
