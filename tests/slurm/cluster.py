@@ -93,6 +93,17 @@ def _stop(pid: int | None, timeout_s: float = 10.0) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+def _wait_for_pid(path: Path, timeout_s: float = 10.0) -> int | None:
+    """The pid a daemon writes into `path` once it has forked, or None if it never does."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pid = _read_pid(path)
+        if pid is not None:
+            return pid
+        time.sleep(0.1)
+    return None
+
+
 def _munge_running() -> bool:
     """Whether a munge daemon answers on this machine."""
     if not shutil.which("munge"):
@@ -118,6 +129,8 @@ def wait_for_node(state: str = "idle", timeout_s: float = 30.0) -> None:
 def slurm_cluster(state_dir: Path, gpus: int = 2, cpus: int = 4, mem_mb: int = 8000) -> Iterator[Path]:
     """Run a one-node SLURM cluster with `gpus` fake GPUs; yields the state folder (daemon logs)."""
     ensure_installed()
+    if subprocess.run(["pgrep", "-x", "slurmctld"], capture_output=True).returncode == 0:
+        raise RuntimeError("a slurmctld is already running on this machine; stop it before the SLURM tests")
     state_dir = Path(state_dir).resolve()
     for sub in ("ctld", "d"):
         (state_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -139,16 +152,11 @@ def slurm_cluster(state_dir: Path, gpus: int = 2, cpus: int = 4, mem_mb: int = 8
             run_dir.mkdir(parents=True, exist_ok=True)
             shutil.chown(run_dir, "munge", "munge")
             subprocess.run(["runuser", "-u", "munge", "--", "munged"], check=True)
-            munge_pid = _read_pid(run_dir / "munged.pid")
+            munge_pid = _wait_for_pid(run_dir / "munged.pid")
         subprocess.run(["slurmctld"], check=True)
-        started.append(_read_pid(state_dir / "slurmctld.pid"))
+        started.append(_wait_for_pid(state_dir / "slurmctld.pid"))
         subprocess.run(["slurmd", "-N", "localhost"], check=True)
-        # slurmd writes its pid file after forking; give it a moment
-        for _ in range(50):
-            if (state_dir / "slurmd.pid").exists():
-                break
-            time.sleep(0.1)
-        started.append(_read_pid(state_dir / "slurmd.pid"))
+        started.append(_wait_for_pid(state_dir / "slurmd.pid"))
         wait_for_node("idle")
         yield state_dir
     finally:

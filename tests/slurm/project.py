@@ -160,3 +160,16 @@ def write_tiny_model(model_dir: Path, spacing_mm: float, folds: int = 1, patch: 
         build_unet(**network).save_weights(str(folder / "best.weights.h5"))
     meta = model_metadata("tiny", network, [patch] * 3, [spacing_mm] * 3, list(range(folds)))
     return write_json(meta, model_dir / "model.json")
+
+
+def make_training_project(root: Path, patients: int, folds: int, epochs: int, gpu_lock_dir: Path | None = None) -> Path:
+    """A project whose only work is training: prepared synthetic cases in results/training, one analysis scan."""
+    from brainmets.training.synthetic import write_synthetic_cases
+
+    train = {"folds": folds, "epochs": epochs, "iterations_per_epoch": 2, "patch_size": [16, 16, 16],
+             "validate_every": 1, "gpu_lock_dir": str(gpu_lock_dir) if gpu_lock_dir else None}
+    make_project(root, patients=1, timepoints=1, training=0, folds=folds, config_overrides={"train": train})
+    write_synthetic_cases(root / "synthetic", patients=patients, shape=(32, 32, 32))
+    (root / "results").mkdir(exist_ok=True)
+    (root / "synthetic" / "cases").rename(root / "results" / "training")
+    return root
