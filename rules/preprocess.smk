@@ -85,7 +85,5 @@ rule to_native:
         mem_mb=3000,
         runtime=10,
     shell:
-        "(brainmets to-native {input.segmentation} --scan-dir $(dirname {input.record}) --kind label --out {output.segmentation}"
-        " && brainmets to-native {input.probability} --scan-dir $(dirname {input.record}) --kind map --out {output.probability}"
-        " && brainmets to-native {input.entropy} --scan-dir $(dirname {input.record}) --kind map --out {output.entropy})"
-        " > {log} 2>&1"
+        "brainmets to-native --scan-dir $(dirname {input.record}) --labels {input.segmentation}"
+        " --maps {input.probability} {input.entropy} --out-dir $(dirname {output.segmentation}) > {log} 2>&1"
