@@ -5,10 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from brainmets.errors import BrainmetsError
 
@@ -115,15 +112,8 @@ def settings_from_config(config: Mapping[str, Any] | None, source: str = "config
 
 def load_settings(path: str | os.PathLike[str] | None) -> PreprocessSettings:
     """Read the preprocessing settings from a YAML configuration file (defaults when `path` is None)."""
+    from brainmets.training.settings import read_yaml
+
     if path is None:
         return PreprocessSettings()
-    p = Path(path)
-    if not p.is_file():
-        raise BrainmetsError(f"{p}: configuration file not found")
-    try:
-        config = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as error:
-        raise BrainmetsError(f"{p}: not valid YAML ({error})".replace("\n", " ")) from None
-    if config is not None and not isinstance(config, Mapping):
-        raise BrainmetsError(f"{p}: expected a mapping of sections at the top level")
-    return settings_from_config(config, str(p))
+    return settings_from_config(read_yaml(path), str(path))
