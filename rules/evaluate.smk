@@ -8,6 +8,8 @@ rule evaluate:
     output:
         metrics="results/{patient}/{timepoint}/evaluation.tsv",
         lesions="results/{patient}/{timepoint}/evaluation_lesions.tsv",
+    params:
+        min_lesion_voxels=config.get("evaluation", {}).get("min_lesion_voxels", 2),
     log:
         "logs/evaluate/{patient}/{timepoint}.log",
     benchmark:
@@ -20,7 +22,8 @@ rule evaluate:
         runtime=10,
     shell:
         "brainmets evaluate --truth {input.truth} --pred {input.pred} --out {output.metrics}"
-        " --lesions {output.lesions} --patient {wildcards.patient} --timepoint {wildcards.timepoint} > {log} 2>&1"
+        " --lesions {output.lesions} --patient {wildcards.patient} --timepoint {wildcards.timepoint}"
+        " --min-lesion-voxels {params.min_lesion_voxels} > {log} 2>&1"
 
 
 rule evaluate_cohort:
