@@ -181,9 +181,55 @@ def _common_spacing(cases: Sequence[Case]) -> list[float]:
     return [float(s) for s in spacing]
 
 
+def _resume(out: Path, state: dict[str, Any], model: keras.Model, optimizer: keras.optimizers.Optimizer,
+            epochs: int) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """Restore an interrupted fold's checkpoint into model, optimizer and state; returns (finished state or None, log rows)."""
+    state_path = out / "state.json"
+    if not (state_path.is_file() and (out / "latest.weights.h5").is_file()):
+        return None, []
+    saved = read_json(state_path)
+    for key in FIXED_ON_RESUME:
+        if saved.get(key) != state[key]:
+            raise BrainmetsError(f"{state_path}: {key} differs from the interrupted run's; delete {out} to start this fold afresh")
+    if saved.get("finished") and saved.get("epochs") == epochs:
+        return saved, []
+    model.load_weights(str(out / "latest.weights.h5"))
+    _load_optimizer(optimizer, model, out / "latest.optimizer.npz")
+    state.update({k: saved[k] for k in ("epoch", "step", "best_dice", "best_epoch")})
+    rows = []
+    if (out / "log.csv").is_file():
+        rows = [r for r in pd.read_csv(out / "log.csv").to_dict("records") if r["epoch"] < state["epoch"]]
+    return None, rows
+
+
+def _run_epoch(train_step: Any, batches: Any, iterations: int, verbose: int) -> tuple[float, float]:
+    """Run `iterations` training steps with a progress bar; returns the epoch's mean loss and mean batch Dice."""
+    # a live bar on a terminal, one line per epoch in log files
+    bar = keras.utils.Progbar(iterations, verbose=(1 if sys.stdout.isatty() else 2) if verbose else 0,
+                              stateful_metrics=["loss", "dice"])
+    losses, dices = [], []
+    for iteration in range(iterations):
+        loss, batch_dice = train_step(*next(batches))
+        losses.append(float(loss))
+        dices.append(float(batch_dice))
+        bar.update(iteration + 1, [("loss", float(np.mean(losses))), ("dice", float(np.mean(dices)))])
+    return float(np.mean(losses)), float(np.mean(dices))
+
+
+def _save_checkpoint(out: Path, model: keras.Model, optimizer: keras.optimizers.Optimizer, improved: bool) -> None:
+    """Write latest weights and optimiser state, and the best weights when the validation Dice improved."""
+    targets = ["best", "latest"] if improved else ["latest"]
+    for name in targets:
+        with atomic_path(out / f"{name}.weights.h5") as tmp:
+            model.save_weights(str(tmp))
+    _save_optimizer(optimizer, out / "latest.optimizer.npz")
+
+
 def train_fold(cases_dir: str | os.PathLike[str], fold: int, model_dir: str | os.PathLike[str],
                settings: TrainSettings, verbose: int = 1) -> dict[str, Any]:
     """Train (or resume) one fold on the prepared cases; returns the fold's final state.json contents."""
+    from brainmets.training.dali import build_pipeline
+
     cases = list_cases(cases_dir)
     train_cases, val_cases = fold_cases(cases, fold, settings.folds, settings.seed)
     out = fold_dir(model_dir, fold)
@@ -191,7 +237,6 @@ def train_fold(cases_dir: str | os.PathLike[str], fold: int, model_dir: str | os
     device = resolve_device(settings.device)
     dali_device = device if settings.dali_device == "auto" else settings.dali_device
     mixed, xla = _switch(settings.mixed_precision, device), _switch(settings.xla, device)
-
     state: dict[str, Any] = {
         "fold": fold, "epoch": 0, "step": 0, "best_dice": -1.0, "best_epoch": -1, "finished": False,
         "preset": settings.preset, "network": settings.network, "patch_size": list(settings.patch_size),
@@ -203,72 +248,43 @@ def train_fold(cases_dir: str | os.PathLike[str], fold: int, model_dir: str | os
     keras.utils.set_random_seed(settings.seed + fold)
     model = build_training_model(settings, mixed)
     optimizer = make_optimizer(settings, mixed)
-    rows: list[dict[str, Any]] = []
-    state_path = out / "state.json"
-    if state_path.is_file() and (out / "latest.weights.h5").is_file():
-        saved = read_json(state_path)
-        for key in FIXED_ON_RESUME:
-            if saved.get(key) != state[key]:
-                raise BrainmetsError(
-                    f"{state_path}: {key} differs from the interrupted run's; delete {out} to start this fold afresh"
-                )
-        if saved.get("finished") and saved.get("epochs") == settings.epochs:
-            return saved
-        model.load_weights(str(out / "latest.weights.h5"))
-        _load_optimizer(optimizer, model, out / "latest.optimizer.npz")
-        state.update({k: saved[k] for k in ("epoch", "step", "best_dice", "best_epoch")})
-        if (out / "log.csv").is_file():
-            rows = [r for r in pd.read_csv(out / "log.csv").to_dict("records") if r["epoch"] < state["epoch"]]
-        if verbose:
-            print(f"fold {fold}: resuming after epoch {state['epoch']} (step {state['step']}) from {out / 'latest.weights.h5'}")
+    finished, rows = _resume(out, state, model, optimizer, settings.epochs)
+    if finished is not None:
+        return finished
+    if verbose and state["epoch"]:
+        print(f"fold {fold}: resuming after epoch {state['epoch']} (step {state['step']}) from {out / 'latest.weights.h5'}")
     elif verbose:
         print(f"fold {fold}: {len(train_cases)} training / {len(val_cases)} validation cases, {device}, "
               f"mixed precision {'on' if mixed else 'off'}, XLA {'on' if xla else 'off'}")
 
-    from brainmets.training.dali import build_pipeline
-
     train_step = make_train_step(model, optimizer, settings, jit_compile=xla)
     threads = max(1, min(8, os.cpu_count() or 1))
-    validate_every = int(settings.validate_every)
     for epoch in range(state["epoch"], settings.epochs):
         started = time.perf_counter()
-        pipe = build_pipeline(train_cases, settings.patch_size, settings.batch_size, settings.augmentation,
-                              seed=_epoch_seed(settings.seed, fold, epoch), device=dali_device, num_threads=threads)
-        batches = _batches(pipe, dali_device, settings.patch_size, settings.batch_size)
-        # a live bar on a terminal, one line per epoch in log files
-        bar = keras.utils.Progbar(settings.iterations_per_epoch, verbose=(1 if sys.stdout.isatty() else 2) if verbose else 0,
-                                  stateful_metrics=["loss", "dice"])
         if verbose:
             print(f"epoch {epoch + 1}/{settings.epochs}")
-        losses, dices = [], []
-        for iteration in range(settings.iterations_per_epoch):
-            image, label, weights = next(batches)
-            loss, batch_dice = train_step(image, label, weights)
-            losses.append(float(loss))
-            dices.append(float(batch_dice))
-            bar.update(iteration + 1, [("loss", float(np.mean(losses))), ("dice", float(np.mean(dices)))])
-        del batches, pipe
+        pipe = build_pipeline(train_cases, settings.patch_size, settings.batch_size, settings.augmentation,
+                              seed=_epoch_seed(settings.seed, fold, epoch), device=dali_device, num_threads=threads)
+        loss, train_dice = _run_epoch(train_step, _batches(pipe, dali_device, settings.patch_size, settings.batch_size),
+                                      settings.iterations_per_epoch, verbose)
+        del pipe
         last = epoch + 1 == settings.epochs
-        due = (epoch + 1) % validate_every == 0 or last
+        due = (epoch + 1) % settings.validate_every == 0 or last
         val = validation_dice(model, val_cases, settings.patch_size, settings.validation_overlap) if due else float("nan")
-        state["epoch"], state["step"] = epoch + 1, int(optimizer.iterations.numpy())
-        if np.isfinite(val) and val > state["best_dice"]:
+        improved = bool(np.isfinite(val) and val > state["best_dice"])
+        state.update(epoch=epoch + 1, step=int(optimizer.iterations.numpy()), finished=last)
+        if improved:
             state["best_dice"], state["best_epoch"] = val, epoch + 1
-            with atomic_path(out / "best.weights.h5") as tmp:
-                model.save_weights(str(tmp))
-        with atomic_path(out / "latest.weights.h5") as tmp:
-            model.save_weights(str(tmp))
-        _save_optimizer(optimizer, out / "latest.optimizer.npz")
-        learning_rate = float(optimizer.learning_rate.numpy()) if hasattr(optimizer.learning_rate, "numpy") else float("nan")
-        rows.append({"epoch": epoch, "step": state["step"], "loss": float(np.mean(losses)), "train_dice": float(np.mean(dices)),
-                     "val_dice": val, "learning_rate": learning_rate, "seconds": round(time.perf_counter() - started, 3)})
+        _save_checkpoint(out, model, optimizer, improved)
+        rows.append({"epoch": epoch, "step": state["step"], "loss": loss, "train_dice": train_dice, "val_dice": val,
+                     "learning_rate": float(optimizer.learning_rate.numpy()),
+                     "seconds": round(time.perf_counter() - started, 3)})
         _write_log(rows, out / "log.csv")
-        state["finished"] = last
-        write_json(state, state_path)
+        write_json(state, out / "state.json")  # last: a checkpoint counts only once its state is written
         if verbose:
-            print(f"epoch {epoch + 1}: loss {rows[-1]['loss']:.4f}, train Dice {rows[-1]['train_dice']:.3f}, "
-                  f"validation Dice {val:.3f} (best {state['best_dice']:.3f} at epoch {state['best_epoch']})")
+            print(f"epoch {epoch + 1}: loss {loss:.4f}, train Dice {train_dice:.3f}, validation Dice {val:.3f} "
+                  f"(best {state['best_dice']:.3f} at epoch {state['best_epoch']})")
     if not state["finished"]:  # resumed with fewer epochs than already done
         state["finished"] = True
-        write_json(state, state_path)
+        write_json(state, out / "state.json")
     return state
