@@ -128,7 +128,8 @@ def main() -> None:
         started = time.perf_counter()
         state = train_fold(cases_dir, fold, args.work / "model", settings, verbose=1 if sys.stdout.isatty() else 0)
         dices.append(state["best_dice"])
-        print(f"fold {fold}: {time.perf_counter() - started:.0f} s for {settings.epochs} x {settings.iterations_per_epoch} "
+        seconds = time.perf_counter() - started
+        print(f"fold {fold}: {seconds:.0f} s for {settings.epochs} x {settings.iterations_per_epoch} "
               f"iterations, best validation Dice {state['best_dice']:.3f} at epoch {state['best_epoch']} on "
               f"{len(state['validation_cases'])} held-out case(s) {state['validation_cases']}", flush=True)
     print(f"mean best validation Dice over folds {args.folds}: {np.mean(dices):.3f}; peak RSS {peak_rss_gb():.2f} GB")

@@ -48,7 +48,8 @@ class GpuClaim:
 
 def default_lock_dir() -> Path:
     """$BRAINMETS_GPU_LOCK_DIR, else a per-user folder in the system's temporary directory."""
-    return Path(os.environ.get("BRAINMETS_GPU_LOCK_DIR") or Path(tempfile.gettempdir()) / f"brainmets-gpu-locks-{os.getuid()}")
+    configured = os.environ.get("BRAINMETS_GPU_LOCK_DIR")
+    return Path(configured) if configured else Path(tempfile.gettempdir()) / f"brainmets-gpu-locks-{os.getuid()}"
 
 
 def parse_visible_devices(value: str | None) -> list[str] | None:

@@ -100,7 +100,8 @@ def test_foreground_crops_choose_among_all_lesions_not_only_the_largest(tmp_path
     label = np.zeros(shape, np.float32)
     weights = np.ones(shape, np.float32)
     # one large and three small lesions far apart; the weight channel tags each lesion with its number
-    for tag, (centre, radius) in enumerate([((20, 20, 20), 8), ((75, 20, 75), 1.5), ((20, 75, 75), 1.5), ((75, 75, 20), 2)], 1):
+    lesions = [((20, 20, 20), 8), ((75, 20, 75), 1.5), ((20, 75, 75), 1.5), ((75, 75, 20), 2)]
+    for tag, (centre, radius) in enumerate(lesions, 1):
         ball = sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) <= radius**2
         label[ball] = 1
         weights[ball] = 1 + tag

@@ -44,7 +44,8 @@ def test_no_gpu_means_cpu_and_hidden_devices(tmp_path):
 
 def test_slurm_assignment_is_used_without_locks(tmp_path):
     # SLURM isolates each job's GPU and renumbers it 0: two jobs may both see "0"
-    claims = [claim_gpu(tmp_path, devices=["0"], env={"SLURM_JOB_ID": str(j), "CUDA_VISIBLE_DEVICES": "0"}) for j in (1, 2)]
+    envs = [{"SLURM_JOB_ID": str(j), "CUDA_VISIBLE_DEVICES": "0"} for j in (1, 2)]
+    claims = [claim_gpu(tmp_path, devices=["0"], env=env) for env in envs]
     assert [c.device for c in claims] == ["0", "0"] and all(c.source == "slurm" for c in claims)
     env = {"SLURM_JOB_ID": "3", "SLURM_JOB_GPUS": "1"}
     assert claim_gpu(tmp_path, env=env).device == "1" and env["CUDA_VISIBLE_DEVICES"] == "1"

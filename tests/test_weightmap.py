@@ -13,7 +13,9 @@ from brainmets.io import save_nifti
 from brainmets.training.settings import WeightMapSettings
 from brainmets.training.weightmap import boundary_weight_map
 
-PARAMS = WeightMapSettings(border_weight=2.0, border_sigma_mm=2.0, small_lesion_weight=3.0, small_lesion_volume_mm3=500.0)
+PARAMS = WeightMapSettings(
+    border_weight=2.0, border_sigma_mm=2.0, small_lesion_weight=3.0, small_lesion_volume_mm3=500.0
+)
 
 
 def _ball(shape, centre, radius_vox):

@@ -41,7 +41,8 @@ class Case:
         return self.path / DATA_FILE
 
 
-def prepare_case(image_path: str | os.PathLike[str], label_path: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+def prepare_case(image_path: str | os.PathLike[str], label_path: str | os.PathLike[str],
+                 out_dir: str | os.PathLike[str],
                  patient: str | None = None, weights_path: str | os.PathLike[str] | None = None,
                  params: WeightMapSettings | None = None) -> Case:
     """Stack a preprocessed image, its lesion label and boundary weights into CASE_DIR/data.npy + case.json."""
@@ -57,7 +58,9 @@ def prepare_case(image_path: str | os.PathLike[str], label_path: str | os.PathLi
         _check_same_grid(image_img, weights_img, weights_path)
         weights = np.asarray(weights_img.dataobj, dtype=np.float32)
         if weights.min() < 1.0:
-            raise BrainmetsError(f"{weights_path}: weights below 1 (min {weights.min():.3g}); recompute with `brainmets weight-map`")
+            raise BrainmetsError(
+                f"{weights_path}: weights below 1 (min {weights.min():.3g}); recompute with `brainmets weight-map`"
+            )
     else:
         weights = boundary_weight_map(label, spacing, params)
     _, n_lesions = lesion_components(label)
@@ -95,7 +98,9 @@ def load_case(case_dir: str | os.PathLike[str]) -> Case:
         return Case(path.name, path, str(meta["patient"]), tuple(float(s) for s in meta["spacing_mm"]),
                     tuple(int(s) for s in meta["shape"]))
     except (KeyError, TypeError, ValueError):
-        raise BrainmetsError(f"{path / META_FILE}: missing patient, spacing_mm or shape; rerun `brainmets prepare-case`") from None
+        raise BrainmetsError(
+            f"{path / META_FILE}: missing patient, spacing_mm or shape; rerun `brainmets prepare-case`"
+        ) from None
 
 
 def list_cases(cases_dir: str | os.PathLike[str]) -> list[Case]:

@@ -107,9 +107,7 @@ def augmented_patches(data: Any, patch: Sequence[int], aug: dict[str, Any], devi
     data = fn.reshape(data, layout="DHWC")
     label = fn.cast(data[:, :, :, 1], dtype=types.UINT8)
     roi_start, roi_end = fn.segmentation.random_object_bbox(
-        label, format="start_end", foreground_prob=fn.cast(fn.random.coin_flip(probability=float(aug["foreground_crop_p"])),
-                                                           dtype=types.FLOAT),
-        cache_objects=True,
+        label, format="start_end", foreground_prob=_coin(aug["foreground_crop_p"]), cache_objects=True
     )
     anchor = fn.roi_random_crop(label, roi_start=roi_start, roi_end=roi_end, crop_shape=[int(p) for p in patch])
     crop = fn.slice(data, fn.cast(anchor, dtype=types.INT32), types.Constant(np.asarray(patch, dtype=np.int32)),
@@ -124,7 +122,8 @@ def augmented_patches(data: Any, patch: Sequence[int], aug: dict[str, Any], devi
 
     image = _intensity(image, aug, patch)
 
-    flips = {name: fn.random.coin_flip(probability=float(aug["flip_p"])) for name in ("depthwise", "vertical", "horizontal")}
+    axes = ("depthwise", "vertical", "horizontal")
+    flips = {name: fn.random.coin_flip(probability=float(aug["flip_p"])) for name in axes}
     image, targets = fn.flip(image, **flips), fn.flip(targets, **flips)
     label, weights = targets[:, :, :, 0:1], dmath.max(targets[:, :, :, 1:2], 1.0)  # weights outside the volume: 1
     return image, label, weights
@@ -150,4 +149,5 @@ def numpy_batches(pipe: Any) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarra
     """Run the pipeline forever, yielding (image, label, weights) float32 numpy batches."""
     while True:
         outputs = pipe.run()
-        yield tuple(np.asarray((o.as_cpu() if hasattr(o, "as_cpu") else o).as_array(), dtype=np.float32) for o in outputs)
+        host = [o.as_cpu() if hasattr(o, "as_cpu") else o for o in outputs]
+        yield tuple(np.asarray(o.as_array(), dtype=np.float32) for o in host)

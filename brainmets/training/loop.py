@@ -43,7 +43,9 @@ def resolve_device(setting: str) -> str:
             tf.config.set_visible_devices([], "GPU")
         return "cpu"
     if setting == "gpu" and not gpus:
-        raise BrainmetsError("train.device is gpu but TensorFlow sees no GPU; install tensorflow[and-cuda] or set train.device: cpu")
+        raise BrainmetsError(
+            "train.device is gpu but TensorFlow sees no GPU; install tensorflow[and-cuda] or set train.device: cpu"
+        )
     return "gpu" if gpus else "cpu"
 
 
@@ -79,7 +81,7 @@ def build_training_model(settings: TrainSettings, mixed_precision: bool) -> kera
 
 def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, settings: TrainSettings,
                     jit_compile: bool = False) -> Any:
-    """A compiled function (image, label, weights) -> (loss, Dice of the full-resolution output) that updates the model."""
+    """A compiled (image, label, weights) -> (loss, full-resolution Dice) function that updates the model."""
     smooth = float(settings.loss["dice_smooth"])
     ds_weights = [float(w) for w in settings.loss["deep_supervision_weights"]]
 
@@ -105,7 +107,7 @@ def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
 
 def validation_dice(model: keras.Model, cases: Sequence[Case], patch_size: Sequence[int], overlap: float,
                     batch_size: int = 2) -> float:
-    """Mean over cases of the Dice of (logits > 0) from a Gaussian sliding window over the whole brain, as at inference."""
+    """Mean over cases of the Dice of (logits > 0), predicted by a sliding window over the brain as at inference."""
     from brainmets.inference.sliding import sliding_window_predict
 
     @tf.function(input_signature=[tf.TensorSpec((None, *patch_size, 1), tf.float32)])
@@ -158,7 +160,9 @@ def _load_optimizer(optimizer: keras.optimizers.Optimizer, model: keras.Model, p
     with np.load(path) as stored:
         values = [stored[f"arr_{i}"] for i in range(len(stored.files))]
     if len(values) != len(optimizer.variables):
-        raise BrainmetsError(f"{path}: optimiser state does not match this network; delete the fold directory to restart")
+        raise BrainmetsError(
+            f"{path}: optimiser state does not match this network; delete the fold directory to restart"
+        )
     for variable, value in zip(optimizer.variables, values, strict=True):
         variable.assign(value)
 
@@ -183,14 +187,16 @@ def _common_spacing(cases: Sequence[Case]) -> list[float]:
 
 def _resume(out: Path, state: dict[str, Any], model: keras.Model, optimizer: keras.optimizers.Optimizer,
             epochs: int) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """Restore an interrupted fold's checkpoint into model, optimizer and state; returns (finished state or None, log rows)."""
+    """Restore an interrupted fold into model, optimizer and state; returns (finished state or None, log rows)."""
     state_path = out / "state.json"
     if not (state_path.is_file() and (out / "latest.weights.h5").is_file()):
         return None, []
     saved = read_json(state_path)
     for key in FIXED_ON_RESUME:
         if saved.get(key) != state[key]:
-            raise BrainmetsError(f"{state_path}: {key} differs from the interrupted run's; delete {out} to start this fold afresh")
+            raise BrainmetsError(
+                f"{state_path}: {key} differs from the interrupted run's; delete {out} to start this fold afresh"
+            )
     if saved.get("finished") and saved.get("epochs") == epochs:
         return saved, []
     model.load_weights(str(out / "latest.weights.h5"))
@@ -252,7 +258,8 @@ def train_fold(cases_dir: str | os.PathLike[str], fold: int, model_dir: str | os
     if finished is not None:
         return finished
     if verbose and state["epoch"]:
-        print(f"fold {fold}: resuming after epoch {state['epoch']} (step {state['step']}) from {out / 'latest.weights.h5'}")
+        print(f"fold {fold}: resuming after epoch {state['epoch']} (step {state['step']}) "
+              f"from {out / 'latest.weights.h5'}")
     elif verbose:
         print(f"fold {fold}: {len(train_cases)} training / {len(val_cases)} validation cases, {device}, "
               f"mixed precision {'on' if mixed else 'off'}, XLA {'on' if xla else 'off'}")
@@ -270,7 +277,9 @@ def train_fold(cases_dir: str | os.PathLike[str], fold: int, model_dir: str | os
         del pipe
         last = epoch + 1 == settings.epochs
         due = (epoch + 1) % settings.validate_every == 0 or last
-        val = validation_dice(model, val_cases, settings.patch_size, settings.validation_overlap) if due else float("nan")
+        val = float("nan")
+        if due:
+            val = validation_dice(model, val_cases, settings.patch_size, settings.validation_overlap)
         improved = bool(np.isfinite(val) and val > state["best_dice"])
         state.update(epoch=epoch + 1, step=int(optimizer.iterations.numpy()), finished=last)
         if improved:

@@ -44,7 +44,9 @@ MODEL_SCHEMA: dict[str, Any] = {
             "properties": {"filters": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2}},
         },
         "patch_size": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 3, "maxItems": 3},
-        "spacing_mm": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 3, "maxItems": 3},
+        "spacing_mm": {
+            "type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 3, "maxItems": 3
+        },
         "normalisation": {"const": NORMALISATION},
         "folds": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "uniqueItems": True},
     },
@@ -118,7 +120,9 @@ def finalise_model_dir(model_dir: str | os.PathLike[str], folds: list[int] | Non
         state_path = fold_dir(root, fold) / "state.json"
         state = read_json(state_path)
         if not state.get("finished") or not (fold_dir(root, fold) / "best.weights.h5").is_file():
-            raise BrainmetsError(f"{state_path}: fold {fold} has not finished training; rerun `brainmets train --fold {fold}`")
+            raise BrainmetsError(
+                f"{state_path}: fold {fold} has not finished training; rerun `brainmets train --fold {fold}`"
+            )
         states.append(state)
     first = states[0]
     for fold, state in zip(folds, states, strict=True):

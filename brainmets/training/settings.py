@@ -13,7 +13,9 @@ import yaml
 from brainmets.errors import BrainmetsError
 
 #: `train.*` keys that, when not null, replace the preset's value
-PRESET_OVERRIDES = ("epochs", "iterations_per_epoch", "batch_size", "patch_size", "validate_every", "validation_overlap")
+PRESET_OVERRIDES = (
+    "epochs", "iterations_per_epoch", "batch_size", "patch_size", "validate_every", "validation_overlap"
+)
 CHOICES = {"device": ("auto", "cpu", "gpu"), "dali_device": ("auto", "cpu", "gpu")}
 SWITCHES = ("mixed_precision", "xla")
 
@@ -77,7 +79,9 @@ def load_preset(name: str) -> dict[str, Any]:
         return read_yaml(name)
     presets = yaml.safe_load(resources.files("brainmets.training").joinpath("presets.yaml").read_text())
     if name not in presets:
-        raise BrainmetsError(f"model.preset: unknown preset {name!r}; choose one of {', '.join(presets)} or a .yaml file")
+        raise BrainmetsError(
+            f"model.preset: unknown preset {name!r}; choose one of {', '.join(presets)} or a .yaml file"
+        )
     return presets[name]
 
 
@@ -123,7 +127,9 @@ def settings_from_config(config: dict[str, Any], source: str = "config") -> Trai
         raise BrainmetsError(f"{source}: incomplete or invalid model preset / train section ({error})") from None
     divisor = 2 ** (len(settings.network["filters"]) - 1)
     if len(settings.patch_size) != 3 or any(p % divisor for p in settings.patch_size):
-        raise BrainmetsError(f"{source}: patch_size {list(settings.patch_size)} must be 3 multiples of {divisor} for this network")
+        raise BrainmetsError(
+            f"{source}: patch_size {list(settings.patch_size)} must be 3 multiples of {divisor} for this network"
+        )
     if settings.folds < 2:
         raise BrainmetsError(f"{source}: train.folds is {settings.folds}; cross-validation needs at least 2")
     return settings

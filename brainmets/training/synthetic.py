@@ -35,7 +35,7 @@ def synthetic_scan(rng: np.random.Generator, shape: tuple[int, int, int] = (64, 
 
 def write_synthetic_cases(root: str | os.PathLike[str], patients: int, timepoints: int = 1,
                           shape: tuple[int, int, int] = (64, 64, 64), seed: int = 0) -> list[Case]:
-    """Write NIfTI scans of `patients` x `timepoints` synthetic cases under root/nifti and prepare them under root/cases."""
+    """Write `patients` x `timepoints` synthetic scans as NIfTI (root/nifti) and prepared cases (root/cases)."""
     out = Path(root)
     cases = []
     for p in range(patients):
