@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "train one cross-validation fold of the U-Net on prepared cases (resumes an interrupted run)"
+HELP = "Train one cross-validation fold of the U-Net on prepared cases (resumes an interrupted run)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "write the model directory's model.json after all folds have been trained"
+HELP = "Write the model directory's model.json after all folds have been trained"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "stack a preprocessed image, its lesion label and boundary weights into a training case directory"
+HELP = "Stack a preprocessed image, its lesion label and boundary weights into a training case directory"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "write the cross-entropy boundary-weight map of a lesion mask (formula in brainmets.training.weightmap)"
+HELP = "Write the cross-entropy boundary-weight map of a lesion mask (formula in brainmets.training.weightmap)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
