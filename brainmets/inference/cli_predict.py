@@ -62,8 +62,11 @@ def set_threads(threads: int | None) -> None:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Declare the arguments of `brainmets predict`."""
-    parser.add_argument("--image", type=Path, required=True, help="preprocessed, z-scored image in patient space")
-    parser.add_argument("--brain-mask", type=Path, required=True, help="brain mask on the same grid")
+    parser.add_argument(
+        "--image", type=Path, required=True,
+        help="z-scored image in patient space (the preprocessing stage's t1ce_zscore.nii.gz brain crop, or the whole grid)",
+    )
+    parser.add_argument("--brain-mask", type=Path, required=True, help="brain mask in patient space; maps are written on its grid")
     parser.add_argument("--out-dir", type=Path, required=True, help="folder for the maps and lesions.tsv")
     add_inference_arguments(parser)
 
