@@ -78,6 +78,8 @@ def test_compiled_predictor_matches_the_keras_model():
     compiled = compile_predictor(model, PATCH)
     np.testing.assert_allclose(compiled(batch), expected, atol=1e-5)
     np.testing.assert_allclose(compiled(batch[:1]), expected[:1], atol=1e-5)  # a last, smaller batch
+    # the XLA path that `jit_compile: auto` takes on a GPU computes the same network
+    np.testing.assert_allclose(compile_predictor(model, PATCH, jit_compile=True)(batch), expected, atol=1e-4)
     assert np.abs(expected).max() > 0.1  # the comparison is not between two zero maps
 
 
@@ -223,3 +225,17 @@ def test_segment_reports_a_missing_scan_in_one_line(model_dir, tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert "nothere.nii.gz: file not found" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_asking_for_a_gpu_without_one_is_a_clear_error(model_dir, monkeypatch):
+    import tensorflow as tf
+
+    from brainmets.inference.runtime import resolve_device
+
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])  # a machine without GPUs
+    assert resolve_device("auto") == "/CPU:0"
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"] if kind == "GPU" else [])
+    assert resolve_device("auto") == "/GPU:0" and resolve_device("cpu") == "/CPU:0"
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    with pytest.raises(BrainmetsError, match="inference.device is gpu but TensorFlow sees no GPU"):
+        load_segmenter(model_dir, InferenceSettings(device="gpu"))
