@@ -1,10 +1,11 @@
 """Preprocessing figures: seconds and peak memory per step, and accuracy on a demo cohort.
 
-    python benchmarks/preprocess.py timing [--image SCAN.nii.gz] [--methods deepbet hdbet] [--spacing 1]
+    python benchmarks/preprocess.py timing [--images BASELINE FOLLOW_UP] [--methods deepbet hdbet] [--spacing 1]
     python benchmarks/preprocess.py accuracy [--cohort DIR] [--methods deepbet hdbet] [--spacing 1]
 
-`timing` preprocesses one scan (default: the first scan of a freshly generated 1 mm demo patient)
-with each skull stripper and prints wall seconds and peak resident memory of every step.
+`timing` preprocesses a baseline and a follow-up (default: a freshly generated 1 mm demo patient)
+with each skull stripper and prints wall seconds, CPU seconds (all threads) and peak resident
+memory of every step; on a busy machine CPU seconds are the steadier figure.
 `accuracy` preprocesses every longitudinal patient of a demo cohort (default: a fresh 2-patient one)
 and prints, per scan, the registration error against the generator's known poses (mean over the
 brain, mm), skull-strip Dice against the truth brain mask (native grid), and the round-trip Dice
@@ -19,8 +20,10 @@ import dataclasses
 import os
 import sys
 import tempfile
-import threading
 import time
+from multiprocessing import get_context
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import nibabel as nib
@@ -35,40 +38,52 @@ from brainmets.preprocess.pipeline import BRAIN_MASK, SCAN_TO_PATIENT
 from brainmets.preprocess.registration import affine_matrix_ras, mean_displacement_mm, read_transform
 
 
-def rss_mb() -> float:
-    """Resident memory of this process (MB), from /proc."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+def _usage(pid: int) -> tuple[float, float]:
+    """Resident memory (MB) and user + system CPU seconds (all threads) of a process, from /proc."""
+    with open(f"/proc/{pid}/status") as status:
+        rss = next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return rss, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class MemorySampler:
-    """Samples this process's resident memory every 20 ms in a background thread."""
+def _sample(pid: int, stop: Event, connection: Connection) -> None:
+    """Child process: sample the parent every 20 ms until told to stop, then send the samples."""
+    samples = []
+    while not stop.is_set():
+        samples.append((time.perf_counter(), *_usage(pid)))
+        time.sleep(0.02)
+    connection.send(samples)
 
-    def __init__(self) -> None:
-        self.samples: list[tuple[float, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append((time.perf_counter(), rss_mb()))
-            time.sleep(0.02)
+class UsageSampler:
+    """Samples this process's resident memory and CPU time every 20 ms from a separate process,
+    so that library calls holding the GIL (ANTs, torch) are measured too."""
 
-    def __enter__(self) -> "MemorySampler":
-        self._thread.start()
+    def __enter__(self) -> "UsageSampler":
+        context = get_context("fork")
+        self._stop = context.Event()
+        self._receive, send = context.Pipe(duplex=False)
+        self._process = context.Process(target=_sample, args=(os.getpid(), self._stop, send), daemon=True)
+        self._process.start()
+        time.sleep(0.1)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        time.sleep(0.1)
         self._stop.set()
-        self._thread.join()
+        self.samples: list[tuple[float, float, float]] = self._receive.recv()
+        self._process.join()
 
     def peak_between(self, start: float, stop: float) -> float:
         """Highest resident memory (MB) sampled in [start, stop] (perf_counter seconds)."""
-        inside = [mb for t, mb in self.samples if start <= t <= stop]
+        inside = [mb for t, mb, _ in self.samples if start <= t <= stop]
         return max(inside) if inside else float("nan")
+
+    def cpu_between(self, start: float, stop: float) -> float:
+        """CPU seconds used in [start, stop] (perf_counter seconds), from the nearest samples."""
+        inside = [cpu for t, _, cpu in self.samples if start <= t <= stop]
+        return inside[-1] - inside[0] if len(inside) > 1 else float("nan")
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -77,23 +92,36 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * (a & b).sum() / total) if total else 1.0
 
 
-def timing(image: Path, methods: list[str], spacing: float, work: Path) -> None:
-    """Print seconds and peak memory (MB) per step of one scan's preprocessing, per skull stripper."""
+def timing(images: list[Path], methods: list[str], spacing: float, work: Path) -> None:
+    """Print seconds, CPU seconds and peak memory (MB) per step of preprocessing a baseline and a follow-up."""
     rows = []
     for method in methods:
         settings = PreprocessSettings(spacing_mm=(spacing,) * 3)
         settings = dataclasses.replace(settings, skullstrip=dataclasses.replace(settings.skullstrip, method=method))
-        with MemorySampler() as sampler:
-            start = time.perf_counter()
-            record = preprocess_scan(image, work / f"timing_{method}", settings=settings)
-        clock = start
-        for step, seconds in record["timings_s"].items():
-            if step == "total":
-                continue
-            rows.append({"method": method, "step": step, "seconds": seconds, "peak_rss_mb": sampler.peak_between(clock, clock + seconds)})
-            clock += seconds
-        rows.append({"method": method, "step": "total", "seconds": record["timings_s"]["total"], "peak_rss_mb": sampler.peak_between(start, clock)})
-    print(f"one scan {image} -> {spacing} mm, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        baseline_dir = None
+        for k, image in enumerate(images):
+            scan_dir = work / method / f"scan{k}"
+            with UsageSampler() as sampler:
+                start = time.perf_counter()
+                record = preprocess_scan(image, scan_dir, settings=settings, baseline_dir=baseline_dir)
+            baseline_dir = baseline_dir or scan_dir
+            scan = "baseline" if k == 0 else "follow-up"
+            clock = start
+            for step, seconds in record["timings_s"].items():
+                stop = start + record["timings_s"]["total"] if step == "total" else clock + seconds
+                rows.append(
+                    {
+                        "method": method,
+                        "scan": scan,
+                        "step": step,
+                        "seconds": seconds,
+                        "cpu_seconds": sampler.cpu_between(start if step == "total" else clock, stop),
+                        "peak_rss_mb": sampler.peak_between(start if step == "total" else clock, stop),
+                    }
+                )
+                if step != "total":
+                    clock += seconds
+    print(f"scans {', '.join(map(str, images))} -> {spacing} mm, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.1f}"))
 
 
@@ -166,7 +194,7 @@ def main() -> None:
     """Parse the command line and print the requested figures."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=("timing", "accuracy"))
-    parser.add_argument("--image", type=Path, help="scan for `timing` (default: a generated 1 mm demo scan)")
+    parser.add_argument("--images", type=Path, nargs="+", help="baseline [and follow-up] for `timing` (default: a generated 1 mm demo patient)")
     parser.add_argument("--cohort", type=Path, help="demo cohort for `accuracy` (default: a generated 2-patient one)")
     parser.add_argument("--methods", nargs="+", default=["deepbet", "hdbet"], choices=("deepbet", "hdbet"))
     parser.add_argument("--spacing", type=float, default=1.0, help="patient-space spacing (mm)")
@@ -175,11 +203,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="brainmets-bench-") as tmp:
         work = Path(tmp)
         if args.what == "timing":
-            image = args.image
-            if image is None:
-                generate_cohort(work / "demo", patients=1, timepoints=1, train=0, seed=0, scale=args.scale)
-                image = next((work / "demo" / "patient01").glob("*/t1ce.nii.gz"))
-            timing(image, args.methods, args.spacing, work)
+            images = args.images
+            if not images:
+                generate_cohort(work / "demo", patients=1, timepoints=2, train=0, seed=0, scale=args.scale)
+                images = sorted((work / "demo" / "patient01").glob("*/t1ce.nii.gz"))
+            timing(images, args.methods, args.spacing, work)
         else:
             cohort = args.cohort
             if cohort is None:

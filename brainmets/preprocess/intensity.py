@@ -17,7 +17,7 @@ def n4_correct(
     mask: "ants.ANTsImage | None" = None,
     *,
     shrink_factor: int = 4,
-    iterations: tuple[int, ...] = (50, 50, 30),
+    iterations: tuple[int, ...] = (20, 20, 10),
 ) -> "ants.ANTsImage":
     """N4 bias-field-corrected copy of an image, the field fitted inside `mask` (whole image if None)."""
     import ants

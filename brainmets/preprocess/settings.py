@@ -33,7 +33,7 @@ class PreprocessSettings:
     spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
     n4: bool = True
     n4_shrink_factor: int = 4
-    n4_iterations: tuple[int, ...] = (50, 50, 30)
+    n4_iterations: tuple[int, ...] = (20, 20, 10)
     skullstrip: SkullStripSettings = field(default_factory=SkullStripSettings)
     registration: tuple[str, ...] = ("QuickRigid", "AffineFast")
     crop_margin_vox: int = 0
