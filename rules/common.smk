@@ -201,13 +201,10 @@ def get_patient_lesion_tables(wildcards):
     return [f"results/{patient}/lesions.tsv" for patient in get_patients()]
 
 
-def write_manifest(timepoints, masks, path):
-    """Write the tracking manifest of one patient: timepoint and mask, relative to the manifest's folder."""
-    from brainmets.io import write_tsv
-
-    folder = Path(path).parent
-    rows = {"timepoint": list(timepoints), "mask": [str(Path(m).relative_to(folder)) for m in masks]}
-    write_tsv(pd.DataFrame(rows), path)
+def get_track_manifest(wildcards):
+    """The tracking manifest of {patient} as printf text: timepoint and mask relative to the patient folder."""
+    rows = "".join(f"{t}\\t{t}/segmentation.nii.gz\\n" for t in get_timepoints(wildcards.patient))
+    return f"timepoint\\tmask\\n{rows}"
 
 
 def get_registration_baseline(wildcards):

@@ -2,34 +2,17 @@
 # RANO-BM measurements, the response at each visit and its pictures; then the cohort tables.
 
 
-rule track_manifest:
-    input:
-        get_patient_segmentations,
-    output:
-        "results/{patient}/segmentations.tsv",
-    log:
-        "logs/track_manifest/{patient}.log",
-    benchmark:
-        "benchmarks/out/track_manifest/{patient}.tsv"
-    conda:
-        "../envs/analysis.yaml"
-    localrule: True
-    threads: 1
-    resources:
-        mem_mb=500,
-        runtime=1,
-    run:
-        write_manifest(get_timepoints(wildcards.patient), input, output[0])
-
-
 rule track:
     input:
-        manifest="results/{patient}/segmentations.tsv",
         masks=get_patient_segmentations,
         config="results/config/longitudinal.yaml",
     output:
+        # the visits tracked (timepoint, mask), the manifest `brainmets track` reads
+        manifest="results/{patient}/segmentations.tsv",
         # also writes results/{patient}/tracked/<timepoint>.nii.gz (label maps of lesion ids)
         lesions="results/{patient}/lesions.tsv",
+    params:
+        manifest=get_track_manifest,
     log:
         "logs/track/{patient}.log",
     benchmark:
@@ -41,7 +24,8 @@ rule track:
         mem_mb=4000,
         runtime=20,
     shell:
-        "brainmets track {input.manifest} --out results/{wildcards.patient} --config {input.config}"
+        "printf '{params.manifest}' > {output.manifest} &&"
+        " brainmets track {output.manifest} --out $(dirname {output.lesions}) --config {input.config}"
         " --patient {wildcards.patient} > {log} 2>&1"
 
 

@@ -12,8 +12,7 @@ rule preprocess:
         image="results/{patient}/{timepoint}/t1ce.nii.gz",
         zscore="results/{patient}/{timepoint}/t1ce_zscore.nii.gz",
         brain_mask="results/{patient}/{timepoint}/brain_mask.nii.gz",
-        to_patient="results/{patient}/{timepoint}/to_patient_space.mat",
-        from_patient="results/{patient}/{timepoint}/from_patient_space.mat",
+        # also to_patient_space.mat and from_patient_space.mat, named in the record, which is written last
         record="results/{patient}/{timepoint}/preprocessing.json",
         qc=report(
             "results/{patient}/{timepoint}/preprocessing_qc.png",
@@ -69,7 +68,6 @@ rule to_native:
         probability="results/{patient}/{timepoint}/probability.nii.gz",
         entropy="results/{patient}/{timepoint}/uncertainty_total_entropy.nii.gz",
         record="results/{patient}/{timepoint}/preprocessing.json",
-        from_patient="results/{patient}/{timepoint}/from_patient_space.mat",
     output:
         segmentation="results/{patient}/{timepoint}/native/segmentation.nii.gz",
         probability="results/{patient}/{timepoint}/native/probability.nii.gz",
