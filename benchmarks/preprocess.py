@@ -6,7 +6,7 @@
 `timing` preprocesses a baseline and a follow-up (default: a freshly generated 1 mm demo patient)
 with each skull stripper and prints wall seconds, CPU seconds (all threads) and peak resident
 memory of every step; on a busy machine CPU seconds are the steadier figure.
-`accuracy` preprocesses every longitudinal patient of a demo cohort (default: a fresh 2-patient one)
+`accuracy` preprocesses every longitudinal patient of a demo cohort (default: a fresh one, `--patients`)
 and prints, per scan, the registration error against the generator's known poses (mean over the
 brain, mm), skull-strip Dice against the truth brain mask (native grid), and the round-trip Dice
 (patient -> native -> patient) of every truth lesion of 5 mm or more. Runs on the CPU; the machine's
@@ -184,6 +184,7 @@ def accuracy(cohort: Path, methods: list[str], spacing: float, work: Path) -> No
                         "seconds": record["timings_s"]["total"],
                     }
                 )
+                print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in rows[-1].items()), flush=True)
     table = pd.DataFrame(rows)
     print(f"cohort {cohort}, {spacing} mm, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -199,6 +200,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["deepbet", "hdbet"], choices=("deepbet", "hdbet"))
     parser.add_argument("--spacing", type=float, default=1.0, help="patient-space spacing (mm)")
     parser.add_argument("--scale", type=float, default=1.0, help="voxel-size factor of a generated cohort")
+    parser.add_argument("--patients", type=int, default=2, help="longitudinal patients of a generated cohort")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="brainmets-bench-") as tmp:
         work = Path(tmp)
@@ -212,7 +214,7 @@ def main() -> None:
             cohort = args.cohort
             if cohort is None:
                 cohort = work / "demo"
-                generate_cohort(cohort, patients=2, timepoints=3, train=0, seed=0, scale=args.scale)
+                generate_cohort(cohort, patients=args.patients, timepoints=3, train=0, seed=0, scale=args.scale)
             accuracy(cohort, args.methods, args.spacing, work)
     sys.stdout.flush()
 

@@ -25,7 +25,9 @@ PLANES = {
 }
 
 
-def default_centre(image: np.ndarray, outline: np.ndarray | None = None, overlay: np.ndarray | None = None) -> tuple[int, int, int]:
+def default_centre(
+    image: np.ndarray, outline: np.ndarray | None = None, overlay: np.ndarray | None = None
+) -> tuple[int, int, int]:
     """Voxel through which to cut: centre of mass of the outline, else of the overlay, else of the image."""
     for candidate in (outline, overlay):
         if candidate is not None and np.any(candidate):
@@ -72,7 +74,8 @@ def three_plane_figure(
     low, high = np.percentile(finite, (0.5, 99.5)) if finite.size else (0.0, 1.0)
     if overlay is not None:
         values = np.asarray(overlay, dtype=np.float32)
-        o_low, o_high = overlay_range or (float(values.min()), float(values.max()) if values.max() > values.min() else float(values.min()) + 1)
+        lowest, highest = float(values.min()), float(values.max())
+        o_low, o_high = overlay_range or (lowest, highest if highest > lowest else lowest + 1)
 
     figure = Figure(figsize=(12, 4.4), dpi=dpi, facecolor="black")
     FigureCanvasAgg(figure)
@@ -85,7 +88,10 @@ def three_plane_figure(
         ax.imshow(volume[take].T, cmap="gray", vmin=low, vmax=high, origin="lower", extent=extent, interpolation="nearest")
         if overlay is not None:
             layer = np.ma.masked_where(values[take] <= o_low, values[take])
-            shown = ax.imshow(layer.T, cmap=overlay_cmap, vmin=o_low, vmax=o_high, alpha=0.6, origin="lower", extent=extent, interpolation="nearest")
+            shown = ax.imshow(
+                layer.T, cmap=overlay_cmap, vmin=o_low, vmax=o_high, alpha=0.6, origin="lower", extent=extent,
+                interpolation="nearest",
+            )
             if k == 2:
                 bar = figure.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
                 bar.ax.tick_params(colors="white")

@@ -85,9 +85,8 @@ def to_patient(
     ras = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(data, np.float32), native_affine))
     patient = record["patient_space"]
     transform = read_transform(Path(scan_dir) / SCAN_TO_PATIENT)
-    moved = transform.apply_to_image(
-        to_ants(np.asarray(ras.dataobj), ras.affine), grid_image(np.asarray(patient["affine"], float), tuple(patient["shape"])), interpolation
-    )
+    reference = grid_image(np.asarray(patient["affine"], float), tuple(patient["shape"]))
+    moved = transform.apply_to_image(to_ants(np.asarray(ras.dataobj), ras.affine), reference, interpolation)
     result, affine = from_ants(moved)
     return _as_kind(result, kind), affine
 
