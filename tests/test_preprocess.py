@@ -372,12 +372,15 @@ def test_outputs_lie_in_patient_space_with_a_complete_record(demo_patient: dict)
     grid = nib.load(baseline / IMAGE)
     for scan_dir in (baseline, follow_up):
         record = read_record(scan_dir)
-        for name in (IMAGE, BRAIN, BRAIN_MASK, TRUTH):
+        for name in (IMAGE, BRAIN, BRAIN_MASK):
             img = nib.load(scan_dir / name)
             assert img.shape == grid.shape and np.allclose(img.affine, grid.affine)
+        # the training pair: network input and truth on one (cropped) grid
+        truth, zscore = nib.load(scan_dir / TRUTH), nib.load(scan_dir / ZSCORE)
+        assert truth.shape == zscore.shape and np.allclose(truth.affine, zscore.affine)
+        assert np.asarray(truth.dataobj).any()
         assert nib.aff2axcodes(grid.affine) == ("R", "A", "S")
         np.testing.assert_allclose(record["patient_space"]["spacing_mm"], [2, 2, 2])
-        zscore = nib.load(scan_dir / ZSCORE)
         start, stop = record["crop"]["start"], record["crop"]["stop"]
         assert list(zscore.shape) == [b - a for a, b in zip(start, stop)]
         full = uncrop(np.asarray(zscore.dataobj), start, grid.shape)
@@ -427,7 +430,8 @@ def test_to_native_command_restores_the_truth_on_the_exact_input_grid(demo_patie
         assert dice(truth == label, back == label) >= 0.8, label
     # and patient -> native -> patient keeps every carried truth lesion of 5 mm or more
     carried = nib.load(follow_up / TRUTH)
-    labels = np.asarray(carried.dataobj)
+    start = read_record(follow_up)["crop"]["start"]
+    labels = uncrop(np.asarray(carried.dataobj), start, nib.load(follow_up / IMAGE).shape)
     again, _ = to_patient(back, follow_up, kind="label")
     voxel_ml = np.prod(carried.header.get_zooms()) / 1000
     for label in np.unique(labels[labels > 0]):

@@ -37,7 +37,7 @@ IMAGE = "t1ce.nii.gz"  # N4-corrected T1-CE, whole head
 BRAIN = "brain.nii.gz"  # the same, skull-stripped (background 0)
 BRAIN_MASK = "brain_mask.nii.gz"  # brain mask, 0/1
 ZSCORE = "t1ce_zscore.nii.gz"  # network input: z-scored over the brain, cropped to the brain box
-TRUTH = "lesions.nii.gz"  # ground-truth label map carried from the native grid (only with --mask)
+TRUTH = "lesions.nii.gz"  # only with --mask: ground-truth labels on the grid of ZSCORE (training pairs)
 SCAN_TO_PATIENT = "to_patient_space.mat"  # ANTs affine: pulls native-space images into patient space
 PATIENT_TO_SCAN = "from_patient_space.mat"  # its inverse: pulls patient-space maps onto the native grid
 QC_PICTURE = "preprocessing_qc.png"  # three planes, brain-mask outline over the image
@@ -148,7 +148,9 @@ def preprocess_scan(
             truth_p = np.rint(from_ants(transform.apply_to_image(truth_native, patient_grid, "nearestneighbor"))[0])
     with _timed(timings, "normalise"):
         zscored, mean, std = zscore_over_brain(image_p, inside_p)
-        box_start, box_stop = bounding_box(inside_p, settings.crop_margin_vox)
+        # the crop keeps every labelled voxel too, so that image and truth share one grid
+        keep = inside_p if truth_p is None else inside_p | (truth_p > 0)
+        box_start, box_stop = bounding_box(keep, settings.crop_margin_vox)
         zscored_crop, crop_affine = crop(zscored, affine_p, box_start, box_stop)
 
     with _timed(timings, "write"):
@@ -159,7 +161,8 @@ def preprocess_scan(
         save_nifti(inside_p.astype(np.uint8), affine_p, out / BRAIN_MASK)
         save_nifti(zscored_crop, crop_affine, out / ZSCORE)
         if truth_p is not None:
-            save_nifti(truth_p.astype(np.uint8 if truth_p.max() < 256 else np.int32), affine_p, out / TRUTH)
+            truth_crop = crop(truth_p, affine_p, box_start, box_stop)[0]
+            save_nifti(truth_crop.astype(np.uint8 if truth_p.max() < 256 else np.int32), crop_affine, out / TRUTH)
         write_transform(transform, out / SCAN_TO_PATIENT)
         write_transform(transform.invert(), out / PATIENT_TO_SCAN)
         three_plane_figure(
