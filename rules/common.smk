@@ -12,10 +12,13 @@ validate(config, "../workflow/schemas/config.schema.yaml")
 
 DEMO = config["demo"]["enabled"]
 MODEL_DIR = config["model"]["dir"].rstrip("/")
-# an existing model (trained earlier or elsewhere) is used as it is; training runs only without one
-MODEL_READY = Path(MODEL_DIR, "model.json").is_file()
-# inference input: an existing model.json is `ancient`, so that its age never triggers reruns
-MODEL_JSON = ancient(f"{MODEL_DIR}/model.json") if MODEL_READY else f"{MODEL_DIR}/model.json"
+# A model directory outside results/ that holds a model.json was trained elsewhere: it is used as it
+# is (`ancient`, so its age never triggers reruns) and the training rules are left out. A model under
+# results/ is the workflow's own: trained when missing or out of date like any other output.
+MODEL_GIVEN = Path(MODEL_DIR, "model.json").is_file() and not Path(MODEL_DIR).resolve().is_relative_to(
+    Path("results").resolve()
+)
+MODEL_JSON = ancient(f"{MODEL_DIR}/model.json") if MODEL_GIVEN else f"{MODEL_DIR}/model.json"
 FOLDS = list(range(config["train"]["folds"]))
 # configuration sections each stage's commands read from their --config file
 STAGE_SECTIONS = {

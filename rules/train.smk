@@ -1,8 +1,7 @@
 # Training of the U-Net ensemble: one prepared case per training scan, one job per fold (one GPU each),
-# then model.json. Only defined while the model directory holds no model.json: an existing model
-# (trained here earlier or elsewhere) is used as it is; delete the folder to retrain.
+# then model.json. Left out when config model.dir names a model trained elsewhere (see common.smk).
 
-if not MODEL_READY:
+if not MODEL_GIVEN:
 
     rule weight_map:
         input:

@@ -102,3 +102,9 @@ def test_killed_run_resumes_without_redoing_finished_jobs(tmp_path: Path) -> Non
     assert resumed and int(resumed.group(1)) >= interrupted_epoch >= 1
     assert _state(project, running)["finished"]
     assert (project / MODEL).is_file()
+
+    # a change to another stage's configuration leaves the model alone; a change to `train` retrains it
+    unrelated = snakemake(project, MODEL, "-n", *PROFILE, "--config", "rano={'max_targets': 4}")
+    assert unrelated.returncode == 0 and "Nothing to be done" in unrelated.stdout + unrelated.stderr
+    retrain = snakemake(project, MODEL, "-n", *PROFILE, "--config", "train={'epochs': 4}")
+    assert re.search(r"^train\s+2$", retrain.stdout + retrain.stderr, re.MULTILINE), retrain.stdout[-2000:]
