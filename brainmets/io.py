@@ -1,4 +1,4 @@
-"""Reading and writing files safely: validated NIfTI input, atomic output.
+"""Reading and writing files safely: validated NIfTI, table, YAML and JSON input, atomic output.
 
 Every output is written to a temporary sibling and renamed into place, so an interrupted job never
 leaves a half-written file that a later step would accept.
@@ -7,14 +7,17 @@ leaves a half-written file that a later step would accept.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import yaml
 
 from brainmets.errors import BrainmetsError
 
@@ -107,3 +110,38 @@ def read_tsv(path: str | os.PathLike[str], required: list[str] | None = None) ->
     if missing:
         raise BrainmetsError(f"{p}: missing column(s) {', '.join(missing)}; found {', '.join(table.columns)}")
     return table
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML mapping, or raise BrainmetsError naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise BrainmetsError(f"{p}: file not found")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as error:
+        raise BrainmetsError(f"{p}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise BrainmetsError(f"{p}: expected a mapping of keys to values at the top level")
+    return data
+
+
+def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a JSON object, or raise BrainmetsError naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise BrainmetsError(f"{p}: file not found")
+    try:
+        data = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BrainmetsError(f"{p}: not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise BrainmetsError(f"{p}: expected a JSON object")
+    return data
+
+
+def write_json(data: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write a JSON document (indented, newline-terminated) atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    return Path(path)

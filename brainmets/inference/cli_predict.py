@@ -32,7 +32,7 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace) -> InferenceSettings:
     """InferenceSettings from --config (if given) with the command-line overrides applied."""
     from brainmets.inference.pipeline import InferenceSettings, check_settings, settings_from_config
-    from brainmets.training.settings import read_yaml
+    from brainmets.io import read_yaml
 
     settings = settings_from_config(read_yaml(args.config), str(args.config)) if args.config else InferenceSettings()
     settings = settings.replace(

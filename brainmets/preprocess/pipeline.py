@@ -22,7 +22,7 @@ import numpy as np
 
 from brainmets import __version__
 from brainmets.errors import BrainmetsError
-from brainmets.io import atomic_path, load_nifti, save_nifti, voxel_spacing_mm
+from brainmets.io import load_nifti, save_nifti, voxel_spacing_mm, write_json
 from brainmets.preprocess.intensity import n4_correct, zscore_over_brain
 from brainmets.preprocess.registration import identity_transform, register_to_baseline, write_transform
 from brainmets.preprocess.settings import PreprocessSettings
@@ -206,6 +206,5 @@ def preprocess_scan(
         "settings": asdict(settings),
         "timings_s": timings,
     }
-    with atomic_path(out / RECORD) as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    write_json(record, out / RECORD)
     return record

@@ -112,7 +112,7 @@ def settings_from_config(config: Mapping[str, Any] | None, source: str = "config
 
 def load_settings(path: str | os.PathLike[str] | None) -> PreprocessSettings:
     """Read the preprocessing settings from a YAML configuration file (defaults when `path` is None)."""
-    from brainmets.training.settings import read_yaml
+    from brainmets.io import read_yaml
 
     if path is None:
         return PreprocessSettings()

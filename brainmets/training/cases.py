@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 
 from brainmets.errors import BrainmetsError
-from brainmets.io import atomic_path, load_nifti, voxel_spacing_mm
-from brainmets.training.modeldir import read_json, write_json
+from brainmets.io import atomic_path, load_nifti, read_json, voxel_spacing_mm, write_json
 from brainmets.training.settings import WeightMapSettings
 from brainmets.training.weightmap import boundary_weight_map, lesion_components
 

@@ -22,12 +22,12 @@ import pandas as pd
 import tensorflow as tf
 
 from brainmets.errors import BrainmetsError
-from brainmets.io import atomic_path
+from brainmets.io import atomic_path, read_json, write_json
 from brainmets.training.cases import Case, list_cases, read_image_and_label
 from brainmets.training.folds import fold_cases
 from brainmets.training.losses import hard_dice, segmentation_loss
 from brainmets.training.model import build_unet
-from brainmets.training.modeldir import fold_dir, read_json, write_json
+from brainmets.training.modeldir import fold_dir
 from brainmets.training.settings import TrainSettings
 
 LOG_COLUMNS = ["epoch", "step", "loss", "train_dice", "val_dice", "learning_rate", "seconds"]

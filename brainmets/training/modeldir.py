@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from pathlib import Path
@@ -20,7 +19,7 @@ import jsonschema
 
 from brainmets import __version__
 from brainmets.errors import BrainmetsError
-from brainmets.io import atomic_path
+from brainmets.io import read_json, write_json
 
 if TYPE_CHECKING:
     import keras
@@ -56,27 +55,6 @@ MODEL_SCHEMA: dict[str, Any] = {
 def fold_dir(model_dir: str | os.PathLike[str], fold: int) -> Path:
     """The directory that holds one fold's checkpoints, log and state."""
     return Path(model_dir) / f"fold_{fold}"
-
-
-def write_json(data: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write a JSON document atomically; returns the path."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-    return Path(path)
-
-
-def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a JSON object, or raise BrainmetsError naming the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise BrainmetsError(f"{p}: file not found")
-    try:
-        data = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BrainmetsError(f"{p}: not valid JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise BrainmetsError(f"{p}: expected a JSON object")
-    return data
 
 
 def model_metadata(preset: str, network: dict[str, Any], patch_size: list[int], spacing_mm: list[float],

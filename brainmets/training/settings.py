@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from brainmets.errors import BrainmetsError
+from brainmets.io import read_yaml
 
 #: `train.*` keys that, when not null, replace the preset's value
 PRESET_OVERRIDES = (
@@ -57,20 +57,6 @@ class TrainSettings:
     def replace(self, **changes: Any) -> TrainSettings:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
-
-
-def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a YAML mapping, or raise BrainmetsError naming the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise BrainmetsError(f"{p}: file not found")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as error:
-        raise BrainmetsError(f"{p}: not valid YAML ({str(error).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise BrainmetsError(f"{p}: expected a mapping of keys to values at the top level")
-    return data
 
 
 def load_preset(name: str) -> dict[str, Any]:
