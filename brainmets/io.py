@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,14 @@ def load_nifti(path: str | os.PathLike[str], *, allow_constant: bool = False) ->
 def voxel_spacing_mm(affine: np.ndarray) -> np.ndarray:
     """Voxel edge lengths (mm) along the three array axes of an affine."""
     return np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+
+
+def voxel_volume_ml(affine_or_spacing: np.ndarray | Sequence[float]) -> float:
+    """Volume of one voxel in millilitres, from a 4x4 affine (|det|) or from three edge lengths in mm."""
+    values = np.asarray(affine_or_spacing, dtype=float)
+    if values.shape == (4, 4):
+        return abs(float(np.linalg.det(values[:3, :3]))) / 1000.0
+    return float(np.prod(values)) / 1000.0
 
 
 def save_nifti(data: np.ndarray, affine: np.ndarray, path: str | os.PathLike[str]) -> Path:

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from brainmets.io import voxel_volume_ml
 from brainmets.longitudinal.measure import label_lesions
 
 #: HD95 (mm) given to a missed lesion, a false-positive lesion, or a mask compared with an empty one
@@ -142,7 +143,7 @@ def match_lesions(
     """Match ground-truth lesions to predicted components by the BraTS-METS rules; Dice per lesion, HD95 in mm."""
     t, p = _pair(truth, pred)
     spacing = np.asarray(spacing_mm, dtype=float)
-    voxel_mm3 = float(np.prod(spacing))
+    voxel_ml = voxel_volume_ml(spacing)
 
     # lesions: labels of the dilated truth, carried back onto the truth voxels, so touching lesions merge;
     # the region of label k in `dilated` is exactly lesion k dilated once
@@ -167,7 +168,7 @@ def match_lesions(
             dice, hd95 = _dice(lesion_mask, hit_mask), _hd95_nonempty(lesion_mask, hit_mask, spacing)
         else:
             dice, hd95 = 0.0, HD95_MISSING_MM
-        volume_ml = float(voxels[label]) * voxel_mm3 / 1000.0
+        volume_ml = float(voxels[label]) * voxel_ml
         rows.append(
             {
                 "lesion": label,
@@ -218,9 +219,9 @@ def evaluate_segmentation(
 ) -> tuple[dict[str, float], LesionMatch]:
     """All metrics of one scan (volumes in mL, distances in mm) and the lesion match they came from."""
     t, p = _pair(truth, pred)
-    voxel_mm3 = float(np.prod(spacing_mm))
-    truth_ml = np.count_nonzero(t) * voxel_mm3 / 1000.0
-    pred_ml = np.count_nonzero(p) * voxel_mm3 / 1000.0
+    voxel_ml = voxel_volume_ml(spacing_mm)
+    truth_ml = np.count_nonzero(t) * voxel_ml
+    pred_ml = np.count_nonzero(p) * voxel_ml
     if truth_ml > 0:
         relative_error = (pred_ml - truth_ml) / truth_ml
     else:

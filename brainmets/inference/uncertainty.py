@@ -20,6 +20,7 @@ from scipy.stats import mannwhitneyu
 from skimage.morphology import remove_small_objects
 
 from brainmets.errors import BrainmetsError
+from brainmets.io import voxel_volume_ml
 from brainmets.longitudinal.measure import label_lesions
 
 #: names of the uncertainty maps, in the order they are written and tabulated
@@ -93,8 +94,7 @@ def min_lesion_voxels(min_volume_ml: float, spacing_mm: tuple[float, float, floa
     """Smallest number of voxels a lesion of at least `min_volume_ml` millilitres occupies at `spacing_mm`."""
     if min_volume_ml < 0:
         raise BrainmetsError(f"inference.min_lesion_ml is {min_volume_ml}; it must be 0 (keep all) or positive")
-    voxel_ml = float(np.prod(spacing_mm)) / 1000.0
-    return math.ceil(round(min_volume_ml / voxel_ml, 9))
+    return math.ceil(round(min_volume_ml / voxel_volume_ml(spacing_mm), 9))
 
 
 def threshold_lesions(
@@ -122,7 +122,7 @@ def lesion_table(
         {
             "component": ids,
             "voxels": voxels.astype(int),
-            "volume_ml": voxels * float(np.prod(spacing_mm)) / 1000.0,
+            "volume_ml": voxels * voxel_volume_ml(spacing_mm),
         }
     )
     centroids = np.array(ndimage.center_of_mass(components > 0, components, ids)).reshape(-1, 3)

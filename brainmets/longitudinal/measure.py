@@ -25,7 +25,7 @@ from scipy.spatial.distance import pdist, squareform
 from skimage.measure import find_contours
 
 from brainmets.errors import BrainmetsError
-from brainmets.io import load_nifti
+from brainmets.io import load_nifti, voxel_volume_ml
 from brainmets.longitudinal.rano import RanoSettings, is_measurable
 
 #: the measurement columns, in the order every lesion table writes them
@@ -172,7 +172,7 @@ def measure_components(
     """Measure every positive label of a component map as one lesion (volume mL, diameters mm, centroid mm)."""
     settings = settings or RanoSettings()
     affine = np.asarray(affine, dtype=float)
-    voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
+    voxel_ml = voxel_volume_ml(affine)
     axis = axial_axis(affine)
     rows = []
     for index, box in enumerate(ndimage.find_objects(np.asarray(components))):

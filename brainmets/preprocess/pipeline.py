@@ -22,7 +22,7 @@ import numpy as np
 
 from brainmets import __version__
 from brainmets.errors import BrainmetsError
-from brainmets.io import load_nifti, save_nifti, voxel_spacing_mm, write_json
+from brainmets.io import load_nifti, save_nifti, voxel_spacing_mm, voxel_volume_ml, write_json
 from brainmets.preprocess.intensity import n4_correct, zscore_over_brain
 from brainmets.preprocess.registration import identity_transform, register_to_baseline, write_transform
 from brainmets.preprocess.settings import PreprocessSettings
@@ -201,7 +201,7 @@ def preprocess_scan(
             "patient_to_scan": PATIENT_TO_SCAN,
             "qc_picture": QC_PICTURE,
         },
-        "brain_volume_ml": round(float(inside_p.sum() * np.prod(voxel_spacing_mm(affine_p))) / 1000.0, 3),
+        "brain_volume_ml": round(float(inside_p.sum()) * voxel_volume_ml(voxel_spacing_mm(affine_p)), 3),
         "zscore": {"brain_mean": mean, "brain_std": std},
         "settings": asdict(settings),
         "timings_s": timings,
