@@ -20,7 +20,6 @@ include: "rules/train.smk"
 include: "rules/infer.smk"
 include: "rules/longitudinal.smk"
 include: "rules/evaluate.smk"
-include: "rules/report.smk"
 
 
 rule all:

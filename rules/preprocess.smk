@@ -62,20 +62,31 @@ rule preprocess_training:
         " --out-dir $(dirname {output.record}) > {log} 2>&1"
 
 
-rule to_native:
+rule native_and_overlay:
+    # one job per scan for both (the maps on the native grid, and the report picture in patient space):
+    # one job fewer per scan keeps the DAG of large cohorts quick to build
     input:
+        image="results/{patient}/{timepoint}/t1ce.nii.gz",
         segmentation="results/{patient}/{timepoint}/segmentation.nii.gz",
         probability="results/{patient}/{timepoint}/probability.nii.gz",
         entropy="results/{patient}/{timepoint}/uncertainty_total_entropy.nii.gz",
         record="results/{patient}/{timepoint}/preprocessing.json",
+        script=workflow.source_path("../scripts/overlay.py"),
     output:
         segmentation="results/{patient}/{timepoint}/native/segmentation.nii.gz",
         probability="results/{patient}/{timepoint}/native/probability.nii.gz",
         entropy="results/{patient}/{timepoint}/native/uncertainty_total_entropy.nii.gz",
+        overlay=report(
+            "results/{patient}/{timepoint}/overlay.png",
+            caption="../workflow/report/overlay.rst",
+            category="Scans",
+            subcategory="{patient}",
+            labels={"patient": "{patient}", "timepoint": "{timepoint}", "figure": "lesions and uncertainty"},
+        ),
     log:
-        "logs/to_native/{patient}/{timepoint}.log",
+        "logs/native_and_overlay/{patient}/{timepoint}.log",
     benchmark:
-        "benchmarks/out/to_native/{patient}/{timepoint}.tsv"
+        "benchmarks/out/native_and_overlay/{patient}/{timepoint}.tsv"
     conda:
         "../envs/preprocessing.yaml"
     threads: 1
@@ -83,5 +94,7 @@ rule to_native:
         mem_mb=3000,
         runtime=10,
     shell:
-        "brainmets to-native --scan-dir $(dirname {input.record}) --labels {input.segmentation}"
-        " --maps {input.probability} {input.entropy} --out-dir $(dirname {output.segmentation}) > {log} 2>&1"
+        "(brainmets to-native --scan-dir $(dirname {input.record}) --labels {input.segmentation}"
+        " --maps {input.probability} {input.entropy} --out-dir $(dirname {output.segmentation})"
+        " && python {input.script} {input.image} {input.segmentation} {input.entropy} {output.overlay}"
+        " --title '{wildcards.patient} {wildcards.timepoint}') > {log} 2>&1"
