@@ -11,12 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from brainmets.cli import main
+from brainmets.components import label_lesions
 from brainmets.errors import BrainmetsError
 from brainmets.io import read_tsv, save_nifti
 from brainmets.longitudinal.measure import (
     MEASUREMENT_COLUMNS,
     axial_diameters,
-    label_lesions,
     load_mask,
     measure_lesions,
 )

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from brainmets.longitudinal.measure import label_lesions, measure_components
+from brainmets.components import label_lesions
+from brainmets.longitudinal.measure import measure_components
 from brainmets.longitudinal.track import TRACK_COLUMNS, absent_row
 
 #: columns of the truth lesion table, in order: those `brainmets track` writes, with the patient first

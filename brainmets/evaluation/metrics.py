@@ -31,7 +31,7 @@ import pandas as pd
 from scipy import ndimage
 
 from brainmets.io import voxel_volume_ml
-from brainmets.longitudinal.measure import label_lesions
+from brainmets.components import label_lesions
 
 #: HD95 (mm) given to a missed lesion, a false-positive lesion, or a mask compared with an empty one
 HD95_MISSING_MM = 374.0

@@ -21,7 +21,7 @@ from skimage.morphology import remove_small_objects
 
 from brainmets.errors import BrainmetsError
 from brainmets.io import voxel_volume_ml
-from brainmets.longitudinal.measure import label_lesions
+from brainmets.components import label_lesions
 
 #: names of the uncertainty maps, in the order they are written and tabulated
 UNCERTAINTY_MAPS = ("total_entropy", "expected_entropy", "mutual_information")

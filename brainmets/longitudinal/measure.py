@@ -24,6 +24,7 @@ from scipy.spatial import ConvexHull
 from scipy.spatial.distance import pdist, squareform
 from skimage.measure import find_contours
 
+from brainmets.components import label_lesions
 from brainmets.errors import BrainmetsError
 from brainmets.io import load_nifti, voxel_volume_ml
 from brainmets.longitudinal.rano import RanoSettings, is_measurable
@@ -41,10 +42,6 @@ MEASUREMENT_COLUMNS: list[str] = [
     "centroid_y_mm",
     "centroid_z_mm",
 ]
-
-#: 26-connectivity in 3-D
-CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
-
 
 class AxialDiameters(NamedTuple):
     """The longest and perpendicular axial diameters (mm) of one lesion and where the LD lies."""
@@ -75,19 +72,6 @@ def load_mask(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
             "threshold or binarise it first"
         )
     return data == 1, np.asarray(img.affine, dtype=float)
-
-
-def label_lesions(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """Label the 26-connected components of a mask (nonzero = lesion); returns (labels 1..n, n)."""
-    lesion = np.asarray(mask) != 0
-    labels = np.zeros(lesion.shape, dtype=np.int32)
-    if not lesion.any():
-        return labels, 0
-    # label inside the bounding box of the lesion voxels only: masks are mostly background
-    box = tuple(slice(int(np.flatnonzero(hit)[0]), int(np.flatnonzero(hit)[-1]) + 1) for hit in (
-        lesion.any(axis=(1, 2)), lesion.any(axis=(0, 2)), lesion.any(axis=(0, 1))))
-    n = ndimage.label(lesion[box], structure=CONNECTIVITY_26, output=labels[box])
-    return labels, int(n)
 
 
 def _plane_metric(affine: np.ndarray, plane_axes: tuple[int, int]) -> np.ndarray:

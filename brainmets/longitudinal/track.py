@@ -28,9 +28,10 @@ import pandas as pd
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
+from brainmets.components import label_lesions
 from brainmets.errors import BrainmetsError
 from brainmets.io import read_tsv, save_nifti, voxel_spacing_mm, write_tsv
-from brainmets.longitudinal.measure import MEASUREMENT_COLUMNS, label_lesions, load_mask, measure_components
+from brainmets.longitudinal.measure import MEASUREMENT_COLUMNS, load_mask, measure_components
 from brainmets.longitudinal.rano import RanoSettings, iso_dates
 from brainmets.longitudinal.settings import numeric_settings
 

@@ -6,8 +6,8 @@ import contextlib
 import sys
 
 import numpy as np
-from scipy import ndimage
 
+from brainmets.components import largest_component
 from brainmets.errors import BrainmetsError
 from brainmets.io import voxel_spacing_mm
 from brainmets.preprocess.settings import SkullStripSettings
@@ -35,14 +35,6 @@ def hdbet_mask(
     with contextlib.redirect_stdout(sys.stderr):  # the package prints progress; keep stdout for results
         _, seg = hd_bet(standard, spacing, mode=mode, device="cpu" if device == "cpu" else 0, postprocess=False, do_tta=tta)
     return largest_component(np.transpose(np.asarray(seg)[:, :, ::-1], (2, 1, 0)) > 0)
-
-
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 26-connected component of a boolean mask (all False when the mask is empty)."""
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
-    if count == 0:
-        return np.zeros(mask.shape, bool)
-    return labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
 
 
 def deepbet_mask(data: np.ndarray, affine: np.ndarray, *, device: str = "cpu") -> np.ndarray:

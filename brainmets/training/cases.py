@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from brainmets.components import label_lesions
 from brainmets.errors import BrainmetsError
 from brainmets.io import atomic_path, load_nifti, read_json, voxel_spacing_mm, write_json
 from brainmets.training.settings import WeightMapSettings
-from brainmets.training.weightmap import boundary_weight_map, lesion_components
+from brainmets.training.weightmap import boundary_weight_map
 
 DATA_FILE = "data.npy"
 META_FILE = "case.json"
@@ -62,7 +63,7 @@ def prepare_case(image_path: str | os.PathLike[str], label_path: str | os.PathLi
             )
     else:
         weights = boundary_weight_map(label, spacing, params)
-    _, n_lesions = lesion_components(label)
+    _, n_lesions = label_lesions(label)
     with atomic_path(out / DATA_FILE) as tmp:
         np.save(tmp, np.stack([image, label, weights], axis=-1))
     meta = {

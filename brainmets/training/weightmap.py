@@ -22,12 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from brainmets.components import label_lesions
 from brainmets.training.settings import WeightMapSettings
-
-
-def lesion_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """Label the 26-connected lesion components of a binary mask; returns (labels, count)."""
-    return ndimage.label(np.asarray(mask, dtype=bool), structure=np.ones((3, 3, 3), dtype=bool))
 
 
 def distance_to_border_mm(mask: np.ndarray, spacing_mm: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -47,7 +43,7 @@ def boundary_weight_map(label: np.ndarray, spacing_mm: Sequence[float],
     mask = np.asarray(label) > 0
     if not mask.any():
         return np.ones(mask.shape, dtype=np.float32)
-    components, _ = lesion_components(mask)
+    components, _ = label_lesions(mask)
     voxel_volume_mm3 = float(np.prod(spacing_mm))
     volume_mm3 = np.bincount(components.ravel()).astype(float) * voxel_volume_mm3
     distance, nearest = distance_to_border_mm(mask, spacing_mm)
