@@ -12,7 +12,7 @@ import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import nibabel as nib
 import numpy as np
@@ -75,6 +75,88 @@ def load_nifti(path: str | os.PathLike[str], *, allow_constant: bool = False) ->
 def voxel_spacing_mm(affine: np.ndarray) -> np.ndarray:
     """Voxel edge lengths (mm) along the three array axes of an affine."""
     return np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+
+
+class Grid(Protocol):
+    """Anything with a voxel grid: a 3-D shape and a 4x4 voxel-to-world affine (mm), e.g. a NIfTI image."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def affine(self) -> np.ndarray: ...
+
+
+#: two affines whose entries agree to this (mm) describe the same grid
+AFFINE_TOLERANCE_MM = 1e-3
+
+
+def same_grid(affine_a: np.ndarray, shape_a: tuple[int, ...], affine_b: np.ndarray, shape_b: tuple[int, ...]) -> bool:
+    """True when two grids have the same shape and affines equal to AFFINE_TOLERANCE_MM (mm)."""
+    return tuple(shape_a) == tuple(shape_b) and np.allclose(affine_a, affine_b, atol=AFFINE_TOLERANCE_MM)
+
+
+def corner_offset_mm(affine_a: np.ndarray, affine_b: np.ndarray, shape: tuple[int, ...]) -> float:
+    """Largest distance (mm) between where two affines place the eight corner voxels of a grid of `shape`."""
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape[:3]], indexing="ij")).reshape(3, -1).T
+    return float(np.linalg.norm(
+        nib.affines.apply_affine(affine_a, corners) - nib.affines.apply_affine(affine_b, corners), axis=1
+    ).max())
+
+
+def check_same_grid(reference: Grid, other: Grid, reference_path: str | os.PathLike[str],
+                    other_path: str | os.PathLike[str], fix: str, *, tolerance_mm: float | None = None) -> None:
+    """Refuse `other` unless it has the reference's shape and affine, naming both files and `fix`.
+
+    Affines match when their entries agree to AFFINE_TOLERANCE_MM, or, when `tolerance_mm` is given,
+    when no corner voxel lies further than `tolerance_mm` (mm) from its place on the reference grid.
+    """
+    shape, reference_shape = tuple(other.shape[:3]), tuple(reference.shape[:3])
+    if shape != reference_shape:
+        raise BrainmetsError(
+            f"{other_path}: grid {shape} does not match: its shape differs from that of {reference_path} "
+            f"{reference_shape}; {fix}"
+        )
+    offset_mm = corner_offset_mm(reference.affine, other.affine, shape)
+    if tolerance_mm is None:
+        matches = same_grid(other.affine, shape, reference.affine, reference_shape)
+        allowed = ""
+    else:
+        matches = offset_mm <= tolerance_mm
+        allowed = f", more than the {tolerance_mm:.3g} mm allowed"
+    if not matches:
+        raise BrainmetsError(
+            f"{other_path}: grid {shape} does not match: its affine differs from that of {reference_path} "
+            f"(voxels up to {offset_mm:.3g} mm apart{allowed}); {fix}"
+        )
+
+
+def load_mask(path: str | os.PathLike[str], *, labels: bool = False) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """Load a lesion mask as (boolean array, image); an empty mask is valid.
+
+    With `labels=False` every voxel must be 0 or 1; with `labels=True` a label map of non-negative
+    integers is accepted too (every positive label is lesion).
+    """
+    img = load_nifti(path, allow_constant=True)
+    data = np.asanyarray(img.dataobj)
+    if labels:
+        valid = (data >= 0) & (data == np.round(data))
+        if not valid.all():
+            values = np.unique(data[~valid])
+            shown = ", ".join(f"{v:g}" for v in values[:5]) + (", ..." if values.size > 5 else "")
+            raise BrainmetsError(
+                f"{path}: a mask must hold 0 (background) and positive integers (lesion), found {shown}; "
+                "threshold probability maps (e.g. > 0.5) before evaluating"
+            )
+        return data > 0, img
+    binary = (data == 0) | (data == 1)
+    if not binary.all():
+        values = np.unique(data[~binary])[:5]
+        raise BrainmetsError(
+            f"{Path(path)}: not a binary mask (found values {', '.join(f'{v:g}' for v in values)} besides 0 and 1); "
+            "threshold or binarise it first"
+        )
+    return data == 1, img
 
 
 def voxel_volume_ml(affine_or_spacing: np.ndarray | Sequence[float]) -> float:

@@ -12,10 +12,9 @@ import pytest
 from scipy import ndimage
 
 from brainmets.cli import main
-from brainmets.evaluation.cli import load_mask
 from brainmets.evaluation.cohort import SUMMARY_COLUMNS, summarise_cohort
 from brainmets.evaluation.metrics import SIZE_BIN_LABELS, evaluate_segmentation
-from brainmets.io import read_tsv, voxel_spacing_mm, write_tsv
+from brainmets.io import load_mask, read_tsv, voxel_spacing_mm, write_tsv
 
 
 def scan_row(**values: float) -> dict[str, float]:
@@ -208,7 +207,7 @@ def test_demo_scores_order_with_perturbation_strength(tiny_cohort: Path, kind: s
     for scan in demo_masks(tiny_cohort).itertuples():
         if not scan.patient_id.startswith("patient"):
             continue
-        truth, img = load_mask(scan.mask)
+        truth, img = load_mask(scan.mask, labels=True)
         spacing = tuple(float(s) for s in voxel_spacing_mm(img.affine))
         mild, strong = (evaluate_segmentation(truth, perturb(truth, kind, k), spacing)[0] for k in (1, 2))
         where = f"{scan.patient_id} {scan.timepoint}"

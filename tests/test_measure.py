@@ -13,11 +13,10 @@ from hypothesis import strategies as st
 from brainmets.cli import main
 from brainmets.components import label_lesions
 from brainmets.errors import BrainmetsError
-from brainmets.io import read_tsv, save_nifti
+from brainmets.io import load_mask, read_tsv, save_nifti
 from brainmets.longitudinal.measure import (
     MEASUREMENT_COLUMNS,
     axial_diameters,
-    load_mask,
     measure_lesions,
 )
 from brainmets.longitudinal.rano import RanoSettings, is_measurable

@@ -6,55 +6,21 @@ import argparse
 import os
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
 import pandas as pd
 
 from brainmets.errors import BrainmetsError
 from brainmets.evaluation.metrics import MIN_LESION_VOXELS, LesionMatch, evaluate_segmentation
-from brainmets.io import load_nifti, voxel_spacing_mm, write_tsv
+from brainmets.io import check_same_grid, load_mask, voxel_spacing_mm, write_tsv
 
 HELP = "Score a predicted lesion mask against the ground truth (voxel and BraTS-METS lesion-wise metrics)."
 
 #: two grids are the same when their voxel corners lie within this fraction of the smallest voxel edge
 GRID_TOLERANCE_VOXELS = 0.01
+#: what to do about a prediction that is not on the truth's grid
+SAME_GRID_FIX = "evaluate both on the same grid (both native, or the truth mapped to patient space)"
 
 #: identifying columns that precede the metrics in every row
 ID_COLUMNS = ["patient_id", "timepoint", "truth", "pred"]
-
-
-def load_mask(path: str | os.PathLike[str]) -> tuple[np.ndarray, nib.Nifti1Image]:
-    """Load a lesion mask or label map (0 = background, positive integers = lesion) as (boolean array, image)."""
-    img = load_nifti(path, allow_constant=True)
-    data = np.asanyarray(img.dataobj)
-    valid = (data >= 0) & (data == np.round(data))
-    if not valid.all():
-        values = np.unique(data[~valid])
-        shown = ", ".join(f"{v:g}" for v in values[:5]) + (", ..." if values.size > 5 else "")
-        raise BrainmetsError(
-            f"{path}: a mask must hold 0 (background) and positive integers (lesion), found {shown}; "
-            "threshold probability maps (e.g. > 0.5) before evaluating"
-        )
-    return data > 0, img
-
-
-def check_same_grid(truth: nib.Nifti1Image, pred: nib.Nifti1Image, truth_path: Path, pred_path: Path) -> None:
-    """Refuse two masks whose shapes differ or whose voxel corners lie further apart than the tolerance (mm)."""
-    if truth.shape != pred.shape:
-        raise BrainmetsError(
-            f"{pred_path}: shape {tuple(pred.shape)} differs from the truth {truth_path} {tuple(truth.shape)}; "
-            "evaluate both on the same grid (both native, or the truth mapped to patient space)"
-        )
-    corners = np.array(np.meshgrid(*[[0, n - 1] for n in truth.shape], indexing="ij")).reshape(3, -1).T
-    offset_mm = np.linalg.norm(
-        nib.affines.apply_affine(truth.affine, corners) - nib.affines.apply_affine(pred.affine, corners), axis=1
-    ).max()
-    tolerance_mm = GRID_TOLERANCE_VOXELS * voxel_spacing_mm(truth.affine).min()
-    if offset_mm > tolerance_mm:
-        raise BrainmetsError(
-            f"{pred_path}: its affine places voxels up to {offset_mm:.3g} mm away from those of the truth "
-            f"{truth_path}; evaluate both on the same grid (both native, or the truth mapped to patient space)"
-        )
 
 
 def evaluate_files(
@@ -64,8 +30,9 @@ def evaluate_files(
 ) -> tuple[dict[str, float], LesionMatch]:
     """Metrics of a predicted mask file against a truth mask file on the same grid (spacing from the affine)."""
     truth_path, pred_path = Path(truth_path), Path(pred_path)
-    (truth, truth_img), (pred, pred_img) = load_mask(truth_path), load_mask(pred_path)
-    check_same_grid(truth_img, pred_img, truth_path, pred_path)
+    (truth, truth_img), (pred, pred_img) = load_mask(truth_path, labels=True), load_mask(pred_path, labels=True)
+    check_same_grid(truth_img, pred_img, truth_path, pred_path, SAME_GRID_FIX,
+                    tolerance_mm=GRID_TOLERANCE_VOXELS * voxel_spacing_mm(truth_img.affine).min())
     spacing = tuple(float(s) for s in voxel_spacing_mm(truth_img.affine))
     return evaluate_segmentation(truth, pred, spacing, min_lesion_voxels)
 

@@ -19,10 +19,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Measure the mask's lesions and write the table atomically."""
-    from brainmets.io import write_tsv
-    from brainmets.longitudinal.measure import load_mask, measure_lesions
+    from brainmets.io import load_mask, write_tsv
+    from brainmets.longitudinal.measure import measure_lesions
     from brainmets.longitudinal.rano import load_settings
 
     settings = load_settings(args.config)
-    mask, affine = load_mask(args.mask)
-    write_tsv(measure_lesions(mask, affine, settings), args.out)
+    mask, img = load_mask(args.mask)
+    write_tsv(measure_lesions(mask, img.affine, settings), args.out)

@@ -13,8 +13,6 @@ most along world inferior->superior (axis 2 after reorientation to RAS).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -25,8 +23,7 @@ from scipy.spatial.distance import pdist, squareform
 from skimage.measure import find_contours
 
 from brainmets.components import label_lesions
-from brainmets.errors import BrainmetsError
-from brainmets.io import load_nifti, voxel_volume_ml
+from brainmets.io import voxel_volume_ml
 from brainmets.longitudinal.rano import RanoSettings, is_measurable
 
 #: the measurement columns, in the order every lesion table writes them
@@ -58,20 +55,6 @@ def axial_axis(affine: np.ndarray) -> int:
     columns = np.asarray(affine, dtype=float)[:3, :3]
     cosines = np.abs(columns[2]) / np.linalg.norm(columns, axis=0)
     return int(np.argmax(cosines))
-
-
-def load_mask(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Load a binary NIfTI mask as (boolean array, affine); an empty mask is valid."""
-    img = load_nifti(path, allow_constant=True)
-    data = np.asanyarray(img.dataobj)
-    binary = (data == 0) | (data == 1)
-    if not binary.all():
-        values = np.unique(data[~binary])[:5]
-        raise BrainmetsError(
-            f"{Path(path)}: not a binary mask (found values {', '.join(f'{v:g}' for v in values)} besides 0 and 1); "
-            "threshold or binarise it first"
-        )
-    return data == 1, np.asarray(img.affine, dtype=float)
 
 
 def _plane_metric(affine: np.ndarray, plane_axes: tuple[int, int]) -> np.ndarray:

@@ -30,8 +30,8 @@ from scipy.optimize import linear_sum_assignment
 
 from brainmets.components import label_lesions
 from brainmets.errors import BrainmetsError
-from brainmets.io import read_tsv, save_nifti, voxel_spacing_mm, write_tsv
-from brainmets.longitudinal.measure import MEASUREMENT_COLUMNS, load_mask, measure_components
+from brainmets.io import check_same_grid, load_mask, read_tsv, save_nifti, voxel_spacing_mm, write_tsv
+from brainmets.longitudinal.measure import MEASUREMENT_COLUMNS, measure_components
 from brainmets.longitudinal.rano import RanoSettings, iso_dates
 from brainmets.longitudinal.settings import numeric_settings
 
@@ -270,18 +270,15 @@ def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
 def load_masks_on_one_grid(paths: Sequence[Path]) -> tuple[list[np.ndarray], np.ndarray]:
     """Load binary masks that must share one grid (shape and affine); returns (masks, affine)."""
     masks: list[np.ndarray] = []
-    affine = np.eye(4)
-    for index, path in enumerate(paths):
-        mask, this_affine = load_mask(path)
-        if index == 0:
-            affine = this_affine
-        elif mask.shape != masks[0].shape or not np.allclose(this_affine, affine, atol=1e-3):
-            raise BrainmetsError(
-                f"{path}: grid (shape {mask.shape}, affine) differs from that of {paths[0]} (shape {masks[0].shape}); "
-                "register and resample every timepoint into the patient space first"
-            )
+    images = []
+    for path in paths:
+        mask, img = load_mask(path)
+        if images:
+            check_same_grid(images[0], img, paths[0], path,
+                            "register and resample every timepoint into the patient space first")
         masks.append(mask)
-    return masks, affine
+        images.append(img)
+    return masks, np.asarray(images[0].affine, dtype=float) if images else np.eye(4)
 
 
 def track_manifest(

@@ -22,12 +22,12 @@ import numpy as np
 
 from brainmets import __version__
 from brainmets.errors import BrainmetsError
-from brainmets.io import load_nifti, save_nifti, voxel_spacing_mm, voxel_volume_ml, write_json
+from brainmets.io import load_nifti, same_grid, save_nifti, voxel_spacing_mm, voxel_volume_ml, write_json
 from brainmets.preprocess.intensity import n4_correct, zscore_over_brain
 from brainmets.preprocess.registration import identity_transform, register_to_baseline, write_transform
 from brainmets.preprocess.settings import PreprocessSettings
 from brainmets.preprocess.skullstrip import brain_mask
-from brainmets.preprocess.space import Scan, bounding_box, crop, from_ants, load_scan, resample_to_spacing, same_grid, to_ants
+from brainmets.preprocess.space import Scan, bounding_box, crop, from_ants, load_scan, resample_to_spacing, to_ants
 
 if TYPE_CHECKING:
     import ants

@@ -53,11 +53,6 @@ def load_scan(path: str | os.PathLike[str], *, allow_constant: bool = False) -> 
     )
 
 
-def same_grid(affine_a: np.ndarray, shape_a: tuple[int, ...], affine_b: np.ndarray, shape_b: tuple[int, ...]) -> bool:
-    """True when two grids have the same shape and affines equal to 1e-3 mm."""
-    return tuple(shape_a) == tuple(shape_b) and np.allclose(affine_a, affine_b, atol=1e-3)
-
-
 def to_ants(data: np.ndarray, affine: np.ndarray) -> "ants.ANTsImage":
     """An ANTs float image holding `data` on the grid described by the RAS `affine` (mm)."""
     import ants

@@ -9,18 +9,19 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from brainmets.components import label_lesions
 from brainmets.errors import BrainmetsError
-from brainmets.io import atomic_path, load_nifti, read_json, voxel_spacing_mm, write_json
+from brainmets.io import atomic_path, check_same_grid, load_nifti, read_json, voxel_spacing_mm, write_json
 from brainmets.training.settings import WeightMapSettings
 from brainmets.training.weightmap import boundary_weight_map
 
 DATA_FILE = "data.npy"
 META_FILE = "case.json"
+#: what to do about a label or weight map that is not on the preprocessed image's grid
+RESAMPLE_FIX = "resample it onto the preprocessed image first"
 #: channels of data.npy
 IMAGE, LABEL, WEIGHT = 0, 1, 2
 
@@ -49,13 +50,13 @@ def prepare_case(image_path: str | os.PathLike[str], label_path: str | os.PathLi
     out = Path(out_dir)
     image_img = load_nifti(image_path)
     label_img = load_nifti(label_path, allow_constant=True)
-    _check_same_grid(image_img, label_img, label_path)
+    check_same_grid(image_img, label_img, image_path, label_path, RESAMPLE_FIX)
     image = np.asarray(image_img.dataobj, dtype=np.float32)
     label = (np.asarray(label_img.dataobj) > 0).astype(np.float32)
     spacing = voxel_spacing_mm(image_img.affine)
     if weights_path is not None:
         weights_img = load_nifti(weights_path, allow_constant=True)
-        _check_same_grid(image_img, weights_img, weights_path)
+        check_same_grid(image_img, weights_img, image_path, weights_path, RESAMPLE_FIX)
         weights = np.asarray(weights_img.dataobj, dtype=np.float32)
         if weights.min() < 1.0:
             raise BrainmetsError(
@@ -77,15 +78,6 @@ def prepare_case(image_path: str | os.PathLike[str], label_path: str | os.PathLi
     }
     write_json(meta, out / META_FILE)
     return load_case(out)
-
-
-def _check_same_grid(reference: Any, other: Any, other_path: str | os.PathLike[str]) -> None:
-    """Refuse an image that is not on the reference image's voxel grid."""
-    if other.shape[:3] != reference.shape[:3] or not np.allclose(other.affine, reference.affine, atol=1e-3):
-        raise BrainmetsError(
-            f"{other_path}: grid {tuple(other.shape[:3])} does not match the image's {tuple(reference.shape[:3])} "
-            "(shape or affine differ); resample it onto the preprocessed image first"
-        )
 
 
 def load_case(case_dir: str | os.PathLike[str]) -> Case:
