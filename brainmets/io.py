@@ -187,13 +187,18 @@ def write_tsv(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
-def read_tsv(path: str | os.PathLike[str], required: list[str] | None = None) -> pd.DataFrame:
-    """Read a tab-separated table, checking that the required columns are present."""
+def read_tsv(path: str | os.PathLike[str], required: list[str] | None = None,
+             text_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """Read a tab-separated table, checking that the required columns are present.
+
+    Columns named in `text_columns` keep the text as written (`007` stays `007`, `NA` and empty cells
+    stay strings); the others are parsed by pandas as usual.
+    """
     p = Path(path)
     if not p.is_file():
         raise BrainmetsError(f"{p}: file not found")
     try:
-        table = pd.read_csv(p, sep="\t")
+        table = pd.read_csv(p, sep="\t", converters={column: str for column in text_columns})
     except Exception as error:
         raise BrainmetsError(f"{p}: not a readable tab-separated table ({error})".splitlines()[0]) from None
     missing = [c for c in (required or []) if c not in table.columns]

@@ -168,18 +168,9 @@ def check_lesion_table(lesions: pd.DataFrame, source: str) -> pd.DataFrame:
     return table
 
 
-def _read_table(path: str | os.PathLike[str], required: list[str] | None = None) -> pd.DataFrame:
-    """A TSV read with `read_tsv`, its patient_id column kept as the text written (leading zeros, "NA")."""
-    table = read_tsv(path, required)
-    if "patient_id" in table.columns:
-        ids = pd.read_csv(path, sep="\t", usecols=["patient_id"], dtype=str, keep_default_na=False)
-        table["patient_id"] = ids["patient_id"]
-    return table
-
-
 def read_clinical_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read and check a clinical table (the sample sheet qualifies); returns it as written."""
-    table = _read_table(path, ["timepoint"])
+    table = read_tsv(path, ["timepoint"], text_columns=["patient_id"])
     check_clinical_table(table, str(path))
     return table
 
@@ -193,7 +184,7 @@ def read_lesion_tables(paths: list[Path], patient: str | None = None) -> pd.Data
     tables = []
     owners: dict[str, Path] = {}
     for path in paths:
-        table = _read_table(path)
+        table = read_tsv(path, text_columns=["patient_id"])
         check_lesion_table(table, str(path))
         if "patient_id" not in table.columns:
             table.insert(0, "patient_id", patient or Path(path).resolve().parent.name)
