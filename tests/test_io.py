@@ -1,0 +1,92 @@
+"""Shared file helpers: text columns of tables, masks, grid checks, voxel volumes, YAML and JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from brainmets.components import label_lesions, largest_component
+from brainmets.errors import BrainmetsError
+from brainmets.io import (
+    check_same_grid,
+    load_mask,
+    read_json,
+    read_tsv,
+    read_yaml,
+    save_nifti,
+    voxel_volume_ml,
+    write_json,
+)
+
+
+def test_text_columns_keep_ids_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "t.tsv"
+    path.write_text("patient_id\tsize\n007\t1.5\nNA\t2\n")
+    kept = read_tsv(path, ["patient_id"], text_columns=["patient_id"])
+    assert kept["patient_id"].tolist() == ["007", "NA"]
+    assert kept["size"].tolist() == [1.5, 2.0]
+    assert read_tsv(path)["patient_id"].iloc[0] == 7
+
+
+def test_load_mask_binary_or_labels(tmp_path: Path) -> None:
+    labels = np.zeros((8, 8, 8), np.uint8)
+    labels[1:3, 1:3, 1:3] = 1
+    labels[5:7, 5:7, 5:7] = 2
+    save_nifti(labels, np.eye(4), tmp_path / "labels.nii.gz")
+    mask, img = load_mask(tmp_path / "labels.nii.gz", labels=True)
+    assert mask.sum() == 16 and img.shape == (8, 8, 8)
+    with pytest.raises(BrainmetsError, match=r"labels.nii.gz: not a binary mask .*2 besides 0 and 1"):
+        load_mask(tmp_path / "labels.nii.gz")
+    nib.save(nib.Nifti1Image(labels * np.float32(0.3), np.eye(4)), tmp_path / "prob.nii.gz")
+    with pytest.raises(BrainmetsError, match=r"prob.nii.gz: a mask must hold 0 .*found 0.3"):
+        load_mask(tmp_path / "prob.nii.gz", labels=True)
+
+
+def test_check_same_grid_names_both_files(tmp_path: Path) -> None:
+    reference = nib.Nifti1Image(np.zeros((10, 10, 10), np.uint8), np.eye(4))
+    check_same_grid(reference, nib.Nifti1Image(np.zeros((10, 10, 10), np.uint8), np.eye(4)), "a.nii", "b.nii", "fix")
+    with pytest.raises(BrainmetsError, match=r"b.nii: grid \(10, 10, 9\) does not match: its shape differs from that "
+                                             r"of a.nii \(10, 10, 10\); resample"):
+        check_same_grid(reference, nib.Nifti1Image(np.zeros((10, 10, 9), np.uint8), np.eye(4)), "a.nii", "b.nii",
+                        "resample")
+    shifted = np.eye(4)
+    shifted[0, 3] = 0.005
+    moved = nib.Nifti1Image(np.zeros((10, 10, 10), np.uint8), shifted)
+    with pytest.raises(BrainmetsError, match=r"b.nii: .*affine differs from that of a.nii \(voxels up to 0.005 mm"):
+        check_same_grid(reference, moved, "a.nii", "b.nii", "fix")
+    check_same_grid(reference, moved, "a.nii", "b.nii", "fix", tolerance_mm=0.01)
+    with pytest.raises(BrainmetsError, match=r"more than the 0.001 mm allowed"):
+        check_same_grid(reference, moved, "a.nii", "b.nii", "fix", tolerance_mm=0.001)
+
+
+def test_voxel_volume_from_affine_or_spacing() -> None:
+    assert voxel_volume_ml([1.0, 2.0, 3.0]) == pytest.approx(0.006)
+    assert voxel_volume_ml(np.diag([1.0, 2.0, 3.0, 1.0])) == pytest.approx(0.006)
+    sheared = np.eye(4)
+    sheared[0, 1] = 1.0  # a sheared voxel keeps the volume of its unsheared box
+    assert voxel_volume_ml(sheared) == pytest.approx(0.001)
+
+
+def test_components_are_26_connected() -> None:
+    mask = np.zeros((6, 6, 6), bool)
+    mask[1, 1, 1] = mask[2, 2, 2] = True  # corner neighbours: one lesion
+    mask[4:6, 4:6, 4:6] = True
+    labels, count = label_lesions(mask)
+    assert count == 2 and labels[1, 1, 1] == labels[2, 2, 2] != labels[5, 5, 5]
+    assert largest_component(mask).sum() == 8 and not largest_component(np.zeros((3, 3, 3), bool)).any()
+
+
+def test_yaml_and_json_readers_refuse_bad_files_by_name(tmp_path: Path) -> None:
+    write_json({"a": [1, 2]}, tmp_path / "d.json")
+    assert read_json(tmp_path / "d.json") == {"a": [1, 2]}
+    (tmp_path / "list.json").write_text("[1]")
+    with pytest.raises(BrainmetsError, match="list.json: expected a JSON object"):
+        read_json(tmp_path / "list.json")
+    (tmp_path / "c.yaml").write_text("train:\n  epochs: 3\n")
+    assert read_yaml(tmp_path / "c.yaml") == {"train": {"epochs": 3}}
+    (tmp_path / "bad.yaml").write_text("a: [1\n")
+    with pytest.raises(BrainmetsError, match="bad.yaml: not valid YAML"):
+        read_yaml(tmp_path / "bad.yaml")
