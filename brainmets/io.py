@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -207,32 +207,32 @@ def read_tsv(path: str | os.PathLike[str], required: list[str] | None = None,
     return table
 
 
-def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a YAML mapping, or raise BrainmetsError naming the file."""
+def _read_mapping(path: str | os.PathLike[str], parse: Callable[[str], Any], errors: tuple[type[Exception], ...],
+                  kind: str, expected: str, allow_empty: bool = False) -> dict[str, Any]:
+    """Parse a text file that must hold a mapping, raising BrainmetsError naming the file."""
     p = Path(path)
     if not p.is_file():
         raise BrainmetsError(f"{p}: file not found")
     try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as error:
-        raise BrainmetsError(f"{p}: not valid YAML ({str(error).splitlines()[0]})") from None
+        data = parse(p.read_text())
+    except errors as error:
+        raise BrainmetsError(f"{p}: not valid {kind} ({str(error).splitlines()[0]})") from None
+    if data is None and allow_empty:
+        return {}
     if not isinstance(data, dict):
-        raise BrainmetsError(f"{p}: expected a mapping of keys to values at the top level")
+        raise BrainmetsError(f"{p}: expected {expected}")
     return data
+
+
+def read_yaml(path: str | os.PathLike[str], *, allow_empty: bool = False) -> dict[str, Any]:
+    """Read a YAML mapping (an empty file is {} when `allow_empty`), or raise BrainmetsError naming the file."""
+    return _read_mapping(path, yaml.safe_load, (yaml.YAMLError,), "YAML",
+                         "a mapping of keys to values at the top level", allow_empty)
 
 
 def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a JSON object, or raise BrainmetsError naming the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise BrainmetsError(f"{p}: file not found")
-    try:
-        data = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BrainmetsError(f"{p}: not valid JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise BrainmetsError(f"{p}: expected a JSON object")
-    return data
+    return _read_mapping(path, json.loads, (json.JSONDecodeError, UnicodeDecodeError), "JSON", "a JSON object")
 
 
 def write_json(data: dict[str, Any], path: str | os.PathLike[str]) -> Path:

@@ -90,3 +90,7 @@ def test_yaml_and_json_readers_refuse_bad_files_by_name(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("a: [1\n")
     with pytest.raises(BrainmetsError, match="bad.yaml: not valid YAML"):
         read_yaml(tmp_path / "bad.yaml")
+    (tmp_path / "empty.yaml").write_text("")
+    assert read_yaml(tmp_path / "empty.yaml", allow_empty=True) == {}
+    with pytest.raises(BrainmetsError, match="empty.yaml: expected a mapping"):
+        read_yaml(tmp_path / "empty.yaml")

@@ -9,24 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from brainmets.errors import BrainmetsError
+from brainmets.io import read_yaml
 
 
 def read_config_section(path: str | os.PathLike[str] | None, section: str) -> dict[str, Any]:
     """One section of a YAML configuration file as a dict (empty when no file is given)."""
     if path is None:
         return {}
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise BrainmetsError(f"{p}: file not found")
-    try:
-        config = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise BrainmetsError(f"{p}: not valid YAML ({str(error).splitlines()[0]})") from None
-    value = config.get(section, {}) if isinstance(config, Mapping) else None
+    config = read_yaml(path, allow_empty=True)
+    value = config.get(section, {})
     if not isinstance(value, Mapping):
-        raise BrainmetsError(f"{p}: section `{section}` must be a mapping of settings")
+        raise BrainmetsError(f"{Path(path)}: section `{section}` must be a mapping of settings")
     return dict(value)
 
 
