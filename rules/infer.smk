@@ -14,9 +14,8 @@ rule predict:
         probability="results/{patient}/{timepoint}/probability.nii.gz",
         segmentation="results/{patient}/{timepoint}/segmentation.nii.gz",
         total_entropy="results/{patient}/{timepoint}/uncertainty_total_entropy.nii.gz",
-        expected_entropy="results/{patient}/{timepoint}/uncertainty_expected_entropy.nii.gz",
-        mutual_information="results/{patient}/{timepoint}/uncertainty_mutual_information.nii.gz",
-        lesions="results/{patient}/{timepoint}/lesions.tsv",
+        # also uncertainty_expected_entropy.nii.gz, uncertainty_mutual_information.nii.gz and lesions.tsv:
+        # written with these, left undeclared so that large cohorts have fewer files to plan
     log:
         "logs/predict/{patient}/{timepoint}.log",
     benchmark:
