@@ -18,7 +18,7 @@ the surfel-area-weighted one of DeepMind's surface-distance package, and lesions
 `min_lesion_voxels=3` reproduces it).
 
 Building blocks: `scipy.ndimage.label` with 26-connectivity (components, through
-`brainmets.longitudinal.measure.label_lesions`), `binary_dilation`/`binary_erosion` (lesion merging,
+`brainmets.components.label_lesions`), `binary_dilation`/`binary_erosion` (lesion merging,
 surfaces), `distance_transform_edt` with the voxel spacing (surface distances), `find_objects` (crops).
 """
 
