@@ -178,7 +178,7 @@ def demo_figures(model: Path, samples: Path, config: Path | None, limit: int | N
     from brainmets.preprocess.pipeline import BRAIN_MASK, TRUTH, ZSCORE, preprocess_scan
     from brainmets.preprocess.settings import load_settings
     from brainmets.samplesheet import load_samples
-    from brainmets.training.settings import read_yaml
+    from brainmets.io import read_yaml
 
     min_ml = np.pi / 6 * 10.0**3 / 1000.0  # a 10 mm sphere
     sheet = load_samples(samples).reset_index()

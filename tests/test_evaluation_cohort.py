@@ -216,3 +216,11 @@ def test_demo_scores_order_with_perturbation_strength(tiny_cohort: Path, kind: s
         assert 0.0 < mild["hd95_mm"] < strong["hd95_mm"], where
         assert 0.0 < mild["lesion_hd95_mm"] < strong["lesion_hd95_mm"], where
         assert mild["fp_lesions"] == strong["fp_lesions"] == 0, where
+
+
+def test_cohort_table_keeps_patient_ids_as_written(tmp_path) -> None:
+    """Ids such as 007 stay text in the cohort table instead of becoming the number 7."""
+    scan = write_tsv(pd.DataFrame([scan_row(patient_id="007")]), tmp_path / "scan.tsv")
+    out = tmp_path / "cohort.tsv"
+    assert main(["evaluate-cohort", str(scan), "--out", str(out), "--summary", str(tmp_path / "summary.tsv")]) == 0
+    assert pd.read_csv(out, sep="\t", dtype=str)["patient_id"].tolist() == ["007"]

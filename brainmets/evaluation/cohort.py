@@ -53,7 +53,7 @@ def read_scan_metrics(paths: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
     numeric = SCAN_METRICS + COUNT_COLUMNS + [f"sensitivity_{label}" for label in SIZE_BIN_LABELS]
     tables = []
     for path in paths:
-        table = read_tsv(path, required=ID_COLUMNS + numeric)
+        table = read_tsv(path, required=ID_COLUMNS + numeric, text_columns=ID_COLUMNS)
         for column in numeric:
             values = pd.to_numeric(table[column], errors="coerce")
             bad = values.isna() & table[column].notna()
