@@ -25,13 +25,14 @@ def test_lint_passes_on_default_config() -> None:
 
 
 def test_dry_run_on_default_config_plans_the_whole_demo(tmp_path: Path) -> None:
-    """On the shipped config and sheet: the demo cohort, then every stage for its 12 scans and 12 training cases."""
+    """On the shipped config and sheet: the demo cohort, then every stage for its 12 scans, 12 training cases, each fold."""
     shutil.copytree(REPO / "config", tmp_path / "config")
     jobs = Counter(rule for rule, _ in dry_run_jobs(tmp_path))
     assert jobs["demo_cohort"] == 1
     assert jobs["preprocess"] == jobs["predict"] == jobs["native_and_overlay"] == jobs["evaluate"] == 12
     assert jobs["preprocess_training"] == jobs["prepare_case"] == 12
-    assert jobs["train"] == 5 and jobs["finalise_model"] == 1
+    folds = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["train"]["folds"]
+    assert jobs["train"] == folds and jobs["finalise_model"] == 1
     assert jobs["track"] == jobs["rano"] == 4
     assert jobs["rano_cohort"] == jobs["evaluate_cohort"] == 1
 
