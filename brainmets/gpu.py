@@ -121,3 +121,11 @@ def claim_gpu(lock_dir: str | os.PathLike[str] | None = None, devices: Sequence[
                 f"{timeout_s:.0f} s; run fewer jobs at once (snakemake --resources gpu=N) or free a GPU"
             )
         time.sleep(poll_s)
+
+
+def claim_for_job(device: str, lock_dir: str | os.PathLike[str] | None = None) -> GpuClaim:
+    """Hide every GPU when `device` is "cpu", else claim one GPU for this process; call before TensorFlow starts."""
+    if device == "cpu":
+        os.environ[ENV] = ""
+        return GpuClaim(None, "none")
+    return claim_gpu(lock_dir)

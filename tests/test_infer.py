@@ -1,5 +1,6 @@
 """Inference from a model directory: compiled graph, `brainmets predict` outputs, cropped input and bad input."""
 
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -239,3 +240,19 @@ def test_asking_for_a_gpu_without_one_is_a_clear_error(model_dir, monkeypatch):
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
     with pytest.raises(BrainmetsError, match="inference.device is gpu but TensorFlow sees no GPU"):
         load_segmenter(model_dir, InferenceSettings(device="gpu"))
+
+
+def test_predict_claims_a_gpu_that_no_other_job_holds(model_dir, scan, tmp_path, monkeypatch):
+    """With GPUs 0 and 1 visible and 0 held by another job, a prediction runs on GPU 1."""
+    from brainmets.gpu import claim_gpu
+
+    locks = tmp_path / "locks"
+    other_job = claim_gpu(locks, env={"CUDA_VISIBLE_DEVICES": "0,1"})
+    assert other_job.device == "0"
+    monkeypatch.setenv("BRAINMETS_GPU_LOCK_DIR", str(locks))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    image_path, mask_path, _ = scan
+    assert main(["predict", "--image", str(image_path), "--brain-mask", str(mask_path), "--model", str(model_dir),
+                 "--out-dir", str(tmp_path / "out"), "--mirror-axes"]) == 0
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+    del other_job

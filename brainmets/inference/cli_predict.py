@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from brainmets.gpu import GpuClaim
     from brainmets.inference.pipeline import InferenceSettings
 
 HELP = "Predict lesions with uncertainty on a preprocessed (patient-space, z-scored) scan with a trained model."
@@ -71,12 +72,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_inference_arguments(parser)
 
 
+def claim_gpu_for_inference(device: str) -> GpuClaim:
+    """One GPU for this inference job (lock files locally, SLURM's GPU under SLURM); logs which one."""
+    from brainmets.gpu import claim_for_job
+
+    claim = claim_for_job(device)
+    if claim.device is not None:
+        logging.getLogger(__name__).info("GPU %s (%s)", claim.device, claim.source)
+    return claim
+
+
 def run(args: argparse.Namespace) -> None:
     """Load the model, predict the scan and write its outputs atomically."""
     from brainmets.inference.pipeline import load_segmenter, predict_scan
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     settings = settings_from_args(args)
+    claim = claim_gpu_for_inference(settings.device)  # held until the process exits
     set_threads(args.threads)
     segmenter = load_segmenter(args.model, settings)
     predict_scan(segmenter, args.image, args.brain_mask, args.out_dir)
+    del claim

@@ -18,19 +18,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Claim a GPU (unless train.device is cpu), then train the fold."""
-    import os
-
+    from brainmets.gpu import claim_for_job
     from brainmets.training.settings import load_settings
 
     settings = load_settings(args.config)
-    if settings.device == "cpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    else:
-        from brainmets.gpu import claim_gpu
-
-        claim = claim_gpu(settings.gpu_lock_dir)  # held until the process exits
-        if not args.quiet and claim.device is not None:
-            print(f"fold {args.fold}: GPU {claim.device} ({claim.source})")
+    claim = claim_for_job(settings.device, settings.gpu_lock_dir)  # held until the process exits
+    if claim.device is not None:
+        print(f"fold {args.fold}: GPU {claim.device} ({claim.source})", flush=True)
 
     from brainmets.training.loop import train_fold  # imports TensorFlow, after CUDA_VISIBLE_DEVICES is final
 
