@@ -1,7 +1,7 @@
 """RANO-BM response assessment from tracked lesion tables (Lin et al., Lancet Oncol 2015).
 
 The rules, and the project's decisions where the paper leaves a choice open, are those of
-docs `rano-bm.md`; every threshold is a field of `RanoSettings` (config section `rano`).
+`docs/rano-bm.md`; every threshold is a field of `RanoSettings` (config section `rano`).
 Decisions made here:
 - Measurability is recomputed from each lesion's diameters and slice count with the settings in use.
   A lesion split into fragments at one timepoint has LD = sum of the fragments' LDs, volume = sum,
