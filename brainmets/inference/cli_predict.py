@@ -88,8 +88,8 @@ def run(args: argparse.Namespace) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     settings = settings_from_args(args)
-    claim = claim_gpu_for_inference(settings.device)  # held until the process exits
+    claim = claim_gpu_for_inference(settings.device)  # the GPU lock is held until the prediction is written
     set_threads(args.threads)
     segmenter = load_segmenter(args.model, settings)
     predict_scan(segmenter, args.image, args.brain_mask, args.out_dir)
-    del claim
+    del claim  # releases the GPU lock
