@@ -16,6 +16,7 @@ from brainmets.inference.pipeline import (
     load_segmenter,
     predict_scan,
     settings_from_config,
+    windows_per_call,
 )
 from brainmets.io import save_nifti
 
@@ -151,6 +152,17 @@ def test_bad_model_directory_and_settings_end_in_one_line(scan, tmp_path, capsys
         settings_from_config({"inference": {"overlapp": 0.5}}, "cfg.yaml")
     with pytest.raises(BrainmetsError, match="overlap 1.5"):
         settings_from_config({"inference": {"overlap": 1.5}}, "cfg.yaml")
+    with pytest.raises(BrainmetsError, match="batch_size 'many' must be auto or an integer"):
+        settings_from_config({"inference": {"batch_size": "many"}}, "cfg.yaml")
+
+
+def test_automatic_batch_fills_one_paper_window():
+    assert settings_from_config({}).batch_size == "auto"
+    assert windows_per_call("auto", (128, 128, 128)) == 1  # the paper preset: one window per call
+    assert windows_per_call("auto", (64, 64, 64)) == 8
+    assert windows_per_call("auto", (48, 48, 48)) == 8  # capped
+    assert windows_per_call("auto", (160, 160, 160)) == 1
+    assert windows_per_call(3, (48, 48, 48)) == 3
 
 
 def test_a_cropped_network_input_gives_maps_on_the_brain_mask_grid(model_dir, scan, tmp_path):

@@ -24,7 +24,10 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
         help="test-time mirroring axes (default 0 1 2: 8 flips); give none to switch mirroring off",
     )
     parser.add_argument("--min-lesion-ml", type=float, help="drop predicted lesions smaller than this (mL; default 0)")
-    parser.add_argument("--batch-size", type=int, help="windows per network call (default 1)")
+    parser.add_argument(
+        "--batch-size", type=lambda v: v if v == "auto" else int(v),
+        help="windows per network call, or auto (default: as many as fill one 128^3 window, at most 8)",
+    )
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), help="where the network runs (default auto)")
     parser.add_argument("--weights", choices=("best", "latest"), help="which checkpoint of each fold (default best)")
     parser.add_argument("--threads", type=int, help="CPU threads for TensorFlow (default: all)")

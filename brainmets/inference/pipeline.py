@@ -46,6 +46,10 @@ ENSEMBLE_FIELDS = ("probability", *UNCERTAINTY_MAPS)
 
 #: a z-scored brain has mean 0 and standard deviation 1; wider tolerances allow for cropping and rounding
 ZSCORE_TOLERANCE = 0.1
+#: `batch_size: auto` puts this many voxels (one 128^3 paper-preset window) into each network call
+AUTO_BATCH_VOXELS = 128**3
+#: and never more than this many windows
+AUTO_BATCH_MAX = 8
 #: relative difference between scan spacing and model spacing that is still accepted
 SPACING_TOLERANCE = 0.01
 
@@ -57,7 +61,7 @@ class InferenceSettings:
     overlap: float = 0.5
     mirror_axes: tuple[int, ...] = (0, 1, 2)
     min_lesion_ml: float = 0.0
-    batch_size: int = 1
+    batch_size: int | str = "auto"
     device: str = "auto"
     jit_compile: str | bool = "auto"
     weights: str = "best"
@@ -80,12 +84,19 @@ def settings_from_config(config: Mapping[str, Any], source: str = "config") -> I
             overlap=float(settings.overlap),
             mirror_axes=tuple(int(a) for a in (settings.mirror_axes or ())),
             min_lesion_ml=float(settings.min_lesion_ml),
-            batch_size=int(settings.batch_size),
+            batch_size=settings.batch_size if isinstance(settings.batch_size, str) else int(settings.batch_size),
         )
     except (TypeError, ValueError) as error:
         raise BrainmetsError(f"{source}: invalid inference section ({error})") from None
     check_settings(settings, source)
     return settings
+
+
+def windows_per_call(batch_size: int | str, patch_size: Sequence[int]) -> int:
+    """Windows per network call: the setting, or for `auto` as many as fill AUTO_BATCH_VOXELS (1 to 8)."""
+    if batch_size != "auto":
+        return int(batch_size)
+    return int(max(1, min(AUTO_BATCH_MAX, AUTO_BATCH_VOXELS // int(np.prod(patch_size)))))
 
 
 def check_settings(settings: InferenceSettings, source: str = "inference settings") -> None:
@@ -95,8 +106,8 @@ def check_settings(settings: InferenceSettings, source: str = "inference setting
         problems.append(f"overlap {settings.overlap} must be in [0, 1)")
     if settings.min_lesion_ml < 0:
         problems.append(f"min_lesion_ml {settings.min_lesion_ml} must be >= 0")
-    if settings.batch_size < 1:
-        problems.append(f"batch_size {settings.batch_size} must be >= 1")
+    if settings.batch_size != "auto" and not (isinstance(settings.batch_size, int) and settings.batch_size >= 1):
+        problems.append(f"batch_size {settings.batch_size!r} must be auto or an integer >= 1")
     if settings.device not in ("auto", "cpu", "gpu"):
         problems.append(f"device {settings.device!r} must be auto, cpu or gpu")
     if settings.jit_compile not in ("auto", True, False):
@@ -135,7 +146,7 @@ class Segmenter:
             brain_mask=brain_mask,
             overlap=self.settings.overlap,
             mirror_axes=self.settings.mirror_axes,
-            batch_size=self.settings.batch_size,
+            batch_size=windows_per_call(self.settings.batch_size, self.patch_size),
         )
 
 
