@@ -163,7 +163,8 @@ def test_configuration_defaults_match_config_yaml_and_bad_values_name_the_key(tm
     with pytest.raises(BrainmetsError, match=r"bad.yaml: preprocess.skullstrip.method is 'bet2'; use one of hdbet, deepbet"):
         load_settings(bad)
     for section, key in (({"spacing_mm": [1, 1]}, "spacing_mm"), ({"registration": ["SyN"]}, "registration"),
-                         ({"n4": "yes"}, "n4"), ({"skullstrip": {"device": "tpu"}}, "skullstrip.device")):
+                         ({"n4": "yes"}, "n4"), ({"skullstrip": {"device": "tpu"}}, "skullstrip.device"),
+                         ({"registration_grid_mm": 0}, "registration_grid_mm")):
         with pytest.raises(BrainmetsError, match=f"preprocess.{key} is"):
             settings_from_config({"preprocess": section})
 

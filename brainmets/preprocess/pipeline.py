@@ -137,7 +137,9 @@ def preprocess_scan(
         if baseline is None:
             transform, patient_grid = identity_transform(), corrected
         else:
-            transform = register_to_baseline(corrected * mask_image, baseline[1], settings.registration)
+            transform = register_to_baseline(
+                corrected * mask_image, baseline[1], settings.registration, settings.registration_grid_mm
+            )
             patient_grid = baseline[1]
     with _timed(timings, "to_patient"):
         image_p, affine_p = from_ants(transform.apply_to_image(corrected, patient_grid, "linear"))

@@ -36,6 +36,7 @@ class PreprocessSettings:
     n4_iterations: tuple[int, ...] = (20, 20, 10)
     skullstrip: SkullStripSettings = field(default_factory=SkullStripSettings)
     registration: tuple[str, ...] = ("QuickRigid", "AffineFast")
+    registration_grid_mm: float | None = 2.0
     crop_margin_vox: int = 0
 
 
@@ -93,6 +94,9 @@ def settings_from_config(config: Mapping[str, Any] | None, source: str = "config
         raise BrainmetsError(
             f"{where}.registration is {stages!r}; use a list of stages from {', '.join(REGISTRATION_STAGES)}"
         )
+    grid = section.get("registration_grid_mm", defaults.registration_grid_mm)
+    if grid is not None and (not isinstance(grid, (int, float)) or isinstance(grid, bool) or not 0.2 <= grid <= 10):
+        raise BrainmetsError(f"{where}.registration_grid_mm is {grid!r}; use a number between 0.2 and 10 (mm) or null")
     shrink = section.get("n4_shrink_factor", defaults.n4_shrink_factor)
     margin = section.get("crop_margin_vox", defaults.crop_margin_vox)
     if not isinstance(shrink, int) or isinstance(shrink, bool) or not 1 <= shrink <= 8:
@@ -106,6 +110,7 @@ def settings_from_config(config: Mapping[str, Any] | None, source: str = "config
         n4_iterations=_positive_ints(section.get("n4_iterations", list(defaults.n4_iterations)), "n4_iterations", where),
         skullstrip=skullstrip,
         registration=tuple(stages),
+        registration_grid_mm=None if grid is None else float(grid),
         crop_margin_vox=margin,
     )
 
