@@ -132,6 +132,8 @@ def test_missing_image_and_image_given_twice_are_refused(tmp_path: Path, capsys:
     assert "absent.nii.gz: file not found" in capsys.readouterr().err
     assert main(["preprocess", "a.nii.gz", "--image", "b.nii.gz", "--out-dir", str(tmp_path / "o")]) == 2
     assert "either as IMAGE or as --image" in capsys.readouterr().err
+    assert main(["preprocess", "a.nii.gz", "--out-dir", str(tmp_path / "o"), "--threads", "0"]) == 2
+    assert "--threads is 0; use 1 or more" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 

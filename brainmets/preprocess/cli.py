@@ -23,6 +23,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML configuration with a `preprocess` section (default: built-in defaults)")
     parser.add_argument("--skullstrip", choices=("hdbet", "deepbet"), help="override preprocess.skullstrip.method")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="override preprocess.skullstrip.device")
+    parser.add_argument("--threads", type=int, help="CPU threads for ANTs/ITK and the skull-stripping network (default: all)")
+
+
+def set_threads(threads: int | None) -> None:
+    """Limit ITK's and torch's CPU threads (call before ANTs or torch start); None keeps all cores."""
+    import os
+
+    if threads is None:
+        return
+    if threads < 1:
+        from brainmets.errors import BrainmetsError
+
+        raise BrainmetsError(f"--threads is {threads}; use 1 or more")
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -40,6 +58,7 @@ def run(args: argparse.Namespace) -> None:
     baseline = args.baseline
     if baseline is not None and Path(baseline).is_file():
         baseline = str(Path(baseline).parent)
+    set_threads(args.threads)
     settings = load_settings(args.config)
     overrides = {k: v for k, v in (("method", args.skullstrip), ("device", args.device)) if v is not None}
     if overrides:
