@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
@@ -61,6 +62,21 @@ def test_demo_preset_is_small_and_selected_by_config():
     demo = build_unet(**settings.network)
     assert demo.count_params() < 500_000
     assert settings_from_config({"model": {"preset": "paper"}}).patch_size == (128, 128, 128)
+
+
+def test_output_prior_sets_the_initial_probability_without_changing_the_network():
+    plain = build_unet(filters=[4, 8, 16], deep_supervision_heads=1)
+    prior = build_unet(filters=[4, 8, 16], deep_supervision_heads=1, output_prior=0.01)
+    assert prior.count_params() == plain.count_params()
+    for level in (0, 1):
+        np.testing.assert_allclose(prior.get_layer(f"logits_{level}").bias.numpy(), [np.log(0.01 / 0.99)], rtol=1e-6)
+        assert not plain.get_layer(f"logits_{level}").bias.numpy().any()
+    x = np.random.default_rng(0).normal(size=(1, 16, 16, 16, 1)).astype(np.float32)
+    # an untrained network's mean foreground probability sits near the prior, not near 0.5
+    mean_p = float(keras.ops.mean(keras.ops.sigmoid(prior(x)[0])))
+    assert 0.002 < mean_p < 0.05
+    with pytest.raises(ValueError, match="output_prior"):
+        build_unet(filters=[4, 8], deep_supervision_heads=0, output_prior=1.0)
 
 
 def test_unknown_preset_and_bad_patch_are_refused():
