@@ -108,3 +108,21 @@ def test_killed_run_resumes_without_redoing_finished_jobs(tmp_path: Path) -> Non
     assert unrelated.returncode == 0 and "Nothing to be done" in unrelated.stdout + unrelated.stderr
     retrain = snakemake(project, MODEL, "-n", *PROFILE, "--config", "train={'epochs': 4}")
     assert re.search(r"^train\s+2$", retrain.stdout + retrain.stderr, re.MULTILINE), retrain.stdout[-2000:]
+
+
+def test_the_scheduler_keeps_to_the_cores_it_was_given(tmp_path: Path) -> None:
+    """Two 2-thread jobs whose input is made during the run never overlap under `--cores 2`.
+
+    Snakemake 9.10-9.15 dropped the thread count of such jobs and ran them at once (snakemake issue
+    3913); this pins the behaviour that `--cores` and the workflow's per-job threads rely on.
+    """
+    (tmp_path / "Snakefile").write_text(
+        'rule all:\n    input: "a", "b"\n'
+        'rule common:\n    output: "common"\n    threads: 2\n    shell: "touch {output}"\n'
+        'rule job:\n    input: "common"\n    output: "{name}"\n    wildcard_constraints: name="a|b"\n'
+        '    threads: 2\n    shell: "sleep 2 && touch {output}"\n'
+    )
+    done = subprocess.run([SNAKEMAKE[0], "--cores", "2", "-q"], cwd=tmp_path, env=env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    times = {name: interval for name, interval in job_times(tmp_path).items() if name in ("a", "b")}
+    assert len(times) == 2 and not overlapping_pairs(times)
