@@ -20,6 +20,11 @@ rows with a `mask` that are not training rows): lesion sensitivity for lesions o
 the total entropy separates misclassified from correct brain voxels, all in patient space:
 
     python benchmarks/infer.py --demo-figures --model results/model --samples resources/demo/samples.tsv
+
+After `make demo` the same figures come from the workflow's own outputs, without predicting again,
+on each scan's native grid (the truth as acquired; the brain is the preprocessing's mask mapped back):
+
+    python benchmarks/infer.py --demo-figures --results results --samples resources/demo/samples.tsv
 """
 
 from __future__ import annotations
@@ -167,20 +172,64 @@ def part_scan_nnunet(data: Path, patch: int) -> dict:
             "shape": list(image.shape[1:])}
 
 
-def demo_figures(model: Path, samples: Path, config: Path | None, limit: int | None) -> None:
-    """Preprocess (with the truth carried along), predict and score the demo test scans; print the figures."""
+def score_scan(scan: str, truth: np.ndarray, label: np.ndarray, entropy: np.ndarray, brain: np.ndarray,
+               spacing_mm: tuple[float, float, float]) -> dict:
+    """Large-lesion detections, false positives and entropy AUROC of one scan's maps (all on one grid)."""
+    from brainmets.evaluation.metrics import match_lesions
+    from brainmets.inference.uncertainty import misclassification_auroc
+
+    min_ml = np.pi / 6 * 10.0**3 / 1000.0  # a 10 mm sphere
+    match = match_lesions(truth > 0, label > 0, spacing_mm)
+    large = match.lesions[match.lesions["volume_ml"] >= min_ml]
+    return {"scan": scan, "large_lesions": len(large), "large_detected": int(large["detected"].sum()),
+            "false_positives": match.false_positives,
+            "entropy_auroc": misclassification_auroc(entropy, label > 0, truth > 0, brain > 0)}
+
+
+def print_figures(rows: list[dict]) -> None:
+    """The acceptance figures over the scored scans."""
     import pandas as pd
 
-    from brainmets.evaluation.metrics import match_lesions
-    from brainmets.inference.pipeline import InferenceSettings, load_segmenter, predict_scan, settings_from_config
-    from brainmets.inference.uncertainty import misclassification_auroc
+    table = pd.DataFrame(rows)
+    sensitivity = table["large_detected"].sum() / max(table["large_lesions"].sum(), 1)
+    print(f"{len(table)} demo test scans: sensitivity for lesions >= 10 mm {sensitivity:.3f} "
+          f"({table['large_detected'].sum()} of {table['large_lesions'].sum()}, target >= 0.9), "
+          f"false positives per scan {table['false_positives'].mean():.2f} (max {table['false_positives'].max()}, "
+          f"target <= 1), total-entropy AUROC mean {table['entropy_auroc'].mean():.3f} "
+          f"(min {table['entropy_auroc'].min():.3f}, target >= 0.8)")
+
+
+def results_figures(results: Path, samples: Path, limit: int | None) -> None:
+    """The acceptance figures from a finished workflow's native-grid maps of the demo test scans."""
     from brainmets.io import load_nifti, voxel_spacing_mm
+    from brainmets.preprocess import to_native
+    from brainmets.preprocess.pipeline import BRAIN_MASK
+    from brainmets.samplesheet import load_samples
+
+    sheet = load_samples(samples).reset_index()
+    rows = []
+    for row in sheet[~sheet["training"] & sheet["mask"].notna()].head(limit).to_dict("records"):
+        scan_dir = results / str(row["patient_id"]) / str(row["timepoint"])
+        load = lambda path: np.asarray(load_nifti(path, allow_constant=True).dataobj)  # noqa: E731
+        truth_image = load_nifti(row["mask"], allow_constant=True)
+        mask = load_nifti(scan_dir / BRAIN_MASK, allow_constant=True)
+        brain, _ = to_native(np.asarray(mask.dataobj), mask.affine, scan_dir, kind="label")
+        rows.append(score_scan(f"{row['patient_id']}/{row['timepoint']}", np.asarray(truth_image.dataobj),
+                               load(scan_dir / "native" / "segmentation.nii.gz"),
+                               load(scan_dir / "native" / "uncertainty_total_entropy.nii.gz"), brain,
+                               tuple(voxel_spacing_mm(truth_image.affine))))
+        print(rows[-1], flush=True)
+    print_figures(rows)
+
+
+def demo_figures(model: Path, samples: Path, config: Path | None, limit: int | None) -> None:
+    """Preprocess (with the truth carried along), predict and score the demo test scans; print the figures."""
+    from brainmets.inference.pipeline import InferenceSettings, load_segmenter, predict_scan, settings_from_config
+    from brainmets.io import load_nifti, read_yaml, voxel_spacing_mm
     from brainmets.preprocess.pipeline import BRAIN_MASK, TRUTH, ZSCORE, preprocess_scan
     from brainmets.preprocess.settings import load_settings
     from brainmets.samplesheet import load_samples
-    from brainmets.io import read_yaml
 
-    min_ml = np.pi / 6 * 10.0**3 / 1000.0  # a 10 mm sphere
     sheet = load_samples(samples).reset_index()
     tests = sheet[~sheet["training"] & sheet["mask"].notna()].head(limit)
     settings = settings_from_config(read_yaml(config), str(config)) if config else InferenceSettings()
@@ -192,20 +241,11 @@ def demo_figures(model: Path, samples: Path, config: Path | None, limit: int | N
             preprocess_scan(row["image"], scan_dir, settings=load_settings(config), mask=row["mask"])
             predict_scan(segmenter, scan_dir / ZSCORE, scan_dir / BRAIN_MASK, scan_dir)
             load = lambda name: np.asarray(load_nifti(scan_dir / name, allow_constant=True).dataobj)  # noqa: E731
-            truth, label = load(TRUTH) > 0, load("segmentation.nii.gz") > 0
             spacing = tuple(voxel_spacing_mm(load_nifti(scan_dir / BRAIN_MASK, allow_constant=True).affine))
-            match = match_lesions(truth, label, spacing)
-            large = match.lesions[match.lesions["volume_ml"] >= min_ml]
-            auroc = misclassification_auroc(load("uncertainty_total_entropy.nii.gz"), label, truth, load(BRAIN_MASK) > 0)
-            rows.append({"scan": f"{row['patient_id']}/{row['timepoint']}", "large_lesions": len(large),
-                         "large_detected": int(large["detected"].sum()), "false_positives": match.false_positives,
-                         "entropy_auroc": auroc})
+            rows.append(score_scan(f"{row['patient_id']}/{row['timepoint']}", load(TRUTH), load("segmentation.nii.gz"),
+                                   load("uncertainty_total_entropy.nii.gz"), load(BRAIN_MASK), spacing))
             print(rows[-1], flush=True)
-    table = pd.DataFrame(rows)
-    sensitivity = table["large_detected"].sum() / max(table["large_lesions"].sum(), 1)
-    print(f"{len(table)} demo test scans: sensitivity for lesions >= 10 mm {sensitivity:.3f} (target >= 0.9), "
-          f"false positives per scan {table['false_positives'].mean():.2f} (target <= 1), "
-          f"total-entropy AUROC mean {table['entropy_auroc'].mean():.3f} (target >= 0.8)")
+    print_figures(rows)
 
 
 def run_part(python: str, part: str, args: argparse.Namespace, data: Path) -> dict:
@@ -227,6 +267,7 @@ def main() -> None:
     parser.add_argument("--install-nnunet", action="store_true", help="create benchmarks/.venv-nnunet and exit")
     parser.add_argument("--demo-figures", action="store_true", help="measure the acceptance figures of --model")
     parser.add_argument("--model", type=Path, help="trained model directory (for --demo-figures)")
+    parser.add_argument("--results", type=Path, help="a finished workflow's results/ (for --demo-figures, instead of --model)")
     parser.add_argument("--samples", type=Path, default=Path("resources/demo/samples.tsv"), help="demo sample sheet")
     parser.add_argument("--config", type=Path, help="configuration (preprocess and inference sections)")
     parser.add_argument("--limit", type=int, help="score only the first N test scans")
@@ -238,9 +279,12 @@ def main() -> None:
         install_nnunet()
         return
     if args.demo_figures:
-        if args.model is None:
-            raise SystemExit("--demo-figures needs --model DIR")
-        demo_figures(args.model, args.samples, args.config, args.limit)
+        if args.results is not None:
+            results_figures(args.results, args.samples, args.limit)
+        elif args.model is not None:
+            demo_figures(args.model, args.samples, args.config, args.limit)
+        else:
+            raise SystemExit("--demo-figures needs --model DIR or --results DIR")
         return
     if args.part:
         part = {"forward": lambda: part_forward(args.patch, args.reps),

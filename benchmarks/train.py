@@ -5,7 +5,7 @@ Usage (from the repository root; run with `nice` on a shared machine):
     python benchmarks/train.py --demo-dir resources/demo --folds 0 1 2 3 4 --paper-size 64
 
 The demo cohort's training subjects are brought to the training input form with a quick stand-in for
-the preprocessing stage (RAS, 1 mm linear resampling, z-score inside the cohort's own brain mask,
+the preprocessing stage (RAS, linear resampling to `--spacing` (default 1 mm), z-score inside the cohort's own brain mask,
 background 0, crop to the brain; no N4, no skull-stripping network), prepared with
 `prepare_case`, and trained with the configured preset and fold count. Without --demo-dir, synthetic
 96^3 cases of brainmets.training.synthetic are used. Prints: iterations/s and peak memory of the demo
@@ -35,9 +35,9 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def quick_preprocess(folder: Path, out: Path) -> tuple[Path, Path]:
-    """t1ce/lesions/brain_mask of one demo scan -> 1 mm RAS z-scored brain image and label (NIfTI)."""
-    image = resample_to_output(nib.as_closest_canonical(nib.load(folder / "t1ce.nii.gz")), (1.0, 1.0, 1.0), order=1)
+def quick_preprocess(folder: Path, out: Path, spacing_mm: float = 1.0) -> tuple[Path, Path]:
+    """t1ce/lesions/brain_mask of one demo scan -> RAS z-scored brain image and label on a spacing_mm grid (NIfTI)."""
+    image = resample_to_output(nib.as_closest_canonical(nib.load(folder / "t1ce.nii.gz")), (spacing_mm,) * 3, order=1)
     brain = np.asarray(resample_from_to(nib.load(folder / "brain_mask.nii.gz"), image, order=0).dataobj) > 0
     label = np.asarray(resample_from_to(nib.load(folder / "lesions.nii.gz"), image, order=0).dataobj) > 0
     data = np.asarray(image.dataobj, dtype=np.float32)
@@ -51,7 +51,7 @@ def quick_preprocess(folder: Path, out: Path) -> tuple[Path, Path]:
     return out / f"{name}_image.nii.gz", out / f"{name}_label.nii.gz"
 
 
-def prepare(demo_dir: Path | None, work: Path, settings) -> Path:
+def prepare(demo_dir: Path | None, work: Path, settings, spacing_mm: float = 1.0) -> Path:
     """Prepared cases under work/cases, from the demo cohort's training subjects or synthetic volumes."""
     cases_dir = work / "cases"
     if demo_dir is None:
@@ -60,7 +60,7 @@ def prepare(demo_dir: Path | None, work: Path, settings) -> Path:
     for folder in sorted(demo_dir.glob("train*/*/")):
         target = cases_dir / folder.parent.name
         if not (target / "case.json").is_file():
-            image, label = quick_preprocess(folder, work / "nifti")
+            image, label = quick_preprocess(folder, work / "nifti", spacing_mm)
             prepare_case(image, label, target, patient=folder.parent.name, params=settings.weight_map)
     return cases_dir
 
@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("benchmarks/out/train_bench"))
     parser.add_argument("--config", default="config/config.yaml")
     parser.add_argument("--folds", type=int, nargs="*", default=[0], help="folds to train (default: 0)")
+    parser.add_argument("--spacing", type=float, default=1.0, help="grid of the demo cases (mm, isotropic; default 1)")
     parser.add_argument("--paper-size", type=int, default=64, help="edge of the paper-preset step's input (0: skip)")
     args = parser.parse_args()
 
@@ -118,7 +119,7 @@ def main() -> None:
 
     settings = load_settings(args.config).replace(device="cpu")
     started = time.perf_counter()
-    cases_dir = prepare(args.demo_dir, args.work, settings)
+    cases_dir = prepare(args.demo_dir, args.work, settings, args.spacing)
     cases = list_cases(cases_dir)
     print(f"{len(cases)} cases prepared in {time.perf_counter() - started:.0f} s; shapes "
           f"{sorted({c.shape for c in cases})[:3]}...")

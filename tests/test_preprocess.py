@@ -155,10 +155,12 @@ def test_mask_on_another_grid_or_with_fractions_is_refused(tmp_path: Path) -> No
 
 
 def test_configuration_defaults_match_config_yaml_and_bad_values_name_the_key(tmp_path: Path) -> None:
-    # the shipped config differs from the package defaults only in the demo's faster skull stripper
+    # the shipped config differs from the package defaults only in the demo's faster skull stripper and coarser grid
     shipped = load_settings(REPO / "config" / "config.yaml")
     assert shipped.skullstrip.method == "deepbet" and PreprocessSettings().skullstrip.method == "hdbet"
-    assert dataclasses.replace(shipped, skullstrip=dataclasses.replace(shipped.skullstrip, method="hdbet")) == PreprocessSettings()
+    assert shipped.spacing_mm == (1.5, 1.5, 1.5) and PreprocessSettings().spacing_mm == (1.0, 1.0, 1.0)
+    demo = dataclasses.replace(shipped, skullstrip=dataclasses.replace(shipped.skullstrip, method="hdbet"), spacing_mm=(1.0,) * 3)
+    assert demo == PreprocessSettings()
     assert load_settings(None) == PreprocessSettings()
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"preprocess": {"skullstrip": {"method": "bet2"}}}))
