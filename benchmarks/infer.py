@@ -173,8 +173,11 @@ def part_scan_nnunet(data: Path, patch: int) -> dict:
 
 
 def score_scan(scan: str, truth: np.ndarray, label: np.ndarray, entropy: np.ndarray, brain: np.ndarray,
-               spacing_mm: tuple[float, float, float]) -> dict:
-    """Large-lesion detections, false positives and entropy AUROC of one scan's maps (all on one grid)."""
+               spacing_mm: tuple[float, float, float]) -> tuple[dict, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """One scan's large-lesion detections, false positives and entropy AUROC (maps on one grid).
+
+    Also returns the brain voxels' (entropy, label, truth), which print_figures pools over scans.
+    """
     from brainmets.evaluation.metrics import match_lesions
     from brainmets.inference.uncertainty import misclassification_auroc
 
@@ -182,30 +185,29 @@ def score_scan(scan: str, truth: np.ndarray, label: np.ndarray, entropy: np.ndar
     match = match_lesions(truth > 0, label > 0, spacing_mm)
     large = match.lesions[match.lesions["volume_ml"] >= min_ml]
     inside = brain > 0
-    return {"scan": scan, "large_lesions": len(large), "large_detected": int(large["detected"].sum()),
-            "false_positives": match.false_positives,
-            "entropy_auroc": misclassification_auroc(entropy, label > 0, truth > 0, inside),
-            # brain voxels' entropy and correctness, pooled over scans by print_figures
-            "_entropy": entropy[inside], "_wrong": (label > 0)[inside] != (truth > 0)[inside]}
+    row = {"scan": scan, "large_lesions": len(large), "large_detected": int(large["detected"].sum()),
+           "false_positives": match.false_positives,
+           "entropy_auroc": misclassification_auroc(entropy, label > 0, truth > 0, inside)}
+    print(row, flush=True)
+    return row, (entropy[inside], label[inside] > 0, truth[inside] > 0)
 
 
-def print_figures(rows: list[dict]) -> None:
-    """The acceptance figures over the scored scans."""
+def print_figures(rows: list[dict], voxels: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+    """The acceptance figures over the scored scans; the AUROC pools every scan's brain voxels."""
     import pandas as pd
 
     from brainmets.inference.uncertainty import misclassification_auroc
 
-    wrong = np.concatenate([row.pop("_wrong") for row in rows])
-    entropy = np.concatenate([row.pop("_entropy") for row in rows])
-    pooled = misclassification_auroc(entropy, wrong, np.zeros_like(wrong), np.ones_like(wrong))
+    entropy, label, truth = (np.concatenate(parts) for parts in zip(*voxels, strict=True))
+    pooled = misclassification_auroc(entropy, label, truth, np.ones_like(label))
     table = pd.DataFrame(rows)
     sensitivity = table["large_detected"].sum() / max(table["large_lesions"].sum(), 1)
     print(f"{len(table)} demo test scans: sensitivity for lesions >= 10 mm {sensitivity:.3f} "
           f"({table['large_detected'].sum()} of {table['large_lesions'].sum()}, target >= 0.9), "
           f"false positives per scan {table['false_positives'].mean():.2f} (max {table['false_positives'].max()}, "
-          f"target <= 1), total-entropy AUROC over all scans' brain voxels {pooled:.3f} ({int(wrong.sum())} "
-          f"misclassified; target >= 0.8), per scan mean {table['entropy_auroc'].mean():.3f} "
-          f"(min {table['entropy_auroc'].min():.3f})")
+          f"target <= 1), total-entropy AUROC over all scans' brain voxels {pooled:.3f} "
+          f"({int((label != truth).sum())} misclassified; target >= 0.8), per scan mean "
+          f"{table['entropy_auroc'].mean():.3f} (min {table['entropy_auroc'].min():.3f})")
 
 
 def results_figures(results: Path, samples: Path, limit: int | None) -> None:
@@ -216,19 +218,20 @@ def results_figures(results: Path, samples: Path, limit: int | None) -> None:
     from brainmets.samplesheet import load_samples
 
     sheet = load_samples(samples).reset_index()
-    rows = []
+    rows, voxels = [], []
     for row in sheet[~sheet["training"] & sheet["mask"].notna()].head(limit).to_dict("records"):
         scan_dir = results / str(row["patient_id"]) / str(row["timepoint"])
         load = lambda path: np.asarray(load_nifti(path, allow_constant=True).dataobj)  # noqa: E731
         truth_image = load_nifti(row["mask"], allow_constant=True)
         mask = load_nifti(scan_dir / BRAIN_MASK, allow_constant=True)
         brain, _ = to_native(np.asarray(mask.dataobj), mask.affine, scan_dir, kind="label")
-        rows.append(score_scan(f"{row['patient_id']}/{row['timepoint']}", np.asarray(truth_image.dataobj),
-                               load(scan_dir / "native" / "segmentation.nii.gz"),
-                               load(scan_dir / "native" / "uncertainty_total_entropy.nii.gz"), brain,
-                               tuple(voxel_spacing_mm(truth_image.affine))))
-        print({k: v for k, v in rows[-1].items() if not k.startswith("_")}, flush=True)
-    print_figures(rows)
+        scored, inside = score_scan(f"{row['patient_id']}/{row['timepoint']}", np.asarray(truth_image.dataobj),
+                                    load(scan_dir / "native" / "segmentation.nii.gz"),
+                                    load(scan_dir / "native" / "uncertainty_total_entropy.nii.gz"), brain,
+                                    tuple(voxel_spacing_mm(truth_image.affine)))
+        rows.append(scored)
+        voxels.append(inside)
+    print_figures(rows, voxels)
 
 
 def demo_figures(model: Path, samples: Path, config: Path | None, limit: int | None) -> None:
@@ -243,7 +246,7 @@ def demo_figures(model: Path, samples: Path, config: Path | None, limit: int | N
     tests = sheet[~sheet["training"] & sheet["mask"].notna()].head(limit)
     settings = settings_from_config(read_yaml(config), str(config)) if config else InferenceSettings()
     segmenter = load_segmenter(model, settings)
-    rows = []
+    rows, voxels = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for k, row in enumerate(tests.to_dict("records")):
             scan_dir = Path(tmp) / str(k)
@@ -251,10 +254,12 @@ def demo_figures(model: Path, samples: Path, config: Path | None, limit: int | N
             predict_scan(segmenter, scan_dir / ZSCORE, scan_dir / BRAIN_MASK, scan_dir)
             load = lambda name: np.asarray(load_nifti(scan_dir / name, allow_constant=True).dataobj)  # noqa: E731
             spacing = tuple(voxel_spacing_mm(load_nifti(scan_dir / BRAIN_MASK, allow_constant=True).affine))
-            rows.append(score_scan(f"{row['patient_id']}/{row['timepoint']}", load(TRUTH), load("segmentation.nii.gz"),
-                                   load("uncertainty_total_entropy.nii.gz"), load(BRAIN_MASK), spacing))
-            print({k: v for k, v in rows[-1].items() if not k.startswith("_")}, flush=True)
-    print_figures(rows)
+            scored, inside = score_scan(f"{row['patient_id']}/{row['timepoint']}", load(TRUTH),
+                                        load("segmentation.nii.gz"), load("uncertainty_total_entropy.nii.gz"),
+                                        load(BRAIN_MASK), spacing)
+            rows.append(scored)
+            voxels.append(inside)
+    print_figures(rows, voxels)
 
 
 def run_part(python: str, part: str, args: argparse.Namespace, data: Path) -> dict:

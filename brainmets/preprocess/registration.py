@@ -29,10 +29,11 @@ def register_to_baseline(
     """Affine transform that pulls `moving` onto `fixed` (maps fixed-space points to moving-space mm).
 
     Stages are ANTsPy linear presets run in order, each starting from the previous result;
-    ANTs collapses them into one affine. Both images should be brain-extracted. With `grid_mm` (mm),
-    both images are first resampled (linear) to that isotropic grid and the presets' shrink factors are
-    divided by the coarsening, so the pyramid keeps its levels in mm: the presets iterate only at their
-    two coarsest levels, so the fine grid adds time but no accuracy. None registers the images as given.
+    ANTs collapses them into one affine. Both images should be brain-extracted. When `grid_mm` (mm) is
+    coarser than the fixed image's finest spacing, both images are first resampled (linear) to that
+    isotropic grid and the presets' shrink factors are divided by the coarsening, so the pyramid keeps its
+    levels in mm: the presets iterate only at their two coarsest levels, so the fine grid adds time but no
+    accuracy. None, or a grid no coarser than the images, registers the images as given.
     """
     import ants
 
