@@ -13,6 +13,7 @@ separate environment (created by --install-nnunet) so that its torch never meets
     python benchmarks/infer.py --install-nnunet     # once: benchmarks/.venv-nnunet
     python benchmarks/infer.py                      # all figures (~10 min on 2 cores)
     python benchmarks/infer.py --patch 64           # quick check on 64^3 windows
+    python benchmarks/infer.py --demo-batch         # demo network: 1 window per call vs batch_size auto
 
 With a trained model it also measures the acceptance figures on the demo test scans (the sheet's
 rows with a `mask` that are not training rows): lesion sensitivity for lesions of 10 mm or more
@@ -117,6 +118,29 @@ def part_forward(patch: int, reps: int) -> dict:
             cpus.append(time.process_time() - cpu)
         results[name] = {"wall_s": min(walls), "cpu_s": min(cpus)}
     return results
+
+
+def demo_batch_speed(reps: int = 3) -> None:
+    """Seconds per 48^3 window of the demo network, one window per call against `batch_size: auto`."""
+    import keras
+
+    from brainmets.inference.pipeline import windows_per_call
+    from brainmets.inference.runtime import compile_predictor
+    from brainmets.training.model import build_unet, full_resolution_model
+    from brainmets.training.settings import load_preset
+
+    preset = load_preset("demo")
+    patch = tuple(preset["patch_size"])
+    keras.utils.set_random_seed(0)
+    predictor = compile_predictor(full_resolution_model(build_unet(**preset["network"])), patch)
+    for name, batch in (("1 window per call", 1), ("batch_size auto", windows_per_call("auto", patch))):
+        x = np.random.default_rng(0).normal(size=(batch, *patch, 1)).astype(np.float32)
+        predictor(x)  # warm-up
+        started = time.perf_counter()
+        for _ in range(reps):
+            predictor(x)
+        per_window = (time.perf_counter() - started) / (reps * batch)
+        print(f"demo network, {name} ({batch}): {per_window * 1000:.1f} ms per {patch[0]}^3 window")
 
 
 def part_scan_brainmets(data: Path, patch: int) -> dict:
@@ -279,6 +303,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=2, help="timed forward passes per variant (the fastest is kept)")
     parser.add_argument("--skip-nnunet", action="store_true", help="leave out nnU-Net's predictor")
     parser.add_argument("--install-nnunet", action="store_true", help="create benchmarks/.venv-nnunet and exit")
+    parser.add_argument("--demo-batch", action="store_true", help="time the demo network at 1 window per call and at auto")
     parser.add_argument("--demo-figures", action="store_true", help="measure the acceptance figures of --model")
     parser.add_argument("--model", type=Path, help="trained model directory (for --demo-figures)")
     parser.add_argument("--results", type=Path, help="a finished workflow's results/ (for --demo-figures, instead of --model)")
@@ -291,6 +316,9 @@ def main() -> None:
 
     if args.install_nnunet:
         install_nnunet()
+        return
+    if args.demo_batch:
+        demo_batch_speed(args.reps)
         return
     if args.demo_figures:
         if args.results is not None:
