@@ -165,6 +165,12 @@ def test_automatic_batch_fills_one_paper_window():
     assert windows_per_call(3, (48, 48, 48)) == 3
 
 
+def test_a_bad_batch_size_on_the_command_line_is_one_clear_line(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--image", "a", "--brain-mask", "b", "--model", "m", "--out-dir", "o", "--batch-size", "many"])
+    assert "'many' is neither auto nor a whole number of windows" in capsys.readouterr().err
+
+
 def test_a_cropped_network_input_gives_maps_on_the_brain_mask_grid(model_dir, scan, tmp_path):
     """The preprocessing stage's network input is cropped to the brain; outputs go on the full patient grid."""
     image_path, mask_path, affine = scan

@@ -14,6 +14,16 @@ if TYPE_CHECKING:
 HELP = "Predict lesions with uncertainty on a preprocessed (patient-space, z-scored) scan with a trained model."
 
 
+def batch_size_argument(value: str) -> int | str:
+    """The --batch-size value: `auto` or a whole number of windows."""
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither auto nor a whole number of windows") from None
+
+
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the options shared by `predict` and `segment`: model, configuration and per-run overrides."""
     parser.add_argument("--model", type=Path, required=True, help="model directory (model.json + fold_<k>/)")
@@ -25,7 +35,7 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--min-lesion-ml", type=float, help="drop predicted lesions smaller than this (mL; default 0)")
     parser.add_argument(
-        "--batch-size", type=lambda v: v if v == "auto" else int(v),
+        "--batch-size", type=batch_size_argument,
         help="windows per network call, or auto (default: as many as fill one 128^3 window, at most 8)",
     )
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), help="where the network runs (default auto)")
