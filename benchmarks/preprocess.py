@@ -2,6 +2,7 @@
 
     python benchmarks/preprocess.py timing [--images BASELINE FOLLOW_UP] [--methods deepbet hdbet] [--spacing 1]
     python benchmarks/preprocess.py accuracy [--cohort DIR] [--methods deepbet hdbet] [--spacing 1]
+    python benchmarks/preprocess.py round-trip [--seeds 5] [--spacing 1]
 
 `timing` preprocesses a baseline and a follow-up (default: a freshly generated 1 mm demo patient)
 with each skull stripper and prints wall seconds, CPU seconds (all threads) and peak resident
@@ -11,6 +12,10 @@ and prints, per scan, the registration error against the generator's known poses
 brain, mm), skull-strip Dice against the truth brain mask (native grid), and the round-trip Dice
 (patient -> native -> patient) of every truth lesion of 5 mm or more. Runs on the CPU; the machine's
 load average is printed with the figures.
+`round-trip` draws spheres of 5-20 mm in a patient space, takes them to the grid of each demo
+protocol (random pose, storage orientation and oblique tilt, as the demo's scans) and back, and
+prints the smallest and mean Dice per protocol and diameter for both label interpolations
+(nearest neighbour and signed distance), with the seconds each round trip took.
 """
 
 from __future__ import annotations
@@ -31,11 +36,17 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from brainmets.demo.acquisition import PROTOCOLS, plan_scan
 from brainmets.demo.cohort import generate_cohort
+from brainmets.evaluation.metrics import dice_coefficient
 from brainmets.io import read_tsv
 from brainmets.preprocess import PreprocessSettings, preprocess_scan, to_native, to_patient
 from brainmets.preprocess.pipeline import BRAIN_MASK, SCAN_TO_PATIENT
-from brainmets.preprocess.registration import affine_matrix_ras, mean_displacement_mm, read_transform
+from brainmets.preprocess.registration import affine_matrix_ras, affine_transform_ras, mean_displacement_mm, read_transform
+from brainmets.preprocess.space import LABEL_INTERPOLATIONS, grid_image, resample_labels
+
+#: sphere diameters (mm) of `round-trip`
+ROUND_TRIP_DIAMETERS_MM = (5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0)
 
 
 def _usage(pid: int) -> tuple[float, float]:
@@ -191,17 +202,68 @@ def accuracy(cohort: Path, methods: list[str], spacing: float, work: Path) -> No
     print(table.groupby("method")[["registration_error_mm", "skullstrip_dice", "round_trip_dice_min", "seconds"]].agg(["mean", "min", "max"]).round(3).to_string())
 
 
+def spheres(rng: np.random.Generator, shape: tuple[int, int, int], spacing_mm: float, per_size: int) -> tuple[np.ndarray, dict[int, float]]:
+    """A label map of non-touching balls, `per_size` of each diameter (mm) at random sub-voxel centres; returns (labels, diameter per label)."""
+    points = np.indices(shape).transpose(1, 2, 3, 0) * spacing_mm
+    labels = np.zeros(shape, np.uint8)
+    diameters: dict[int, float] = {}
+    for diameter in ROUND_TRIP_DIAMETERS_MM:
+        placed = 0
+        while placed < per_size:
+            centre = rng.uniform(diameter, np.asarray(shape) * spacing_mm - diameter)
+            ball = np.linalg.norm(points - centre, axis=-1) <= diameter / 2
+            if ndimage.binary_dilation(labels > 0, iterations=2)[ball].any():
+                continue
+            placed += 1
+            labels[ball] = len(diameters) + 1
+            diameters[len(diameters) + 1] = diameter
+    return labels, diameters
+
+
+def round_trip(seeds: int, spacing: float) -> None:
+    """Print round-trip Dice (patient -> native -> patient) of spheres on every demo protocol, per label interpolation."""
+    shape = (int(round(120 / spacing)),) * 3
+    patient_affine = np.diag([spacing, spacing, spacing, 1.0])
+    corners = np.array([[x, y, z] for x in (0, 120) for y in (0, 120) for z in (0, 120)], float)
+    patient_grid = grid_image(patient_affine, shape)
+    rows = []
+    for protocol in PROTOCOLS:
+        for seed in range(seeds):
+            rng = np.random.default_rng(seed)
+            scan = plan_scan(rng, corners, protocol=protocol)
+            labels, diameters = spheres(rng, shape, spacing, per_size=2)
+            native_grid = grid_image(scan.affine, scan.shape)
+            for how in LABEL_INTERPOLATIONS:
+                start = time.perf_counter()
+                native, native_affine = resample_labels(labels, patient_affine, affine_transform_ras(np.linalg.inv(scan.pose)), native_grid, interpolation=how)
+                back, _ = resample_labels(native, native_affine, affine_transform_ras(scan.pose), patient_grid, interpolation=how)
+                seconds = time.perf_counter() - start
+                rows += [
+                    {"protocol": protocol.name, "interpolation": how, "diameter_mm": d, "dice": dice_coefficient(labels == k, back == k), "seconds": seconds}
+                    for k, d in diameters.items()
+                ]
+    table = pd.DataFrame(rows)
+    print(f"{seeds} poses per protocol, 2 spheres per diameter each, patient space {spacing} mm, load average {os.getloadavg()[0]:.1f}")
+    summary = table.pivot_table(index=["protocol", "diameter_mm"], columns="interpolation", values="dice", aggfunc=["min", "mean"])
+    print(summary.round(3).to_string())
+    print("seconds per round trip:", table.groupby("interpolation")["seconds"].mean().round(2).to_dict())
+
+
 def main() -> None:
     """Parse the command line and print the requested figures."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("timing", "accuracy"))
+    parser.add_argument("what", choices=("timing", "accuracy", "round-trip"))
     parser.add_argument("--images", type=Path, nargs="+", help="baseline [and follow-up] for `timing` (default: a generated 1 mm demo patient)")
     parser.add_argument("--cohort", type=Path, help="demo cohort for `accuracy` (default: a generated 2-patient one)")
     parser.add_argument("--methods", nargs="+", default=["deepbet", "hdbet"], choices=("deepbet", "hdbet"))
     parser.add_argument("--spacing", type=float, default=1.0, help="patient-space spacing (mm)")
     parser.add_argument("--scale", type=float, default=1.0, help="voxel-size factor of a generated cohort")
     parser.add_argument("--patients", type=int, default=2, help="longitudinal patients of a generated cohort")
+    parser.add_argument("--seeds", type=int, default=5, help="poses per protocol for `round-trip`")
     args = parser.parse_args()
+    if args.what == "round-trip":
+        round_trip(args.seeds, args.spacing)
+        return
     with tempfile.TemporaryDirectory(prefix="brainmets-bench-") as tmp:
         work = Path(tmp)
         if args.what == "timing":

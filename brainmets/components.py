@@ -1,6 +1,8 @@
-"""Connected components of masks: one 26-connectivity for lesions and brain masks in every stage."""
+"""Masks: connected components (one 26-connectivity for lesions and brain masks in every stage) and distances."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -20,6 +22,15 @@ def label_lesions(mask: np.ndarray) -> tuple[np.ndarray, int]:
         lesion.any(axis=(1, 2)), lesion.any(axis=(0, 2)), lesion.any(axis=(0, 1))))
     n = ndimage.label(lesion[box], structure=CONNECTIVITY_26, output=labels[box])
     return labels, int(n)
+
+
+def signed_distance_mm(mask: np.ndarray, spacing_mm: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Distance (mm) from each voxel centre to the nearest one across the mask border (negative inside), and each voxel's nearest mask voxel (indices)."""
+    mask = np.asarray(mask, dtype=bool)
+    spacing = np.asarray(spacing_mm, dtype=float)
+    outside, nearest = ndimage.distance_transform_edt(~mask, sampling=spacing, return_indices=True)
+    inside = ndimage.distance_transform_edt(mask, sampling=spacing) if (~mask).any() else np.full(mask.shape, np.inf)
+    return np.where(mask, -inside, outside), nearest
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from brainmets.cli import main
@@ -33,10 +34,17 @@ from brainmets.preprocess.pipeline import (
     TRUTH,
     ZSCORE,
 )
-from brainmets.preprocess.registration import affine_matrix_ras, mean_displacement_mm, read_transform, write_transform
+from brainmets.preprocess.registration import (
+    affine_matrix_ras,
+    affine_transform_ras,
+    identity_transform,
+    mean_displacement_mm,
+    read_transform,
+    write_transform,
+)
 from brainmets.preprocess.settings import PreprocessSettings
 from brainmets.preprocess.skullstrip import hdbet_mask
-from brainmets.preprocess.space import bounding_box, crop, from_ants, resample_to_spacing, to_ants, uncrop
+from brainmets.preprocess.space import bounding_box, crop, from_ants, grid_image, resample_labels, resample_to_spacing, to_ants, uncrop
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -259,14 +267,8 @@ def _rigid(angles_deg: tuple[float, float, float], shift_mm: tuple[float, float,
 def _scan_dir(path: Path, native_affine: np.ndarray, native_shape: tuple[int, ...], patient_affine: np.ndarray,
               patient_shape: tuple[int, ...], pose: np.ndarray) -> Path:
     """A scan directory whose transform is a known pose (patient mm -> scan mm), without running preprocessing."""
-    import ants
-
     path.mkdir(parents=True)
-    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
-    lps = flip @ pose @ flip
-    transform = ants.create_ants_transform(transform_type="AffineTransform", dimension=3)
-    transform.set_parameters(list(lps[:3, :3].ravel()) + list(lps[:3, 3]))
-    transform.set_fixed_parameters([0.0, 0.0, 0.0])
+    transform = affine_transform_ras(pose)
     write_transform(transform, path / SCAN_TO_PATIENT)
     write_transform(transform.invert(), path / PATIENT_TO_SCAN)
     record = {
@@ -279,39 +281,98 @@ def _scan_dir(path: Path, native_affine: np.ndarray, native_shape: tuple[int, ..
     return path
 
 
-def test_patient_native_patient_round_trip_keeps_lesions(tmp_path: Path) -> None:
+#: sphere diameters (mm) drawn for the round trip, two of each
+ROUND_TRIP_DIAMETERS = (5.0, 6.0, 8.0, 10.0, 15.0)
+
+
+def _round_trip_case(tmp_path: Path, spacing: tuple[float, float, float], storage: np.ndarray) -> tuple[Path, np.ndarray, np.ndarray, dict[int, float]]:
+    """Spheres in a 1 mm patient space and a scan dir whose native grid (spacing, storage axes) is oblique and posed."""
     patient_shape = (64, 64, 64)
     patient_affine = np.eye(4)
     patient_affine[:3, 3] = -32.0
-    # native: 1 mm, stored LPS, oblique by (6, -4, 9) deg; the head moved by a rigid pose
     oblique = _rigid((6, -4, 9), (0, 0, 0))
-    native_affine = oblique @ np.array([[-1.0, 0, 0, 35], [0, -1.0, 0, 35], [0, 0, 1.0, -35], [0, 0, 0, 1]])
-    native_shape = (70, 70, 70)
+    native_shape = tuple(int(np.ceil(70 / s)) for s in spacing)
+    native_affine = np.eye(4)
+    native_affine[:3, :3] = oblique[:3, :3] @ storage @ np.diag(spacing)
+    native_affine[:3, 3] = -native_affine[:3, :3] @ (np.asarray(native_shape) - 1) / 2  # grid centred on the patient grid
     pose = _rigid((3, 4, -6), (1.3, -2.2, 0.7))
     scan_dir = _scan_dir(tmp_path / "scan", native_affine, native_shape, patient_affine, patient_shape, pose)
     grid = np.indices(patient_shape).transpose(1, 2, 3, 0)
     labels = np.zeros(patient_shape, np.uint8)
-    diameters = {1: 5.0, 2: 5.0, 3: 6.0, 4: 8.0, 5: 10.0, 6: 15.0}
-    centres = np.random.default_rng(0).uniform(14, 50, (len(diameters), 3)) + 0.37
-    for (label, diameter), centre in zip(diameters.items(), centres):
-        labels[np.linalg.norm(grid - centre, axis=-1) <= diameter / 2] = label
-
-    native, affine = to_native(labels, patient_affine, scan_dir, kind="label")
-    assert native.shape == native_shape and native.dtype == np.uint8
-    np.testing.assert_array_equal(affine, native_affine)
-    # the lesion lands where the pose puts it
-    centre_native = nib.affines.apply_affine(affine, np.argwhere(native == 6).mean(0))
-    centre_patient = nib.affines.apply_affine(patient_affine, np.argwhere(labels == 6).mean(0))
-    np.testing.assert_allclose(centre_native, nib.affines.apply_affine(pose, centre_patient), atol=0.3)
-    back, back_affine = to_patient(native, scan_dir, kind="label")
-    np.testing.assert_allclose(back_affine, patient_affine, atol=1e-4)
+    diameters = dict(enumerate(np.repeat(ROUND_TRIP_DIAMETERS, 2), start=1))
+    rng = np.random.default_rng(0)
     for label, diameter in diameters.items():
-        score = dice(labels == label, back == label)
-        assert score >= (0.95 if diameter >= 8 else 0.9), (label, diameter, score)
+        while True:  # a free spot, 2 voxels clear of the other spheres
+            ball = np.linalg.norm(grid - rng.uniform(10, 54, 3), axis=-1) <= diameter / 2
+            if not ndimage.binary_dilation(labels > 0, iterations=2)[ball].any():
+                labels[ball] = label
+                break
+    return scan_dir, labels, patient_affine, diameters
+
+
+def _round_trip_dice(labels: np.ndarray, patient_affine: np.ndarray, scan_dir: Path, how: str) -> dict[int, float]:
+    """Dice per label after patient -> native -> patient with one label interpolation."""
+    native, _ = to_native(labels, patient_affine, scan_dir, kind="label", labels=how)
+    back, back_affine = to_patient(native, scan_dir, kind="label", labels=how)
+    np.testing.assert_allclose(back_affine, patient_affine, atol=1e-4)
+    return {label: dice(labels == label, back == label) for label in np.unique(labels[labels > 0])}
+
+
+def test_patient_native_patient_round_trip_keeps_lesions(tmp_path: Path) -> None:
+    # native: 1 mm, stored LPS, oblique by (6, -4, 9) deg; the head moved by a rigid pose
+    scan_dir, labels, patient_affine, diameters = _round_trip_case(tmp_path, (1.0, 1.0, 1.0), np.diag([-1.0, -1.0, 1.0]))
+    record = read_record(scan_dir)["native"]
+    native, affine = to_native(labels, patient_affine, scan_dir, kind="label")
+    assert native.shape == tuple(record["shape"]) and native.dtype == np.uint8
+    np.testing.assert_array_equal(affine, np.asarray(record["affine"]))
+    # every lesion lands where the pose puts it
+    pose = affine_matrix_ras(read_transform(scan_dir / SCAN_TO_PATIENT))
+    for label in diameters:
+        centre_native = nib.affines.apply_affine(affine, np.argwhere(native == label).mean(0))
+        centre_patient = nib.affines.apply_affine(patient_affine, np.argwhere(labels == label).mean(0))
+        np.testing.assert_allclose(centre_native, nib.affines.apply_affine(pose, centre_patient), atol=0.3)
+    for label, score in _round_trip_dice(labels, patient_affine, scan_dir, "distance").items():
+        assert score >= (0.95 if diameters[label] >= 6 else 0.93), (diameters[label], score)
     # a probability map moves linearly and stays a float map in [0, 1]
     probability, _ = to_native((labels > 0).astype(np.float32) * 0.8, patient_affine, scan_dir, kind="map")
     assert probability.dtype == np.float32 and 0 < probability.max() <= 0.8 + 1e-6
     assert np.unique(probability).size > 3
+
+
+@pytest.mark.parametrize(
+    "spacing, storage, smallest_kept_mm",
+    [((0.9, 0.9, 1.5), np.diag([1.0, 1.0, 1.0]), 8.0), ((0.5, 0.5, 3.0), np.diag([-1.0, 1.0, 1.0]), 15.0)],
+    ids=["0.9x0.9x1.5mm", "0.5x0.5x3mm"],
+)
+def test_round_trip_through_thick_slices_follows_the_signed_distance(
+    tmp_path: Path, spacing: tuple[float, float, float], storage: np.ndarray, smallest_kept_mm: float
+) -> None:
+    """Through anisotropic native grids the signed-distance labels lose less than nearest neighbour."""
+    scan_dir, labels, patient_affine, diameters = _round_trip_case(tmp_path, spacing, storage)
+    distance = _round_trip_dice(labels, patient_affine, scan_dir, "distance")
+    nearest = _round_trip_dice(labels, patient_affine, scan_dir, "nearest")
+    assert np.mean(list(distance.values())) >= np.mean(list(nearest.values())) + 0.02
+    for label, score in distance.items():
+        if diameters[label] >= smallest_kept_mm:
+            assert score >= 0.95, (diameters[label], score)
+
+
+def test_resample_labels_keeps_label_values_where_labels_touch() -> None:
+    labels = np.zeros((30, 30, 30), np.float32)
+    labels[8:16, 8:22, 8:22] = 3
+    labels[16:24, 8:22, 8:22] = 7
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    reference = grid_image(np.diag([0.5, 0.5, 0.5, 1.0]), (60, 60, 60))
+    moved, moved_affine = resample_labels(labels, affine, identity_transform(), reference)
+    np.testing.assert_allclose(moved_affine, np.diag([0.5, 0.5, 0.5, 1.0]))
+    assert set(np.unique(moved)) == {0, 3, 7}
+    # the boundary between the two labels stays at x = 15.5 mm, the outer faces at 7.5 and 23.5 mm
+    profile = moved[:, 30, 30]
+    assert (profile[16:31] == 3).all() and (profile[32:47] == 7).all()
+    assert profile[14] == 0 and profile[48] == 0
+    assert resample_labels(np.zeros((30, 30, 30)), affine, identity_transform(), reference)[0].max() == 0
+    with pytest.raises(BrainmetsError, match="label interpolation 'cubic' is unknown"):
+        resample_labels(labels, affine, identity_transform(), reference, interpolation="cubic")
 
 
 def test_to_native_refuses_maps_off_the_patient_grid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -347,6 +408,7 @@ def test_to_native_moves_several_maps_at_once_or_none(tmp_path: Path) -> None:
     out = tmp_path / "native"
     argv = ["to-native", "--scan-dir", str(scan_dir), "--labels", str(segmentation), "--out-dir", str(out), "--maps", str(probability)]
     assert main(argv + [str(off_grid)]) == 2
+    assert main(argv + ["--label-interpolation", "cubic"]) == 2
     assert not out.exists()
     assert main(argv) == 0
     native_labels = nib.load(out / "segmentation.nii.gz")

@@ -38,7 +38,7 @@ SEGMENTATION = "segmentation.nii.gz"
 LESIONS = "lesions.tsv"
 #: uncertainty map name -> file name
 UNCERTAINTY_FILES = {name: f"uncertainty_{name}.nii.gz" for name in UNCERTAINTY_MAPS}
-#: every NIfTI map the stage writes, map name -> file name; label maps are resampled nearest, others linearly
+#: every NIfTI map the stage writes, map name -> file name; label maps move by signed distance, others linearly
 MAP_FILES = {"probability": PROBABILITY, "segmentation": SEGMENTATION, **UNCERTAINTY_FILES}
 LABEL_MAPS = ("segmentation",)
 #: the arrays of EnsembleMaps

@@ -1,14 +1,15 @@
 """The way between patient space and a scan's native grid (the grid of the file the user gave).
 
-Label maps move with nearest-neighbour interpolation, probability and uncertainty maps linearly;
-results on the native grid carry the input's exact affine and shape, so they overlay the
-original image in any viewer.
+Label maps move through their signed distance (see `space.resample_labels`; nearest neighbour on
+request), probability and uncertainty maps linearly; results on the native grid carry the input's
+exact affine and shape, so they overlay the original image in any viewer.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
@@ -17,16 +18,27 @@ from brainmets.errors import BrainmetsError
 from brainmets.io import load_nifti, save_nifti
 from brainmets.preprocess.pipeline import PATIENT_TO_SCAN, SCAN_TO_PATIENT, read_record
 from brainmets.preprocess.registration import read_transform
-from brainmets.preprocess.space import from_ants, from_ras, grid_image, to_ants
+from brainmets.preprocess.space import from_ants, from_ras, grid_image, resample_labels, to_ants
 
-KINDS = {"label": "nearestneighbor", "map": "linear"}
+if TYPE_CHECKING:
+    import ants
+
+KINDS = ("label", "map")
 
 
-def _interpolation(kind: str) -> str:
-    """ANTs interpolator for a kind of map: label (nearest) or map (linear)."""
+def _check_kind(kind: str) -> None:
+    """Refuse a kind of map other than label (integer labels) or map (continuous values)."""
     if kind not in KINDS:
-        raise BrainmetsError(f"kind {kind!r} is unknown; use label (nearest neighbour) or map (linear)")
-    return KINDS[kind]
+        raise BrainmetsError(f"kind {kind!r} is unknown; use label (integer labels) or map (continuous values)")
+
+
+def _move(
+    data: np.ndarray, affine: np.ndarray, transform: "ants.ANTsTransform", reference: "ants.ANTsImage", kind: str, labels: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resample RAS voxels with `transform` onto `reference`: labels by `labels` interpolation, maps linearly."""
+    if kind == "label":
+        return resample_labels(data, affine, transform, reference, interpolation=labels)
+    return from_ants(transform.apply_to_image(to_ants(data, affine), reference, "linear"))
 
 
 def _as_kind(data: np.ndarray, kind: str) -> np.ndarray:
@@ -53,29 +65,34 @@ def check_patient_grid(affine: np.ndarray, shape: tuple[int, ...], scan_dir: str
 
 
 def to_native(
-    data: np.ndarray, affine: np.ndarray, scan_dir: str | os.PathLike[str], *, kind: str = "label"
+    data: np.ndarray,
+    affine: np.ndarray,
+    scan_dir: str | os.PathLike[str],
+    *,
+    kind: str = "label",
+    labels: str = "distance",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Map a patient-space array (full grid or a crop, RAS affine in mm) onto the scan's native grid.
 
     Returns the array in the native file's axis order and its exact native affine.
     """
-    interpolation = _interpolation(kind)
+    _check_kind(kind)
     record = read_record(scan_dir)
     native_affine = np.asarray(record["native"]["affine"], float)
     native_shape = tuple(record["native"]["shape"])
     transform = read_transform(Path(scan_dir) / PATIENT_TO_SCAN)
-    moved = transform.apply_to_image(to_ants(data, affine), grid_image(native_affine, native_shape), interpolation)
-    native = from_ras(from_ants(moved)[0], native_affine)
+    moved, _ = _move(data, affine, transform, grid_image(native_affine, native_shape), kind, labels)
+    native = from_ras(moved, native_affine)
     if native.shape != native_shape:  # cannot happen unless the record was edited by hand
         raise BrainmetsError(f"{scan_dir}: native grid in the record does not match; preprocess the scan again")
     return _as_kind(native, kind), native_affine
 
 
 def to_patient(
-    data: np.ndarray, scan_dir: str | os.PathLike[str], *, kind: str = "label"
+    data: np.ndarray, scan_dir: str | os.PathLike[str], *, kind: str = "label", labels: str = "distance"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Map an array on the scan's native grid into the patient's space; returns (array, RAS affine in mm)."""
-    interpolation = _interpolation(kind)
+    _check_kind(kind)
     record = read_record(scan_dir)
     native_affine = np.asarray(record["native"]["affine"], float)
     if tuple(data.shape) != tuple(record["native"]["shape"]):
@@ -86,26 +103,25 @@ def to_patient(
     patient = record["patient_space"]
     transform = read_transform(Path(scan_dir) / SCAN_TO_PATIENT)
     reference = grid_image(np.asarray(patient["affine"], float), tuple(patient["shape"]))
-    moved = transform.apply_to_image(to_ants(np.asarray(ras.dataobj), ras.affine), reference, interpolation)
-    result, affine = from_ants(moved)
+    result, affine = _move(np.asarray(ras.dataobj), ras.affine, transform, reference, kind, labels)
     return _as_kind(result, kind), affine
 
 
 def file_to_native(
-    map_path: str | os.PathLike[str], scan_dir: str | os.PathLike[str], *, kind: str = "label"
+    map_path: str | os.PathLike[str], scan_dir: str | os.PathLike[str], *, kind: str = "label", labels: str = "distance"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load a patient-space NIfTI map (refusing one off the patient grid) and return it on the native grid."""
-    _interpolation(kind)
+    _check_kind(kind)
     img = load_nifti(map_path, allow_constant=True)
     check_patient_grid(img.affine, img.shape, scan_dir, str(map_path))
-    return to_native(np.asarray(img.get_fdata(dtype=np.float32)), img.affine, scan_dir, kind=kind)
+    return to_native(np.asarray(img.get_fdata(dtype=np.float32)), img.affine, scan_dir, kind=kind, labels=labels)
 
 
 def maps_to_native(
-    jobs: list[tuple[str | os.PathLike[str], str, str | os.PathLike[str]]], scan_dir: str | os.PathLike[str]
+    jobs: list[tuple[str | os.PathLike[str], str, str | os.PathLike[str]]], scan_dir: str | os.PathLike[str], *, labels: str = "distance"
 ) -> list[Path]:
     """Move each (map, kind, out) onto the native grid; every map is checked before any file is written."""
-    results = [(file_to_native(source, scan_dir, kind=kind), out) for source, kind, out in jobs]
+    results = [(file_to_native(source, scan_dir, kind=kind, labels=labels), out) for source, kind, out in jobs]
     return [save_nifti(data, affine, out) for (data, affine), out in results]
 
 

@@ -27,7 +27,7 @@ from brainmets.preprocess.intensity import n4_correct, zscore_over_brain
 from brainmets.preprocess.registration import identity_transform, register_to_baseline, write_transform
 from brainmets.preprocess.settings import PreprocessSettings
 from brainmets.preprocess.skullstrip import brain_mask
-from brainmets.preprocess.space import Scan, bounding_box, crop, from_ants, load_scan, resample_to_spacing, to_ants
+from brainmets.preprocess.space import Scan, bounding_box, crop, from_ants, load_scan, resample_labels, resample_to_spacing, to_ants
 
 if TYPE_CHECKING:
     import ants
@@ -146,8 +146,7 @@ def preprocess_scan(
         inside_p = from_ants(transform.apply_to_image(mask_image, patient_grid, "linear"))[0] > 0.5
         truth_p = None
         if truth is not None:
-            truth_native = to_ants(truth.data, truth.affine)
-            truth_p = np.rint(from_ants(transform.apply_to_image(truth_native, patient_grid, "nearestneighbor"))[0])
+            truth_p = resample_labels(truth.data, truth.affine, transform, patient_grid)[0]
     with _timed(timings, "normalise"):
         zscored, mean, std = zscore_over_brain(image_p, inside_p)
         # the crop keeps every labelled voxel too, so that image and truth share one grid

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 #: ANTsPy's shrink factors of its linear presets (the pyramid levels, in voxels of the images it is given)
 PRESET_SHRINK_FACTORS = (6, 4, 2, 1)
+#: RAS <-> LPS: ANTs keeps world coordinates in LPS, nibabel in RAS
+_FLIP_XY = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 def register_to_baseline(
@@ -59,9 +61,18 @@ def register_to_baseline(
 
 def identity_transform() -> "ants.ANTsTransform":
     """The 3-D affine identity, the baseline's transform into its own (patient) space."""
+    return affine_transform_ras(np.eye(4))
+
+
+def affine_transform_ras(matrix: np.ndarray) -> "ants.ANTsTransform":
+    """An ANTs affine transform from a 4x4 matrix (RAS mm -> RAS mm); the inverse of `affine_matrix_ras`."""
     import ants
 
-    return ants.create_ants_transform(transform_type="AffineTransform", dimension=3)
+    lps = _FLIP_XY @ np.asarray(matrix, dtype=float) @ _FLIP_XY
+    transform = ants.create_ants_transform(transform_type="AffineTransform", dimension=3)
+    transform.set_parameters(list(lps[:3, :3].ravel()) + list(lps[:3, 3]))
+    transform.set_fixed_parameters([0.0, 0.0, 0.0])
+    return transform
 
 
 def write_transform(transform: "ants.ANTsTransform", path: str | os.PathLike[str]) -> Path:
@@ -96,8 +107,7 @@ def affine_matrix_ras(transform: "ants.ANTsTransform") -> np.ndarray:
     lps = np.eye(4)
     lps[:3, :3] = matrix
     lps[:3, 3] = params[9:] + centre - matrix @ centre  # ITK: y = M (x - c) + t + c
-    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
-    return flip @ lps @ flip
+    return _FLIP_XY @ lps @ _FLIP_XY
 
 
 def mean_displacement_mm(matrix_a: np.ndarray, matrix_b: np.ndarray, points_ras_mm: np.ndarray) -> float:

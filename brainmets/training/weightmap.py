@@ -20,20 +20,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage
 
-from brainmets.components import label_lesions
+from brainmets.components import label_lesions, signed_distance_mm
 from brainmets.training.settings import WeightMapSettings
 
 
 def distance_to_border_mm(mask: np.ndarray, spacing_mm: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """Distance (mm) of every voxel to the nearest lesion border, and the index of its nearest lesion voxel."""
-    mask = np.asarray(mask, dtype=bool)
-    spacing = np.asarray(spacing_mm, dtype=float)
-    outside, nearest = ndimage.distance_transform_edt(~mask, sampling=spacing, return_indices=True)
-    inside = ndimage.distance_transform_edt(mask, sampling=spacing) if (~mask).any() else np.full(mask.shape, np.inf)
-    distance = np.maximum(np.where(mask, inside, outside) - 0.5 * spacing.min(), 0.0)
-    return distance, nearest
+    signed, nearest = signed_distance_mm(mask, spacing_mm)
+    return np.maximum(np.abs(signed) - 0.5 * min(spacing_mm), 0.0), nearest
 
 
 def boundary_weight_map(label: np.ndarray, spacing_mm: Sequence[float],
