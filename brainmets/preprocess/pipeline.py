@@ -146,7 +146,8 @@ def preprocess_scan(
         inside_p = from_ants(transform.apply_to_image(mask_image, patient_grid, "linear"))[0] > 0.5
         truth_p = None
         if truth is not None:
-            truth_p = resample_labels(truth.data, truth.affine, transform, patient_grid)[0]
+            # training labels as published: nearest neighbour, so each patient-space voxel keeps a label it had
+            truth_p = resample_labels(truth.data, truth.affine, transform, patient_grid, interpolation="nearest")[0]
     with _timed(timings, "normalise"):
         zscored, mean, std = zscore_over_brain(image_p, inside_p)
         # the crop keeps every labelled voxel too, so that image and truth share one grid
