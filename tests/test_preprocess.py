@@ -331,8 +331,10 @@ def test_patient_native_patient_round_trip_keeps_lesions(tmp_path: Path) -> None
         centre_native = nib.affines.apply_affine(affine, np.argwhere(native == label).mean(0))
         centre_patient = nib.affines.apply_affine(patient_affine, np.argwhere(labels == label).mean(0))
         np.testing.assert_allclose(centre_native, nib.affines.apply_affine(pose, centre_patient), atol=0.3)
+    # under this pose every sphere of 5-15 mm keeps 0.95; over many random poses 5 mm ones can drop to
+    # about 0.94 (benchmarks/preprocess.py round-trip)
     for label, score in _round_trip_dice(labels, patient_affine, scan_dir, "distance").items():
-        assert score >= (0.95 if diameters[label] >= 6 else 0.93), (diameters[label], score)
+        assert score >= 0.95, (diameters[label], score)
     # a probability map moves linearly and stays a float map in [0, 1]
     probability, _ = to_native((labels > 0).astype(np.float32) * 0.8, patient_affine, scan_dir, kind="map")
     assert probability.dtype == np.float32 and 0 < probability.max() <= 0.8 + 1e-6
