@@ -206,17 +206,19 @@ def spheres(rng: np.random.Generator, shape: tuple[int, int, int], spacing_mm: f
     """A label map of non-touching balls, `per_size` of each diameter (mm) at random sub-voxel centres; returns (labels, diameter per label)."""
     points = np.indices(shape).transpose(1, 2, 3, 0) * spacing_mm
     labels = np.zeros(shape, np.uint8)
+    taken = np.zeros(shape, bool)  # the balls so far, widened by 2 voxels
     diameters: dict[int, float] = {}
     for diameter in ROUND_TRIP_DIAMETERS_MM:
         placed = 0
         while placed < per_size:
             centre = rng.uniform(diameter, np.asarray(shape) * spacing_mm - diameter)
             ball = np.linalg.norm(points - centre, axis=-1) <= diameter / 2
-            if ndimage.binary_dilation(labels > 0, iterations=2)[ball].any():
+            if taken[ball].any():
                 continue
             placed += 1
             labels[ball] = len(diameters) + 1
             diameters[len(diameters) + 1] = diameter
+            taken = ndimage.binary_dilation(labels > 0, iterations=2)
     return labels, diameters
 
 

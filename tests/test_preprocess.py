@@ -301,11 +301,13 @@ def _round_trip_case(tmp_path: Path, spacing: tuple[float, float, float], storag
     labels = np.zeros(patient_shape, np.uint8)
     diameters = dict(enumerate(np.repeat(ROUND_TRIP_DIAMETERS, 2), start=1))
     rng = np.random.default_rng(0)
+    taken = np.zeros(patient_shape, bool)  # the spheres so far, widened by 2 voxels
     for label, diameter in diameters.items():
         while True:  # a free spot, 2 voxels clear of the other spheres
             ball = np.linalg.norm(grid - rng.uniform(10, 54, 3), axis=-1) <= diameter / 2
-            if not ndimage.binary_dilation(labels > 0, iterations=2)[ball].any():
+            if not taken[ball].any():
                 labels[ball] = label
+                taken = ndimage.binary_dilation(labels > 0, iterations=2)
                 break
     return scan_dir, labels, patient_affine, diameters
 
