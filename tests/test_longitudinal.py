@@ -107,7 +107,7 @@ def test_responses_are_the_scenarios_intended_ones_and_best_response_follows(tra
     response = read(tracked_truth["out"] / "response.tsv")
     scenarios = pd.read_csv(tracked_truth["cohort"] / "truth" / "scenarios.tsv", sep="\t")
     for scenario in scenarios.itertuples():
-        seen = response.loc[response["patient_id"] == scenario.patient_id, "overall_response"].tolist()
+        seen = response.loc[response["patient_id"] == scenario.patient_id, "overall_response"].fillna("").tolist()
         assert seen == scenario.intended_response.split(","), scenario.scenario
     best = read(tracked_truth["out"] / "best.tsv").set_index("patient_id")
     # partial response (PR at both follow-ups, 76 days apart: confirmed); progression at the first follow-up

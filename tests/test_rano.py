@@ -314,11 +314,8 @@ def test_response_is_confirmed_by_a_same_or_better_one_at_least_28_days_later():
 
 
 def test_progression_in_between_breaks_confirmation():
-    rows = [lesion(0, 1, 20), lesion(1, 1, 12), lesion(1, 2, 8, event="new"), lesion(2, 1, 12), lesion(2, 2, 8)]
-    table = responses(rows)
-    assert overall(table) == ["BL", "PD", "SD"]  # the new lesion blocks PR at visit 2
     rows = [lesion(0, 1, 20), lesion(1, 1, 12), lesion(2, 1, 18), lesion(3, 1, 12)]
-    table = responses(rows)
+    table = responses(rows, after_progression="rebaseline")
     assert overall(table) == ["BL", "PR", "PD", "PR"]
     assert table["confirmed"].tolist() == [False, False, False, False]
 
@@ -344,6 +341,141 @@ def test_best_overall_response_is_the_best_confirmed_before_progression():
     assert best.loc["A", "progression_timepoint"] == DATES[3]
     assert best.loc["B", "progression_date"] == DATES[2]
     assert best["n_followups"].to_dict() == {"A": 3, "B": 2, "C": 1, "D": 2, "E": 0}
+
+
+# --- after progression: stop, or a new assessment period (rebaseline) -------------------------------------
+
+
+def both_rules(rows: list[dict[str, object]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The response tables of `rows` under after_progression stop and rebaseline."""
+    return responses(rows, after_progression="stop"), responses(rows, after_progression="rebaseline")
+
+
+def test_stop_is_the_default_rule():
+    assert RanoSettings().after_progression == "stop"
+
+
+def test_after_a_new_lesion_stop_keeps_measurements_and_rebaseline_makes_it_a_target():
+    rows = [lesion(0, 1, 20), lesion(1, 1, 20), lesion(1, 2, 12, event="new"), lesion(2, 1, 20), lesion(2, 2, 12)]
+    stop, rebaseline = both_rules(rows)
+    assert overall(stop) == ["BL", "PD", None]
+    after = stop.loc[DATES[2]]
+    assert after["assessment"] == "after progression"
+    assert (after["n_lesions"], after["total_volume_ml"], after["sum_ld_mm"]) == (2, 2.0, 20.0)
+    for column in ("target_response", "nontarget_response", "progression_date", "nadir_mm", "change_from_nadir_pct"):
+        assert pd.isna(after[column]), column
+    assert not after["confirmed"]
+    assert stop["period"].tolist() == [1, 1, 1]
+    # the new lesion is on the new baseline (visit 1): measurable, so a target of period 2, and no longer new
+    assert overall(rebaseline) == ["BL", "PD", "SD"]
+    assert rebaseline["period"].tolist() == [1, 1, 2]
+    assert rebaseline["target_ids"].tolist() == ["1", "1", "1;2"]
+    second = rebaseline.loc[DATES[2]]
+    assert (second["sum_ld_mm"], second["nadir_mm"], second["change_from_baseline_pct"]) == (32.0, 32.0, 0.0)
+    assert second["new_lesions"] == 0
+    assert second["days_from_baseline"] == 121  # still counted from the first baseline
+    assert second["assessment"] == "radiographic"
+
+
+def test_after_target_growth_the_nadir_and_baseline_restart_from_the_progression_scan():
+    rows = [lesion(0, 1, 20), lesion(1, 1, 12), lesion(2, 1, 18), lesion(3, 1, 12)]
+    stop, rebaseline = both_rules(rows)
+    assert overall(stop) == ["BL", "PR", "PD", None]
+    assert stop.loc[DATES[3], "sum_ld_mm"] == 12.0
+    # period 2: baseline 18 mm, 12 <= 0.7 x 18 = 12.6 is PR (against the first baseline 20 it would be SD)
+    assert overall(rebaseline) == ["BL", "PR", "PD", "PR"]
+    assert rebaseline.loc[DATES[3], "nadir_mm"] == 18.0
+    assert rebaseline.loc[DATES[3], "change_from_baseline_pct"] == pytest.approx(-100 / 3)
+
+
+def test_after_non_target_growth_the_non_target_nadir_restarts():
+    # lesion 2 is non-measurable (PD 4.8 mm): its volume doubles at visit 1 (non-target PD), then stays
+    rows = [lesion(0, 1, 20), lesion(0, 2, 6, volume_ml=0.5), lesion(1, 1, 20), lesion(1, 2, 6), lesion(2, 1, 20),
+            lesion(2, 2, 6)]
+    stop, rebaseline = both_rules(rows)
+    assert stop["nontarget_response"].tolist() == ["BL", "PD", None]
+    assert overall(stop) == ["BL", "PD", None]
+    # against the first period's nadir (0.5 mL) visit 2 would be PD again; against the new baseline it is not
+    assert rebaseline["nontarget_response"].tolist() == ["BL", "PD", "non-CR/non-PD"]
+    assert overall(rebaseline) == ["BL", "PD", "SD"]
+
+
+def test_progression_on_the_last_visit_opens_no_period():
+    rows = [lesion(0, 1, 20), lesion(1, 1, 20), lesion(2, 1, 30)]
+    for table in both_rules(rows):
+        assert overall(table) == ["BL", "SD", "PD"]
+        assert table["period"].tolist() == [1, 1, 1]
+        assert table["assessment"].tolist() == ["radiographic"] * 3
+    best = best_overall_response(assess(pd.DataFrame(rows), settings=RanoSettings(after_progression="rebaseline")))
+    assert best["period"].tolist() == [1]
+    assert best["best_overall_response"].tolist() == ["SD"]
+
+
+def test_two_progressions_make_three_periods_and_a_best_response_each():
+    ld = [20, 12, 18, 12, 20, 20]
+    dates = DATES + ["2024-11-01"]
+    rows = [lesion(dates[i], 1, value) for i, value in enumerate(ld)]
+    stop, rebaseline = both_rules(rows)
+    assert overall(stop) == ["BL", "PR", "PD", None, None, None]
+    # period 2 starts at visit 2 (18 mm): PR at 12, PD at 20 (>= 1.2 x 12 and +8 mm); period 3 starts at visit 4
+    assert overall(rebaseline) == ["BL", "PR", "PD", "PR", "PD", "SD"]
+    assert rebaseline["period"].tolist() == [1, 1, 1, 2, 2, 3]
+    assert rebaseline["progression_date"].dropna().to_dict() == {dates[2]: dates[2], dates[4]: dates[4]}
+    best = best_overall_response(rebaseline.reset_index())
+    assert list(best.columns) == BEST_RESPONSE_COLUMNS
+    assert best["period"].tolist() == [1, 2, 3]
+    assert best["best_overall_response"].tolist() == ["SD", "SD", "SD"]  # no PR is confirmed before its PD
+    assert best["progression_timepoint"].tolist() == [dates[2], dates[4], None]
+    assert best["n_followups"].tolist() == [2, 2, 1]
+    best = best_overall_response(stop.reset_index())
+    assert best["period"].tolist() == [1]
+    assert best["n_followups"].tolist() == [2]  # rows after progression are not follow-ups
+
+
+def test_confirmation_never_crosses_a_progression():
+    # PR at visit 1, PD at visit 2, then PR at visits 3 and 4 (61 days apart) against the new baseline
+    rows = [lesion(0, 1, 20), lesion(1, 1, 12), lesion(2, 1, 18), lesion(3, 1, 12), lesion(4, 1, 10)]
+    stop, rebaseline = both_rules(rows)
+    assert stop["confirmed"].tolist() == [False] * 5
+    assert overall(rebaseline) == ["BL", "PR", "PD", "PR", "PR"]
+    # the PR of period 1 is not confirmed by the PRs of period 2; those confirm each other
+    assert rebaseline["confirmed"].tolist() == [False, False, False, True, False]
+    best = best_overall_response(rebaseline.reset_index()).set_index("period")
+    assert best.loc[1, "best_overall_response"] == "SD"
+    assert (best.loc[2, "best_overall_response"], best.loc[2, "best_response_timepoint"]) == ("PR", DATES[3])
+
+
+def test_an_equivocal_lesion_on_the_progression_scan_is_not_new_in_the_next_period():
+    # visit 1: target growth (PD) and a 3 mm lesion; visit 2: the small lesion is still there
+    rows = [lesion(0, 1, 20), lesion(1, 1, 30), lesion(1, 2, 3, event="new"), lesion(2, 1, 30), lesion(2, 2, 3)]
+    stop, rebaseline = both_rules(rows)
+    assert overall(stop) == ["BL", "PD", None]
+    assert overall(rebaseline) == ["BL", "PD", "SD"]
+    # an equivocal lesion that appears within period 2 is confirmed at the next visit, back-dated within it
+    rows = [lesion(0, 1, 20), lesion(1, 1, 30), lesion(2, 1, 30), lesion(2, 2, 3, event="new"), lesion(3, 1, 30),
+            lesion(3, 2, 3)]
+    rebaseline = responses(rows, after_progression="rebaseline")
+    assert overall(rebaseline) == ["BL", "PD", "SD", "PD"]
+    assert rebaseline.loc[DATES[3], "progression_date"] == DATES[2]
+
+
+def test_after_progression_comes_from_the_config_or_the_command(tmp_path, capsys):
+    rows = [lesion(0, 1, 20), lesion(1, 1, 12), lesion(2, 1, 18), lesion(3, 1, 12)]
+    write_tsv(pd.DataFrame(rows), tmp_path / "P1" / "lesions.tsv")
+    (tmp_path / "config.yaml").write_text("rano:\n  after_progression: rebaseline\n")
+    command = ["rano", str(tmp_path / "P1" / "lesions.tsv"), "--out", str(tmp_path / "r.tsv")]
+    assert main([*command, "--config", str(tmp_path / "config.yaml"), "--best-out", str(tmp_path / "b.tsv")]) == 0
+    assert read_tsv(tmp_path / "r.tsv")["period"].tolist() == [1, 1, 1, 2]
+    assert read_tsv(tmp_path / "b.tsv")["period"].tolist() == [1, 2]
+    assert main([*command, "--config", str(tmp_path / "config.yaml"), "--after-progression", "stop"]) == 0
+    written = read_tsv(tmp_path / "r.tsv")
+    assert written["assessment"].tolist()[-1] == "after progression"
+    assert pd.isna(written["overall_response"].iloc[-1])
+    (tmp_path / "bad.yaml").write_text("rano:\n  after_progression: restart\n")
+    assert main([*command, "--config", str(tmp_path / "bad.yaml")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert "rano.after_progression: expected stop or rebaseline, found 'restart'" in error
 
 
 # --- settings, input checks and the command -----------------------------------------------------------
@@ -421,7 +553,7 @@ def test_config_yaml_defaults_are_the_documented_rules():
     assert RanoSettings.from_config(config) == RanoSettings(
         measurable_min_ld_mm=10, measurable_min_pd_mm=5, measurable_min_slices=2, max_targets=5, pd_relative=0.2,
         pd_absolute_mm=5, pr_relative=0.3, new_lesion_min_ld_mm=5, nontarget_pd_volume_ratio=1.728,
-        nontarget_pd_min_increase_ml=0.1, confirmation_days=28,
+        nontarget_pd_min_increase_ml=0.1, confirmation_days=28, after_progression="stop",
     )
     assert set(config["rano"]) == set(RanoSettings.__dataclass_fields__)
 

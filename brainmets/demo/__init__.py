@@ -19,7 +19,8 @@ writes (dates are ISO visit dates; longitudinal patients are patient01..., train
                                                       n_axial_slices, ld_slice, measurable, centroid_{x,y,z}_mm
     DIR/truth/expected_response.tsv                   RANO-BM response of the truth table (default thresholds)
     DIR/truth/scenarios.tsv                           per patient: scenario, description, n_baseline_lesions,
-                                                      timepoints, intended_response (BL,PR,... per visit)
+                                                      timepoints, intended_response (BL,PR,... per visit,
+                                                      empty after the first PD)
 
 The common grid of a subject is 1 mm (x `--scale`) isotropic in the subject's anatomical frame before
 any scan pose; all its timepoints share it. `common_to_scanner` maps that frame's mm coordinates to

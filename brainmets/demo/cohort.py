@@ -174,7 +174,7 @@ def generate_subject(subject: Subject, out: Path, prefix: PurePosixPath, seed: i
                     "description": scenario.description,
                     "n_baseline_lesions": int((table["timepoint"] == dates[0]).sum()),
                     "timepoints": ",".join(dates),
-                    "intended_response": ",".join(scenario.intended_response(t) for t in range(len(dates))),
+                    "intended_response": ",".join(scenario.expected_response(t) for t in range(len(dates))),
                 }
             ]
         )

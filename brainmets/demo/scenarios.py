@@ -50,6 +50,11 @@ class Scenario:
             return "BL"
         return self.intended[min(timepoint - 1, len(self.intended) - 1)]
 
+    def expected_response(self, timepoint: int) -> str:
+        """The intended response under the default `rano.after_progression: stop`: "" after the first PD."""
+        earlier = [self.intended_response(t) for t in range(timepoint)]
+        return "" if "PD" in earlier else self.intended_response(timepoint)
+
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("partial-response", "every lesion shrinks to ~50 % of its diameter", (1.0, 0.5, 0.45, 0.42), (14, 24), 20, ("PR",)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 HELP = "RANO-BM response (target, non-target, new lesions, overall, confirmation) from tracked lesion tables."
@@ -23,6 +24,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(the sample sheet qualifies; other columns are ignored)",
     )
     parser.add_argument("--config", type=Path, help="YAML configuration whose `rano` section sets the thresholds")
+    parser.add_argument(
+        "--after-progression",
+        choices=("stop", "rebaseline"),
+        help="visits after the first progression: stop (responses left empty) or rebaseline (the progression "
+        "scan opens a new assessment period); default: rano.after_progression of --config, else stop",
+    )
     parser.add_argument(
         "--patient",
         help="patient id for a lesion table without a patient_id column (default: the name of the folder holding it)",
@@ -53,6 +60,8 @@ def run(args: argparse.Namespace) -> None:
     )
 
     settings = load_settings(args.config)
+    if args.after_progression is not None:
+        settings = dataclasses.replace(settings, after_progression=args.after_progression)
     lesions = read_lesion_tables(args.lesions, args.patient)
     clinical = None if args.clinical is None else read_clinical_table(args.clinical)
     several = lesions["patient_id"].nunique() > 1

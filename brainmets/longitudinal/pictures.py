@@ -73,6 +73,8 @@ def plot_trajectory(lesions: pd.DataFrame, response: pd.DataFrame, path: str | o
         ax.set_ylabel("volume (mL)")
     top = float(np.nanmax(values)) if np.isfinite(values).any() else 1.0
     for x, y, row in zip(days, values, response.itertuples(), strict=True):
+        if not isinstance(row.overall_response, str):  # not assessed after progression
+            continue
         label = row.overall_response + ("*" if bool(row.confirmed) else "")
         ax.annotate(label, (x, 0 if np.isnan(y) else y), textcoords="offset points", xytext=(0, 8), ha="center",
                     fontsize=9, fontweight="bold")

@@ -14,6 +14,10 @@ Decisions made here:
   new lesion still present prevents an overall CR or PR.
 - CR/PR are confirmed by a later assessment >= `confirmation_days` later with the same or a better
   response and no progression in between; `confirmed` is true only on such CR/PR rows.
+- After the first progression (`after_progression`): `stop` keeps the later rows' measurements but
+  leaves their response columns empty (assessment "after progression"); `rebaseline` makes the PD scan
+  the baseline of a new assessment period (column `period`) with its own targets, sums and new lesions.
+  The PD row itself belongs to the period it ends; `days_from_baseline` counts from the first baseline.
 """
 
 from __future__ import annotations
@@ -31,13 +35,15 @@ from brainmets.errors import BrainmetsError
 from brainmets.io import read_tsv
 from brainmets.longitudinal.settings import numeric_settings, read_config_section
 
-#: columns of the response table, in order: n_lesions counts lesion ids present (fragments of a split
-#: lesion count once); total_volume_ml sums every lesion; target_ids are ";"-joined ids (empty without
+#: columns of the response table, in order: period numbers the assessment periods (1, then one more
+#: after each progression under `after_progression: rebaseline`); n_lesions counts lesion ids present
+#: (fragments of a split lesion count once); total_volume_ml sums every lesion; target_ids are ";"-joined ids (empty without
 #: targets); sum_ld_mm is the sum of target LDs (empty without targets); nadir_mm the smallest earlier
 #: sum (empty on the baseline row); changes are in percent (empty when the reference is 0);
 #: new_lesions counts lesions first seen at that visit; progression_date is set on PD rows only
 RESPONSE_COLUMNS: list[str] = [
     "patient_id",
+    "period",
     "timepoint",
     "days_from_baseline",
     "n_lesions",
@@ -59,6 +65,7 @@ RESPONSE_COLUMNS: list[str] = [
 #: columns of the best-overall-response table, in order
 BEST_RESPONSE_COLUMNS: list[str] = [
     "patient_id",
+    "period",
     "best_overall_response",
     "best_response_timepoint",
     "progression_timepoint",
@@ -86,6 +93,14 @@ _RANK = {"CR": 3, "PR": 2, "SD": 1, "non-CR/non-PD": 1, "PD": 0}
 
 _EPS = 1e-9
 
+#: what happens after the first progression: `stop` ends the assessment, `rebaseline` opens a new period
+AFTER_PROGRESSION = ("stop", "rebaseline")
+#: the assessment column of rows after the progression that ended the assessment (rule `stop`)
+AFTER_PROGRESSION_ASSESSMENT = "after progression"
+#: response columns left empty after progression under the rule `stop`
+_RESPONSE_ONLY = ("nadir_mm", "change_from_baseline_pct", "change_from_nadir_pct", "target_response",
+                  "nontarget_response", "overall_response", "progression_date")
+
 
 @dataclass(frozen=True)
 class RanoSettings:
@@ -102,11 +117,23 @@ class RanoSettings:
     nontarget_pd_volume_ratio: float = 1.728
     nontarget_pd_min_increase_ml: float = 0.1
     confirmation_days: int = 28
+    after_progression: str = "stop"
+
+    def __post_init__(self) -> None:
+        """Refuse an unknown after-progression rule."""
+        if self.after_progression not in AFTER_PROGRESSION:
+            raise BrainmetsError(
+                f"rano.after_progression: expected {' or '.join(AFTER_PROGRESSION)}, found {self.after_progression!r}"
+            )
 
     @classmethod
     def from_config(cls, mapping: Mapping[str, Any] | None) -> RanoSettings:
         """Settings from the `rano` section of the configuration (or a whole config holding one)."""
-        return cls(**numeric_settings(cls, mapping, "rano"))
+        values = dict(mapping or {})
+        if isinstance(values.get("rano"), Mapping):
+            values = dict(values["rano"])
+        rule = values.pop("after_progression", cls.after_progression)
+        return cls(**numeric_settings(cls, values, "rano"), after_progression=str(rule))
 
 
 def load_settings(path: str | os.PathLike[str] | None) -> RanoSettings:
@@ -372,7 +399,7 @@ def _assess_patient(
     clinical: dict[pd.Timestamp, tuple[float, str | None, bool]],
     s: RanoSettings,
 ) -> list[dict[str, Any]]:
-    """Response rows (one per timepoint) of one patient."""
+    """Response rows (one per timepoint from the baseline on) of one patient, period after period."""
     timepoints = sorted(visits)
     flagged = [t for t in timepoints if t in clinical and clinical[t][2]]
     baseline = flagged[0] if flagged else timepoints[0]
@@ -381,6 +408,41 @@ def _assess_patient(
         for lesion in visits[t].ld:
             first_seen.setdefault(lesion, t)
     timepoints = [t for t in timepoints if t >= baseline]
+    rows: list[dict[str, Any]] = []
+    period = 1
+    while True:
+        period_rows = _assess_period(patient, visits, first_seen, timepoints, clinical, s)
+        if period > 1:  # its baseline is the PD row that closed the previous period
+            period_rows = period_rows[1:]
+        for row in period_rows:
+            row["period"] = period
+            row["days_from_baseline"] = int((row["timepoint"] - baseline).days)
+        progression = next((i for i, row in enumerate(period_rows) if row["overall_response"] == "PD"), None)
+        if progression is None or progression == len(period_rows) - 1:
+            return rows + period_rows
+        rows += period_rows[: progression + 1]
+        if s.after_progression == "stop":
+            return rows + [_after_progression(row) for row in period_rows[progression + 1 :]]
+        timepoints = timepoints[timepoints.index(period_rows[progression]["timepoint"]) :]
+        period += 1
+
+
+def _after_progression(row: dict[str, Any]) -> dict[str, Any]:
+    """A row after the progression that ended the assessment: measurements kept, responses empty."""
+    row.update(dict.fromkeys(_RESPONSE_ONLY), confirmed=False, assessment=AFTER_PROGRESSION_ASSESSMENT)
+    return row
+
+
+def _assess_period(
+    patient: str,
+    visits: dict[pd.Timestamp, _Visit],
+    first_seen: dict[int, pd.Timestamp],
+    timepoints: list[pd.Timestamp],
+    clinical: dict[pd.Timestamp, tuple[float, str | None, bool]],
+    s: RanoSettings,
+) -> list[dict[str, Any]]:
+    """Response rows of one assessment period: `timepoints[0]` is its baseline, every later visit a follow-up."""
+    baseline = timepoints[0]
     targets = _select_targets(visits[baseline], s)
     nontargets = sorted(i for i, t in first_seen.items() if t <= baseline and i not in targets)
     new_ids = sorted(i for i, t in first_seen.items() if t > baseline)
@@ -400,7 +462,6 @@ def _assess_patient(
         row: dict[str, Any] = {
             "patient_id": patient,
             "timepoint": t,
-            "days_from_baseline": int((t - baseline).days),
             "n_lesions": len(visit.ld),
             "total_volume_ml": float(sum(visit.volume.values())),
             "target_ids": ";".join(str(i) for i in targets),
@@ -494,23 +555,26 @@ def assess(
     response = pd.DataFrame(rows, columns=RESPONSE_COLUMNS)
     response["timepoint"] = pd.to_datetime(response["timepoint"]).dt.strftime("%Y-%m-%d")
     response["progression_date"] = pd.to_datetime(response["progression_date"]).dt.strftime("%Y-%m-%d")
-    return response.astype({"confirmed": bool, "n_lesions": int, "new_lesions": int, "days_from_baseline": int})
+    return response.astype(
+        {"period": int, "confirmed": bool, "n_lesions": int, "new_lesions": int, "days_from_baseline": int}
+    )
 
 
 def best_overall_response(response: pd.DataFrame) -> pd.DataFrame:
-    """Best confirmed overall response per patient before the first progression (RANO-BM / RECIST rule).
+    """Best confirmed overall response per patient and period before its progression (RANO-BM / RECIST rule).
 
     CR or PR count only when confirmed; otherwise any follow-up before progression gives SD (or
     non-CR/non-PD for a patient without target lesions); PD when the first follow-up progresses;
-    NA without follow-up.
+    NA without follow-up. Rows after progression (empty overall response) are not follow-ups.
     """
-    ordered = response.sort_values(["patient_id", "timepoint"], kind="stable")
-    visits_of: dict[str, list[dict[str, Any]]] = {}
+    ordered = response.assign(period=response["period"] if "period" in response else 1)
+    ordered = ordered.sort_values(["patient_id", "period", "timepoint"], kind="stable")
+    visits_of: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for record in ordered.to_dict("records"):
-        visits_of.setdefault(str(record["patient_id"]), []).append(record)
+        visits_of.setdefault((str(record["patient_id"]), int(record["period"])), []).append(record)
     rows = []
-    for patient, visits in visits_of.items():
-        followups = [v for v in visits if v["overall_response"] != "BL"]
+    for (patient, period), visits in visits_of.items():
+        followups = [v for v in visits if v["overall_response"] in _RANK]
         first_pd = next((v for v in followups if v["overall_response"] == "PD"), None)
         before = [v for v in followups if first_pd is None or v["timepoint"] < first_pd["timepoint"]]
         confirmed = [v for v in before if v["overall_response"] in ("CR", "PR") and bool(v["confirmed"])]
@@ -518,7 +582,7 @@ def best_overall_response(response: pd.DataFrame) -> pd.DataFrame:
             first_best = min(confirmed, key=lambda v: (-_RANK[v["overall_response"]], v["timepoint"]))
             best, when = first_best["overall_response"], first_best["timepoint"]
         elif before:
-            no_targets = all(v["target_response"] == "NA" for v in visits)
+            no_targets = all(v["target_response"] == "NA" for v in followups)
             best, when = ("non-CR/non-PD" if no_targets else "SD"), before[0]["timepoint"]
         elif first_pd is not None:
             best, when = "PD", first_pd["timepoint"]
@@ -527,6 +591,7 @@ def best_overall_response(response: pd.DataFrame) -> pd.DataFrame:
         rows.append(
             {
                 "patient_id": patient,
+                "period": period,
                 "best_overall_response": best,
                 "best_response_timepoint": when,
                 "progression_timepoint": None if first_pd is None else first_pd["timepoint"],
