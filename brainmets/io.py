@@ -7,9 +7,11 @@ leaves a half-written file that a later step would accept.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,11 +44,66 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def load_nifti(path: str | os.PathLike[str], *, allow_constant: bool = False) -> nib.Nifti1Image:
-    """Load a 3-D NIfTI image, refusing unreadable, non-3-D, non-finite, constant or badly spaced data."""
+#: a 3x3 voxel-to-mm matrix whose |determinant| is below this fraction of the product of its column
+#: lengths has (nearly) parallel axes: its voxels have no volume and its inverse is meaningless
+SINGULAR_AFFINE_RATIO = 1e-6
+
+
+def read_nifti_header(path: str | os.PathLike[str]) -> nib.Nifti1Header | nib.Nifti2Header:
+    """The header of a NIfTI-1/2 file as stored (no data read), refused unless spacing and affine are usable.
+
+    nibabel silently turns a zero or negative voxel spacing (pixdim) into a positive one when it loads a
+    file, so the header is read here without its fixes. Refused: no NIfTI header, a spacing that is
+    zero, negative, NaN or infinite, and an affine that is not finite or singular.
+    """
+    from nibabel.openers import Opener
+
     p = Path(path)
     if not p.is_file():
         raise BrainmetsError(f"{p}: file not found")
+    header, problem = None, "no NIfTI-1 or NIfTI-2 header"
+    for header_class in (nib.Nifti1Header, nib.Nifti2Header):
+        try:
+            with Opener(os.fspath(p)) as handle:
+                candidate = header_class.from_fileobj(handle, check=False)
+        except Exception as error:  # nibabel and gzip raise many types for corrupt input
+            problem = f"{type(error).__name__}: {error}"
+            continue
+        if int(candidate["sizeof_hdr"]) == header_class.sizeof_hdr:
+            header = candidate
+            break
+    if header is None:
+        raise BrainmetsError(f"{p}: not a readable NIfTI image ({problem})".splitlines()[0])
+    spacing = np.asarray(header["pixdim"][1:4], dtype=float)
+    if not (np.isfinite(spacing).all() and (spacing > 0).all()):
+        shown = ", ".join(f"{v:g}" for v in spacing)
+        raise BrainmetsError(
+            f"{p}: voxel spacing ({shown}) mm in the header (pixdim) is not positive and finite; "
+            "write the scan's true spacing into the header (e.g. convert the DICOM again)"
+        )
+    with np.errstate(all="ignore"):
+        try:
+            affine = np.asarray(header.get_best_affine(), dtype=float)
+        except Exception as error:  # an invalid quaternion raises HeaderDataError
+            raise BrainmetsError(f"{p}: the header's affine cannot be computed ({error}); fix the header".splitlines()[0]) from None
+        matrix = affine[:3, :3]
+        lengths = np.sqrt((matrix**2).sum(axis=0))
+        usable = np.isfinite(affine).all() and lengths.min() > 0
+        if usable:
+            usable = abs(np.linalg.det(matrix)) >= SINGULAR_AFFINE_RATIO * float(np.prod(lengths))
+    if not usable:
+        kind = "sform" if int(header["sform_code"]) > 0 else "qform" if int(header["qform_code"]) > 0 else "pixdim"
+        raise BrainmetsError(
+            f"{p}: the header's voxel-to-world affine ({kind}) is singular or not finite, so voxels have no "
+            "position or size; write a valid sform or qform into the header"
+        )
+    return header
+
+
+def load_nifti(path: str | os.PathLike[str], *, allow_constant: bool = False) -> nib.Nifti1Image:
+    """Load a 3-D NIfTI image, refusing unreadable, non-3-D, non-finite, constant or badly spaced data."""
+    p = Path(path)
+    read_nifti_header(p)
     try:
         img = nib.load(str(p))
         data = np.asanyarray(img.dataobj)
@@ -70,6 +127,19 @@ def load_nifti(path: str | os.PathLike[str], *, allow_constant: bool = False) ->
             f"{p}: voxel spacing {tuple(np.round(spacing, 4))} mm is outside {low}-{high} mm; check the header's affine"
         )
     return img
+
+
+def check_gzip_stream(path: str | os.PathLike[str]) -> None:
+    """Decompress a .gz file to its end, so that its checksum and length are verified (nibabel stops at the data's end)."""
+    p = Path(path)
+    if not p.name.endswith(".gz"):
+        return
+    try:
+        with gzip.open(p, "rb") as stream:
+            while stream.read(1 << 24):
+                pass
+    except (OSError, EOFError, zlib.error) as error:
+        raise BrainmetsError(f"{p}: not a readable NIfTI image (damaged gzip stream: {error})".splitlines()[0]) from None
 
 
 def voxel_spacing_mm(affine: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ The JSON schema `workflow/schemas/samples.schema.yaml` describes one row as `rea
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import functools
 import os
@@ -20,11 +21,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from brainmets.errors import BrainmetsError
 
-HELP = "Check a sample sheet (ids, dates, duplicates, files) and report the first problem as one line."
+HELP = "Check a sample sheet (ids, dates, duplicates, every image and mask) and report the first problem as one line."
 
 #: columns every sheet needs
 REQUIRED_COLUMNS: list[str] = ["patient_id", "timepoint", "image"]
@@ -98,43 +100,39 @@ def _is_produced(path: str, produced_dirs: list[str]) -> bool:
     return any(absolute == d or absolute.startswith(d + os.sep) for d in produced_dirs)
 
 
-def nifti_shape(path: str | os.PathLike[str]) -> tuple[int, ...]:
-    """The 3-D grid shape from a NIfTI-1/2 file's header alone (data not read); raises ValueError if not NIfTI."""
-    import nibabel as nib
-    from nibabel.openers import Opener
+@dataclasses.dataclass(frozen=True)
+class _FileGrid:
+    """The voxel grid of a sheet's file: 3-D shape and voxel-to-world affine (mm)."""
 
-    header = None
-    for header_class in (nib.Nifti1Header, nib.Nifti2Header):
-        try:
-            with Opener(os.fspath(path)) as handle:
-                header = header_class.from_fileobj(handle, check=True)
-            break
-        except nib.spatialimages.HeaderDataError as error:
-            problem = error
-    if header is None:
-        raise ValueError(f"no NIfTI header ({problem})")
-    shape = tuple(int(n) for n in header.get_data_shape())
-    if len(shape) == 4 and shape[3] == 1:
-        shape = shape[:3]
-    if len(shape) != 3:
-        raise ValueError(f"expected a 3-D volume, the header says shape {shape}")
-    return shape
+    shape: tuple[int, ...]
+    affine: np.ndarray
 
 
-def _check_file(sheet: Path, row: int, column: str, path: str) -> tuple[int, ...]:
-    """Check that a sheet's file exists and has a readable 3-D NIfTI header; returns its shape."""
+def _check_file(sheet: Path, row: int, column: str, path: str, read_data: bool) -> _FileGrid:
+    """Check that a sheet's file exists and is a 3-D NIfTI with a usable header (and, with `read_data`, data)."""
+    from brainmets.io import check_gzip_stream, load_mask, load_nifti, read_nifti_header
+
     if not os.path.isfile(path):
         raise BrainmetsError(
             f"{_where(sheet, row, column)}: file {path} not found (relative paths start at {os.getcwd()}); "
             "fix the path or remove the row"
         )
     try:
-        return nifti_shape(path)
-    except Exception as error:  # nibabel raises many types for non-NIfTI input
-        problem = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if read_data:  # every voxel decompressed and checked: truncated or corrupt files fail here
+            img = load_mask(path, labels=True)[1] if column == "mask" else load_nifti(path)
+            check_gzip_stream(path)
+            return _FileGrid(tuple(img.shape[:3]), img.affine)
+        header = read_nifti_header(path)
+    except BrainmetsError as error:
+        raise BrainmetsError(f"{_where(sheet, row, column)}: {error}") from None
+    shape = tuple(int(n) for n in header.get_data_shape())
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) != 3:
         raise BrainmetsError(
-            f"{_where(sheet, row, column)}: {path} is not a readable NIfTI image ({problem}); give a .nii or .nii.gz file"
-        ) from None
+            f"{_where(sheet, row, column)}: {path}: expected a 3-D volume, the header says shape {shape}"
+        )
+    return _FileGrid(shape, header.get_best_affine())
 
 
 def load_samples(
@@ -142,6 +140,7 @@ def load_samples(
     *,
     produced_dirs: Iterable[str | os.PathLike[str]] = (),
     check_files: bool = True,
+    read_data: bool = False,
     schema: str | os.PathLike[str] = SCHEMA_PATH,
 ) -> pd.DataFrame:
     """The validated sheet indexed by (patient_id, timepoint), sorted; paths kept as written.
@@ -149,7 +148,9 @@ def load_samples(
     Columns: image, mask (str or None), training, baseline (bool), steroid_dose_mg (float, NaN when
     not given), clinical_status (str or None), row (1-based row in the sheet). Files under
     `produced_dirs` (e.g. the demo cohort the workflow generates) need not exist yet;
-    `check_files=False` skips every file check. Only file headers are read.
+    `check_files=False` skips every file check. Only file headers are read (shape, spacing, affine; a
+    mask must share its image's grid), unless `read_data`: then every image and mask is read completely,
+    so that truncated or corrupt data and masks that are not label maps are found too.
     """
     sheet = Path(path)
     table = read_sheet(sheet)
@@ -218,17 +219,19 @@ def load_samples(
             "mark at most one scan per patient as baseline"
         )
     if check_files:
+        from brainmets.io import check_same_grid
+
         produced = [os.path.abspath(d) for d in produced_dirs]
         for row, image, mask in zip(frame.index, frame["image"], frame["mask"], strict=True):
-            shapes = {}
+            grids = {}
             for column, file in (("image", image), ("mask", mask)):
                 if file is not None and not _is_produced(file, produced):
-                    shapes[column] = _check_file(sheet, int(row), column, file)
-            if len(shapes) == 2 and shapes["image"] != shapes["mask"]:
-                raise BrainmetsError(
-                    f"{_where(sheet, int(row), 'mask')}: mask grid {shapes['mask']} differs from the image grid "
-                    f"{shapes['image']}; give the mask on the image's grid"
-                )
+                    grids[column] = _check_file(sheet, int(row), column, file, read_data)
+            if len(grids) == 2:
+                try:
+                    check_same_grid(grids["image"], grids["mask"], image, mask, "give the mask on the image's grid")
+                except BrainmetsError as error:
+                    raise BrainmetsError(f"{_where(sheet, int(row), 'mask')}: {error}") from None
     return frame.set_index(["patient_id", "timepoint"]).sort_index()
 
 
@@ -243,11 +246,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="a directory whose files the workflow writes itself (not required to exist); repeatable",
     )
     parser.add_argument("--no-files", action="store_true", help="skip the checks of image and mask files")
+    parser.add_argument(
+        "--headers-only",
+        action="store_true",
+        help="read only the files' headers (the workflow's quick check) instead of every image and mask completely",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
     """Validate the sheet and print a one-line summary."""
-    samples = load_samples(args.sheet, produced_dirs=args.produced_dir, check_files=not args.no_files)
+    samples = load_samples(
+        args.sheet, produced_dirs=args.produced_dir, check_files=not args.no_files, read_data=not args.headers_only
+    )
     patients = samples.index.get_level_values("patient_id").nunique()
     print(
         f"{args.sheet}: valid: {len(samples)} scans of {patients} patients, "

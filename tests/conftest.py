@@ -29,3 +29,43 @@ def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny_cohort")
     generate_cohort(out, **TINY_COHORT)
     return out
+
+
+#: the defects of a NIfTI header that every reader must refuse: pixdim (voxel spacing, mm) values or a
+#: 3x4 sform written over a valid file, with the words the refusal must contain
+BAD_HEADERS = {
+    "zero-spacing-qform": ({"pixdim": {1: 0.0}, "codes": (1, 0)}, "spacing (0, 1, 1) mm"),
+    "zero-spacing-sform": ({"pixdim": {2: 0.0}}, "spacing (1, 0, 1) mm"),
+    "negative-spacing": ({"pixdim": {3: -1.0}}, "spacing (1, 1, -1) mm"),
+    "nan-spacing": ({"pixdim": {1: float("nan")}}, "spacing (nan, 1, 1) mm"),
+    "infinite-spacing": ({"pixdim": {2: float("inf")}}, "spacing (1, inf, 1) mm"),
+    "singular-affine": ({"sform": [[1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 1, 0]]}, "affine (sform) is singular"),
+    "flat-affine": ({"sform": [[0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]}, "affine (sform) is singular"),
+}
+
+
+@pytest.fixture
+def write_bad_header():
+    """A function (good NIfTI path, defect name, out path) -> out path: the file with that header defect.
+
+    The header is patched byte-wise (pixdim at offset 76, qform/sform codes at 252, srow_x/y/z at 280),
+    because nibabel itself refuses or silently repairs such headers when it writes them.
+    """
+    import gzip
+    import struct
+
+    import nibabel as nib
+
+    def write(good: Path, defect: str, out: Path) -> Path:
+        change, _ = BAD_HEADERS[defect]
+        raw = bytearray(nib.openers.Opener(str(good)).read())
+        for index, value in change.get("pixdim", {}).items():
+            struct.pack_into("<f", raw, 76 + 4 * index, value)
+        if "codes" in change:
+            struct.pack_into("<hh", raw, 252, *change["codes"])
+        for row, values in enumerate(change.get("sform", [])):
+            struct.pack_into("<4f", raw, 280 + 16 * row, *values)
+        out.write_bytes(gzip.compress(bytes(raw)) if out.name.endswith(".gz") else bytes(raw))
+        return out
+
+    return write

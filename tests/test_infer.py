@@ -246,6 +246,19 @@ def test_segment_reports_a_missing_scan_in_one_line(model_dir, tmp_path, capsys)
     assert not (tmp_path / "o").exists()
 
 
+def test_segment_refuses_a_zero_spacing_before_writing_anything(model_dir, tiny_cohort, tmp_path, capsys,
+                                                                 write_bad_header):
+    # the good scan comes first: it must not be segmented when a later input is refused
+    good = tiny_cohort / "patient01" / sorted(p.name for p in (tiny_cohort / "patient01").iterdir())[0] / "t1ce.nii.gz"
+    bad = write_bad_header(good, "zero-spacing-qform", tmp_path / "bad.nii.gz")
+    out = tmp_path / "o"
+    assert main(["segment", str(good), str(bad), "--model", str(model_dir), "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"{bad}: voxel spacing (0," in err and "mm in the header (pixdim) is not positive and finite" in err
+    assert not out.exists()
+
+
 def test_asking_for_a_gpu_without_one_is_a_clear_error(model_dir, monkeypatch):
     import tensorflow as tf
 

@@ -9,11 +9,14 @@ import numpy as np
 import pytest
 
 from brainmets.components import label_lesions, largest_component
+from conftest import BAD_HEADERS
 from brainmets.errors import BrainmetsError
 from brainmets.io import (
     check_same_grid,
     load_mask,
+    load_nifti,
     read_json,
+    read_nifti_header,
     read_tsv,
     read_yaml,
     save_nifti,
@@ -94,3 +97,36 @@ def test_yaml_and_json_readers_refuse_bad_files_by_name(tmp_path: Path) -> None:
     assert read_yaml(tmp_path / "empty.yaml", allow_empty=True) == {}
     with pytest.raises(BrainmetsError, match="empty.yaml: expected a mapping"):
         read_yaml(tmp_path / "empty.yaml")
+
+
+# --- headers every reader refuses ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("defect", sorted(BAD_HEADERS))
+def test_every_bad_header_is_refused_naming_the_file(tmp_path: Path, write_bad_header, defect: str) -> None:
+    good = save_nifti(np.random.default_rng(0).random((6, 7, 8)).astype(np.float32), np.eye(4), tmp_path / "good.nii")
+    load_nifti(good)  # the untouched file loads
+    for name in ("scan.nii", "scan.nii.gz"):
+        bad = write_bad_header(good, defect, tmp_path / name)
+        for read in (load_nifti, read_nifti_header, lambda p: load_mask(p, labels=True)):
+            with pytest.raises(BrainmetsError) as caught:
+                read(bad)
+            message = str(caught.value)
+            assert message.startswith(f"{bad}: ") and "\n" not in message
+            assert BAD_HEADERS[defect][1] in message
+
+
+def test_nibabel_alone_would_read_a_zero_spacing_as_1_mm(tmp_path: Path, write_bad_header) -> None:
+    # the defect the header check exists for: nibabel repairs pixdim 0 to 1 without a word
+    good = save_nifti(np.ones((4, 4, 4), np.float32), np.diag([2.0, 2.0, 2.0, 1.0]), tmp_path / "good.nii.gz")
+    bad = write_bad_header(good, "zero-spacing-qform", tmp_path / "bad.nii.gz")
+    assert nib.load(str(bad)).header.get_zooms()[:3] == (1.0, 2.0, 2.0)
+    with pytest.raises(BrainmetsError, match=r"bad.nii.gz: voxel spacing \(0, 2, 2\) mm in the header"):
+        load_nifti(bad)
+
+
+def test_a_file_that_is_not_nifti_is_refused_by_name(tmp_path: Path) -> None:
+    text = tmp_path / "notes.nii.gz"
+    text.write_text("not an image")
+    with pytest.raises(BrainmetsError, match=r"notes.nii.gz: not a readable NIfTI image"):
+        read_nifti_header(text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
@@ -176,3 +177,79 @@ def test_header_only_and_unreadable_sheets(tmp_path: Path) -> None:
     assert "not found" in _error(tmp_path / "absent.tsv")
     frame = pd.DataFrame({"patient_id": ["p"], "timepoint": ["2024-01-01"], "image": ["x"]})
     assert read_sheet(_write(tmp_path / "x.tsv", frame.to_dict("records"), list(frame.columns))).shape == (1, 3)
+
+
+# --- check-samples reads every file completely; every message names its file ---------------------------
+
+
+def _truncated(good: Path, out: Path) -> Path:
+    """`good` cut to two thirds of its bytes (a copy interrupted half-way)."""
+    data = good.read_bytes()
+    out.write_bytes(data[: 2 * len(data) // 3])
+    return out
+
+
+def _corrupt(good: Path, out: Path) -> Path:
+    """`good` (gzip) with bytes in the middle of its compressed stream overwritten."""
+    data = bytearray(good.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 16] = bytes(16)
+    out.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["truncated-gz", "truncated-nii", "corrupt-gz"])
+@pytest.mark.parametrize("column", ["image", "mask"])
+def test_check_samples_reads_every_file_completely(
+    tmp_path: Path, scans: dict[str, Path], capsys: pytest.CaptureFixture[str], kind: str, column: str
+) -> None:
+    rows = _rows(scans)
+    good = scans["a"] if column == "image" else scans["mask"]
+    if kind == "truncated-nii":
+        data = np.asarray(nib.load(str(good)).dataobj)
+        good = save_nifti(data, np.eye(4), tmp_path / f"plain_{column}.nii")
+    broken = tmp_path / f"broken_{column}{''.join(good.suffixes)}"
+    (_corrupt if kind == "corrupt-gz" else _truncated)(good, broken)
+    rows[2][column] = str(broken)
+    sheet = _write(tmp_path / "s.tsv", rows)
+    message = _error(sheet, read_data=True)
+    assert f"row 3 (line 4), column {column}: {broken}: not a readable NIfTI image" in message
+    assert main(["check-samples", str(sheet)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(broken) in err
+    # the workflow's own check reads headers only, and stays as fast as that
+    assert main(["check-samples", "--headers-only", str(sheet)]) == 0
+
+
+def test_a_bad_header_is_refused_by_the_quick_check_too(tmp_path: Path, scans: dict[str, Path], write_bad_header) -> None:
+    rows = _rows(scans)
+    rows[1]["image"] = str(write_bad_header(scans["b"], "zero-spacing-qform", tmp_path / "zero.nii.gz"))
+    sheet = _write(tmp_path / "s.tsv", rows)
+    for read_data in (False, True):
+        message = _error(sheet, read_data=read_data)
+        assert f"row 2 (line 3), column image: {tmp_path / 'zero.nii.gz'}: voxel spacing (0, 1, 1) mm" in message
+
+
+@pytest.mark.parametrize("read_data", [False, True])
+def test_a_mask_on_another_grid_is_named_with_its_image(tmp_path: Path, scans: dict[str, Path], read_data: bool) -> None:
+    rows = _rows(scans)
+    rows[2]["mask"] = str(scans["small_mask"])
+    message = _error(_write(tmp_path / "s.tsv", rows), read_data=read_data)
+    assert f"row 3 (line 4), column mask: {scans['small_mask']}: grid (4, 4, 4) does not match" in message
+    assert f"that of {scans['c']} (8, 9, 10)" in message
+    shifted = np.eye(4)
+    shifted[:3, 3] = 2.0
+    moved = save_nifti(np.asarray(nib.load(str(scans["mask"])).dataobj), shifted, tmp_path / "moved.nii.gz")
+    rows[2]["mask"] = str(moved)
+    message = _error(_write(tmp_path / "s2.tsv", rows), read_data=read_data)
+    assert f"column mask: {moved}: grid (8, 9, 10) does not match: its affine differs from that of {scans['c']}" in message
+
+
+def test_check_samples_refuses_a_mask_that_is_not_a_label_map(tmp_path: Path, scans: dict[str, Path]) -> None:
+    rows = _rows(scans)
+    probabilities = save_nifti(np.full((8, 9, 10), 0.7, np.float32), np.eye(4), tmp_path / "probability.nii.gz")
+    rows[0]["mask"] = str(probabilities)
+    sheet = _write(tmp_path / "s.tsv", rows)
+    message = _error(sheet, read_data=True)
+    assert f"row 1 (line 2), column mask: {probabilities}: a mask must hold 0 (background)" in message
+    assert len(load_samples(sheet)) == 3  # values are not read by the quick check

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from brainmets.errors import BrainmetsError
 from brainmets.inference.pipeline import LABEL_MAPS, MAP_FILES, LESIONS, Segmenter, predict_scan
+from brainmets.io import read_nifti_header
 from brainmets.preprocess.settings import PreprocessSettings
 
 log = logging.getLogger(__name__)
@@ -73,9 +74,8 @@ def segment_scans(
     """Preprocess, predict and map back each scan into OUT_DIR/<scan>/; returns scan name -> folder."""
     from brainmets.preprocess.pipeline import BRAIN_MASK, ZSCORE, preprocess_scan
 
-    missing = [str(p) for p in images if not Path(p).is_file()]
-    if missing:
-        raise BrainmetsError(f"{missing[0]}: file not found")
+    for image in images:  # every input's header before anything is written
+        read_nifti_header(image)
     names = scan_names(images)
     folders = {}
     for image, name in zip(images, names):
