@@ -56,24 +56,18 @@ def read_nifti_header(path: str | os.PathLike[str]) -> nib.Nifti1Header | nib.Ni
     file, so the header is read here without its fixes. Refused: no NIfTI header, a spacing that is
     zero, negative, NaN or infinite, and an affine that is not finite or singular.
     """
-    from nibabel.openers import Opener
-
     p = Path(path)
     if not p.is_file():
         raise BrainmetsError(f"{p}: file not found")
-    header, problem = None, "no NIfTI-1 or NIfTI-2 header"
+    block = _leading_bytes(p, nib.Nifti2Header.sizeof_hdr)
+    header = None
     for header_class in (nib.Nifti1Header, nib.Nifti2Header):
-        try:
-            with Opener(os.fspath(p)) as handle:
-                candidate = header_class.from_fileobj(handle, check=False)
-        except Exception as error:  # nibabel and gzip raise many types for corrupt input
-            problem = f"{type(error).__name__}: {error}"
-            continue
-        if int(candidate["sizeof_hdr"]) == header_class.sizeof_hdr:
-            header = candidate
+        size = header_class.sizeof_hdr
+        if len(block) >= size and size in (int.from_bytes(block[:4], "little"), int.from_bytes(block[:4], "big")):
+            header = header_class(block[:size], check=False)
             break
     if header is None:
-        raise BrainmetsError(f"{p}: not a readable NIfTI image ({problem})".splitlines()[0])
+        raise BrainmetsError(f"{p}: not a readable NIfTI image (no NIfTI-1 or NIfTI-2 header)")
     spacing = np.asarray(header["pixdim"][1:4], dtype=float)
     if not (np.isfinite(spacing).all() and (spacing > 0).all()):
         shown = ", ".join(f"{v:g}" for v in spacing)
@@ -98,6 +92,22 @@ def read_nifti_header(path: str | os.PathLike[str]) -> nib.Nifti1Header | nib.Ni
             "position or size; write a valid sform or qform into the header"
         )
     return header
+
+
+def _leading_bytes(path: Path, count: int) -> bytes:
+    """The first `count` bytes of a file's content (fewer if it is shorter), gunzipped if it is gzip."""
+    with path.open("rb") as handle:
+        data = handle.read(count)
+        if data[:2] != b"\x1f\x8b":
+            return data
+        inflate, content = zlib.decompressobj(wbits=31), b""
+        try:
+            while len(content) < count and data:
+                content += inflate.decompress(data, count - len(content))
+                data = inflate.unconsumed_tail or handle.read(1 << 16)
+        except zlib.error as error:
+            raise BrainmetsError(f"{path}: not a readable NIfTI image (damaged gzip stream: {error})") from None
+    return content
 
 
 def load_nifti(path: str | os.PathLike[str], *, allow_constant: bool = False) -> nib.Nifti1Image:
@@ -187,14 +197,14 @@ def check_same_grid(reference: Grid, other: Grid, reference_path: str | os.PathL
             f"{other_path}: grid {shape} does not match: its shape differs from that of {reference_path} "
             f"{reference_shape}; {fix}"
         )
-    offset_mm = corner_offset_mm(reference.affine, other.affine, shape)
     if tolerance_mm is None:
         matches = same_grid(other.affine, shape, reference.affine, reference_shape)
         allowed = ""
     else:
-        matches = offset_mm <= tolerance_mm
+        matches = corner_offset_mm(reference.affine, other.affine, shape) <= tolerance_mm
         allowed = f", more than the {tolerance_mm:.3g} mm allowed"
     if not matches:
+        offset_mm = corner_offset_mm(reference.affine, other.affine, shape)
         raise BrainmetsError(
             f"{other_path}: grid {shape} does not match: its affine differs from that of {reference_path} "
             f"(voxels up to {offset_mm:.3g} mm apart{allowed}); {fix}"
