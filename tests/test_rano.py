@@ -464,10 +464,14 @@ def test_after_progression_comes_from_the_config_or_the_command(tmp_path, capsys
     write_tsv(pd.DataFrame(rows), tmp_path / "P1" / "lesions.tsv")
     (tmp_path / "config.yaml").write_text("rano:\n  after_progression: rebaseline\n")
     command = ["rano", str(tmp_path / "P1" / "lesions.tsv"), "--out", str(tmp_path / "r.tsv")]
-    assert main([*command, "--config", str(tmp_path / "config.yaml"), "--best-out", str(tmp_path / "b.tsv")]) == 0
+    pictures = ["--trajectory", str(tmp_path / "trajectory.png"), "--timeline", str(tmp_path / "timeline.png")]
+    assert main([*command, "--config", str(tmp_path / "config.yaml"), "--best-out", str(tmp_path / "b.tsv"),
+                 *pictures]) == 0
     assert read_tsv(tmp_path / "r.tsv")["period"].tolist() == [1, 1, 1, 2]
     assert read_tsv(tmp_path / "b.tsv")["period"].tolist() == [1, 2]
-    assert main([*command, "--config", str(tmp_path / "config.yaml"), "--after-progression", "stop"]) == 0
+    (tmp_path / "trajectory.png").unlink()
+    assert main([*command, "--config", str(tmp_path / "config.yaml"), "--after-progression", "stop", *pictures]) == 0
+    assert (tmp_path / "trajectory.png").read_bytes()[:4] == b"\x89PNG"
     written = read_tsv(tmp_path / "r.tsv")
     assert written["assessment"].tolist()[-1] == "after progression"
     assert pd.isna(written["overall_response"].iloc[-1])

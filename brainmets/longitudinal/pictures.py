@@ -49,9 +49,9 @@ def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
 
 
 def _target_ids(response: pd.DataFrame) -> list[int]:
-    """The target lesion ids of one patient's response table."""
-    text = response["target_ids"].fillna("").astype(str).iloc[0]
-    return [int(float(i)) for i in text.split(";") if i.strip()]
+    """The target lesion ids of one patient's response table (of every assessment period)."""
+    texts = response["target_ids"].fillna("").astype(str)
+    return sorted({int(float(i)) for text in texts for i in text.split(";") if i.strip()})
 
 
 def plot_trajectory(lesions: pd.DataFrame, response: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
@@ -86,6 +86,11 @@ def plot_trajectory(lesions: pd.DataFrame, response: pd.DataFrame, path: str | o
         first = pd.Timestamp(progression.iloc[0])
         offset = (first - pd.Timestamp(response["timepoint"].iloc[0])).days
         ax.axvline(offset, color="#d62728", ls="--", lw=1, label=f"progression {first:%Y-%m-%d}")
+    if "period" in response:  # under rano.after_progression: rebaseline, each PD scan opens a new period
+        periods = response["period"].to_numpy()
+        for index in np.flatnonzero(periods[1:] > periods[:-1]):
+            ax.axvline(days[index], color="#7f7f7f", ls=":", lw=1.5,
+                       label=f"period {periods[index + 1]} from {response['timepoint'].iloc[index]}")
     ax.set_ylim(bottom=-0.05 * top, top=1.2 * top + 1e-6)
     ax.set_xticks(days, [f"{d}\n(day {int(x)})" for d, x in zip(response["timepoint"], days, strict=True)], fontsize=8)
     ax.set_title(f"RANO-BM trajectory: {response['patient_id'].iloc[0]}  (* confirmed)")
