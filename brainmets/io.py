@@ -79,7 +79,8 @@ def read_nifti_header(path: str | os.PathLike[str]) -> nib.Nifti1Header | nib.Ni
         try:
             affine = np.asarray(header.get_best_affine(), dtype=float)
         except Exception as error:  # an invalid quaternion raises HeaderDataError
-            raise BrainmetsError(f"{p}: the header's affine cannot be computed ({error}); fix the header".splitlines()[0]) from None
+            problem = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise BrainmetsError(f"{p}: the header's affine cannot be computed ({problem}); fix the header") from None
         matrix = affine[:3, :3]
         lengths = np.sqrt((matrix**2).sum(axis=0))
         usable = np.isfinite(affine).all() and lengths.min() > 0
@@ -140,7 +141,7 @@ def load_nifti(path: str | os.PathLike[str], *, allow_constant: bool = False) ->
 
 
 def check_gzip_stream(path: str | os.PathLike[str]) -> None:
-    """Decompress a .gz file to its end, so that its checksum and length are verified (nibabel stops at the data's end)."""
+    """Decompress a .gz file to its end, verifying its checksum and length (nibabel stops where the data ends)."""
     p = Path(path)
     if not p.name.endswith(".gz"):
         return
@@ -149,7 +150,8 @@ def check_gzip_stream(path: str | os.PathLike[str]) -> None:
             while stream.read(1 << 24):
                 pass
     except (OSError, EOFError, zlib.error) as error:
-        raise BrainmetsError(f"{p}: not a readable NIfTI image (damaged gzip stream: {error})".splitlines()[0]) from None
+        problem = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise BrainmetsError(f"{p}: not a readable NIfTI image (damaged gzip stream: {problem})") from None
 
 
 def voxel_spacing_mm(affine: np.ndarray) -> np.ndarray:

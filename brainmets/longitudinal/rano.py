@@ -37,10 +37,11 @@ from brainmets.longitudinal.settings import numeric_settings, read_config_sectio
 
 #: columns of the response table, in order: period numbers the assessment periods (1, then one more
 #: after each progression under `after_progression: rebaseline`); n_lesions counts lesion ids present
-#: (fragments of a split lesion count once); total_volume_ml sums every lesion; target_ids are ";"-joined ids (empty without
-#: targets); sum_ld_mm is the sum of target LDs (empty without targets); nadir_mm the smallest earlier
-#: sum (empty on the baseline row); changes are in percent (empty when the reference is 0);
-#: new_lesions counts lesions first seen at that visit; progression_date is set on PD rows only
+#: (fragments of a split lesion count once); total_volume_ml sums every lesion; target_ids are
+#: ";"-joined ids (empty without targets); sum_ld_mm is the sum of target LDs (empty without targets);
+#: nadir_mm the smallest earlier sum (empty on the baseline row); changes are in percent (empty when
+#: the reference is 0); new_lesions counts lesions first seen at that visit; progression_date is set
+#: on PD rows only; the response columns are empty after progression under `after_progression: stop`
 RESPONSE_COLUMNS: list[str] = [
     "patient_id",
     "period",
