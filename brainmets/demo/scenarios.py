@@ -37,7 +37,9 @@ class Scenario:
     leading_diameter_mm: tuple[float, float]
     #: largest nominal diameter (mm) of the other lesions
     other_max_diameter_mm: float
-    #: intended overall response at follow-up 1, 2, ... (the last value repeats)
+    #: intended overall response at follow-up 1, 2, ... (the last value repeats), as the lesions behave
+    #: and the clinical columns follow; the assessment leaves visits after the first PD empty
+    #: (`expected_response`)
     intended: tuple[str, ...]
 
     def factor(self, timepoint: int) -> float:
