@@ -253,3 +253,19 @@ def test_check_samples_refuses_a_mask_that_is_not_a_label_map(tmp_path: Path, sc
     message = _error(sheet, read_data=True)
     assert f"row 1 (line 2), column mask: {probabilities}: a mask must hold 0 (background)" in message
     assert len(load_samples(sheet)) == 3  # values are not read by the quick check
+
+
+def test_real_scans_pass_the_complete_check_and_a_cut_copy_does_not(tmp_path: Path) -> None:
+    # real headers (dcm2niix-style qform/sform, 5.5 mm slices, LAS) must not be refused by the header check
+    real = REPO.parent / "shared" / "data" / "real"
+    image, mask = real / "TCGA-FG-6692_raw_t1c.nii.gz", real / "TCGA-FG-6692_raw_t1c_brainmask.nii.gz"
+    brats = real / "BraTS-MET-00110-000-t1c.nii.gz"
+    rows = [{"patient_id": "tcga", "timepoint": "2024-01-01", "image": str(image), "mask": str(mask)},
+            {"patient_id": "brats", "timepoint": "2024-01-01", "image": str(brats)}]
+    assert len(load_samples(_write(tmp_path / "s.tsv", rows, ["patient_id", "timepoint", "image", "mask"]),
+                            read_data=True)) == 2
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(image.read_bytes()[:-1000])
+    rows[0]["image"] = str(cut)
+    message = _error(_write(tmp_path / "s2.tsv", rows, ["patient_id", "timepoint", "image", "mask"]), read_data=True)
+    assert f"column image: {cut}: not a readable NIfTI image" in message
