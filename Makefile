@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CORES  ?= all
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env demo test lock clean
+.PHONY: env scorers demo test lock clean
 
 env: $(STAMP)
 
@@ -25,7 +25,17 @@ demo: env
 	$(BIN)/snakemake $(PROFILE) --cores $(CORES)
 	$(BIN)/snakemake $(PROFILE) --cores $(CORES) --report results/report.html
 
-test: env
+# The official BraTS-2025 scorer (BraTS-evaluation, panoptica) for the tests that compare brainmets
+# with it: its own environment, as panoptica pins numpy < 2.3; rebuilt only when its lock changes.
+SCORERS := .venv-scorers
+scorers: $(SCORERS)/.installed
+$(SCORERS)/.installed: requirements-scorers.lock
+	test -x $(SCORERS)/bin/python || $(PYTHON) -m venv $(SCORERS)
+	$(SCORERS)/bin/python -m pip install -q pip==26.3
+	$(SCORERS)/bin/python -m pip install -q -r requirements-scorers.lock
+	touch $@
+
+test: env scorers
 	$(BIN)/python -m pytest
 
 # Re-resolve the direct requirements into the exact lock (run after editing requirements.in).

@@ -1,4 +1,5 @@
-"""Time the per-scan evaluation on a brain-sized grid and compare voxel HD95 with MedPy; prints figures.
+"""Time the per-scan evaluation (both definitions) on a brain-sized grid and compare voxel HD95 with the
+surface-distance package; prints figures.
 
 Usage: python benchmarks/evaluate.py [--shape 160 192 160] [--lesions 20] [--seed 0]
 """
@@ -9,9 +10,10 @@ import argparse
 import time
 
 import numpy as np
-from medpy.metric import binary as medpy_binary
+import surface_distance
 from scipy import ndimage
 
+from brainmets.evaluation.brats2025 import evaluate_brats2025
 from brainmets.evaluation.metrics import evaluate_segmentation, hausdorff95_mm
 
 
@@ -35,7 +37,7 @@ def synthetic_case(shape: tuple[int, int, int], lesions: int, seed: int) -> tupl
 
 
 def main() -> None:
-    """Print evaluation time per scan and the voxel HD95 difference to MedPy."""
+    """Print evaluation time per scan and definition, and the voxel HD95 difference to the surface-distance package."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", type=int, nargs=3, default=[160, 192, 160])
     parser.add_argument("--lesions", type=int, default=20)
@@ -48,19 +50,23 @@ def main() -> None:
     row, match = evaluate_segmentation(truth, pred, spacing)
     evaluation_s = time.perf_counter() - start
     start = time.perf_counter()
+    brats2025, _ = evaluate_brats2025(truth, pred, spacing)
+    brats2025_s = time.perf_counter() - start
+    start = time.perf_counter()
     ours = hausdorff95_mm(truth, pred, spacing)
     ours_s = time.perf_counter() - start
     start = time.perf_counter()
-    reference = medpy_binary.hd95(pred, truth, voxelspacing=spacing)
-    medpy_s = time.perf_counter() - start
+    reference = surface_distance.compute_robust_hausdorff(surface_distance.compute_surface_distances(truth, pred, spacing), 95)
+    package_s = time.perf_counter() - start
 
     print(f"grid {tuple(args.shape)}, {len(match.lesions)} truth lesions, {row['fp_lesions']} false positives")
-    print(f"full evaluation (voxel + lesion-wise): {evaluation_s:.2f} s")
-    print(f"voxel HD95: {ours:.4f} mm in {ours_s:.2f} s; MedPy {reference:.4f} mm in {medpy_s:.2f} s; "
+    print(f"full evaluation, brats2023 (voxel + lesion-wise): {evaluation_s:.2f} s; brats2025: {brats2025_s:.2f} s")
+    print(f"voxel HD95: {ours:.4f} mm in {ours_s:.2f} s; surface-distance {reference:.4f} mm in {package_s:.2f} s; "
           f"difference {abs(ours - reference):.2e} mm")
     print(
         f"dice {row['dice']:.4f}, lesion-wise dice {row['lesion_dice']:.4f}, "
-        f"lesion-wise HD95 {row['lesion_hd95_mm']:.2f} mm"
+        f"lesion-wise HD95 {row['lesion_hd95_mm']:.2f} mm; brats2025 lesion-wise DSC "
+        f"{brats2025['lesionwise_dsc_mean']:.4f}, HD95 {brats2025['lesionwise_hd95_mean']:.2f} mm"
     )
 
 

@@ -9,7 +9,7 @@ rule evaluate:
         metrics="results/{patient}/{timepoint}/evaluation.tsv",
         lesions="results/{patient}/{timepoint}/evaluation_lesions.tsv",
     params:
-        min_lesion_voxels=config.get("evaluation", {}).get("min_lesion_voxels", 2),
+        definition=config.get("evaluation", {}).get("definition", "brats2023"),
     log:
         "logs/evaluate/{patient}/{timepoint}.log",
     benchmark:
@@ -23,7 +23,7 @@ rule evaluate:
     shell:
         "brainmets evaluate --truth {input.truth} --pred {input.pred} --out {output.metrics}"
         " --lesions {output.lesions} --patient {wildcards.patient} --timepoint {wildcards.timepoint}"
-        " --min-lesion-voxels {params.min_lesion_voxels} > {log} 2>&1"
+        " --definition {params.definition} > {log} 2>&1"
 
 
 rule evaluate_cohort:
@@ -43,6 +43,8 @@ rule evaluate_cohort:
             category="Cohort",
             labels={"figure": "lesion sensitivity by size"},
         ),
+    params:
+        definition=config.get("evaluation", {}).get("definition", "brats2023"),
     log:
         "logs/evaluate_cohort.log",
     benchmark:
@@ -55,4 +57,4 @@ rule evaluate_cohort:
         runtime=10,
     shell:
         "brainmets evaluate-cohort {input} --out {output.table} --summary {output.summary}"
-        " --figure {output.figure} > {log} 2>&1"
+        " --figure {output.figure} --definition {params.definition} > {log} 2>&1"

@@ -1,4 +1,5 @@
-"""Per-scan evaluation: voxel metrics against MedPy, BraTS-METS lesion-wise cases worked out by hand, the command."""
+"""Per-scan evaluation (brats2023): HD95 against the surface-distance package, lesion-wise cases worked out by hand
+from the official BraTS-2023 code, the command."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import surface_distance
 from medpy.metric import binary as medpy_binary
 from scipy import ndimage
 
 from brainmets.cli import main
+from brainmets.evaluation.surface import surfel_area_table
 from brainmets.evaluation.metrics import (
     HD95_MISSING_MM,
     dice_coefficient,
@@ -38,24 +41,64 @@ def blobs(seed: int, shape: tuple[int, int, int] = SHAPE) -> np.ndarray:
     return ndimage.gaussian_filter(rng.random(shape), 2.0) > 0.52
 
 
-# --- voxel-wise metrics against MedPy -------------------------------------------------------------
+# --- HD95 against the surface-distance package (what the BraTS-2023 code calls) ------------------
+
+
+def official_hd95(truth: np.ndarray, pred: np.ndarray, spacing: tuple[float, float, float]) -> float:
+    """HD95 (mm) of two non-empty masks by DeepMind's surface-distance package, as the BraTS-2023 code calls it."""
+    distances = surface_distance.compute_surface_distances(truth, pred, spacing)
+    return float(surface_distance.compute_robust_hausdorff(distances, 95))
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.8, 1.2, 2.5), (3.0, 0.5, 0.5), (0.9375, 0.9375, 1.0)])
+def test_surfel_areas_equal_the_surface_distance_table(spacing: tuple[float, float, float]) -> None:
+    from surface_distance import lookup_tables
+
+    reference = lookup_tables.create_table_neighbour_code_to_surface_area(spacing)
+    assert np.abs(surfel_area_table(spacing) - reference).max() < 1e-12
 
 
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.8, 1.2, 2.5), (3.0, 0.5, 0.5)])
-@pytest.mark.parametrize("seed", [0, 1])
-def test_voxel_dice_and_hd95_agree_with_medpy(spacing: tuple[float, float, float], seed: int) -> None:
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_voxel_dice_and_hd95_agree_with_the_official_libraries(spacing: tuple[float, float, float], seed: int) -> None:
     truth, pred = blobs(seed), blobs(seed + 100)
     assert truth.any() and pred.any() and truth[0].any()  # non-trivial, reaching the border
     assert abs(dice_coefficient(truth, pred) - medpy_binary.dc(pred, truth)) < 1e-6
-    assert abs(hausdorff95_mm(truth, pred, spacing) - medpy_binary.hd95(pred, truth, voxelspacing=spacing)) < 1e-6
+    assert abs(hausdorff95_mm(truth, pred, spacing) - official_hd95(truth, pred, spacing)) < 1e-9
 
 
-def test_hd95_of_a_small_lesion_far_from_the_border_agrees_with_medpy() -> None:
+@pytest.mark.parametrize("seed", range(6))
+def test_every_lesion_hd95_agrees_with_the_surface_distance_package(seed: int) -> None:
+    # each detected lesion is scored against the union of the components that hit it, in a crop
+    truth, pred = blobs(seed), blobs(seed + 50)
+    spacing = (1.0, 1.0, 1.0) if seed % 2 == 0 else (0.7, 1.1, 1.9)
+    match = match_lesions(truth, pred, spacing)
+    dilated, _ = ndimage.label(ndimage.binary_dilation(truth, ndimage.generate_binary_structure(3, 2)),
+                               ndimage.generate_binary_structure(3, 3))
+    components, _ = ndimage.label(pred, ndimage.generate_binary_structure(3, 3))
+    checked = 0
+    for row in match.lesions[match.lesions["detected"]].itertuples():
+        lesion = truth & (dilated == row.lesion)
+        hits = np.isin(components, np.unique(components[(dilated == row.lesion) & pred]))
+        assert abs(row.hd95_mm - official_hd95(lesion, hits, spacing)) < 1e-9
+        checked += 1
+    assert checked >= 3
+
+
+def test_hd95_of_a_small_lesion_far_from_the_border_agrees_with_the_package() -> None:
     # the distances are computed inside a crop around both masks; a crop must not change them
     truth = box((20, 10, 10), (23, 14, 12))
     pred = box((21, 11, 9), (25, 13, 12))
     spacing = (0.9, 1.1, 3.0)
-    assert abs(hausdorff95_mm(truth, pred, spacing) - medpy_binary.hd95(pred, truth, voxelspacing=spacing)) < 1e-6
+    assert abs(hausdorff95_mm(truth, pred, spacing) - official_hd95(truth, pred, spacing)) < 1e-9
+
+
+def test_surface_elements_are_not_medpy_surface_voxels() -> None:
+    # the area-weighted surface-element percentile is not MedPy's voxel percentile (5.10 against 5.66 mm here)
+    truth, pred = blobs(0), blobs(100)
+    ours = hausdorff95_mm(truth, pred, ISO)
+    assert ours == pytest.approx(official_hd95(truth, pred, ISO), abs=1e-12)
+    assert medpy_binary.hd95(pred, truth, voxelspacing=ISO) - ours > 0.5
 
 
 # --- BraTS conventions for empty masks ------------------------------------------------------------
@@ -109,37 +152,35 @@ def test_dilation_is_18_connected_as_in_brats_mets(gap: int, lesions: int) -> No
     assert len(match_lesions(truth, truth, ISO).lesions) == lesions
 
 
-@pytest.mark.parametrize(("spacing", "hd95"), [((1.0, 1.0, 1.0), 6.0), ((2.0, 1.0, 1.0), 12.0)])
-def test_merged_lesion_half_found(spacing: tuple[float, float, float], hd95: float) -> None:
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 1.0, 1.0)])
+def test_merged_lesion_half_found(spacing: tuple[float, float, float]) -> None:
     # truth: cubes A = [10..13]^3 and B = A shifted by 6 on axis 0 (gap 2 -> one merged lesion of 128 voxels);
-    # prediction: A only. Dice = 2*64/(64+128) = 2/3.
-    # Surface distances: the 56 surface voxels of the prediction lie on the truth surface (0), so do the 56 of A;
-    # the 56 of B lie 3, 4, 5, 6 voxels (16, 12, 12, 16 voxels) from A's face x = 13. Of the 168 pooled
-    # distances, sorted, position 0.95 * 167 = 158.65 falls among the sixteen 6s -> HD95 = 6 voxels along axis 0.
+    # prediction: A only. Dice = 2*64/(64+128) = 2/3; HD95 is the package's for the merged lesion against A.
     truth = box((10, 10, 10), (13, 13, 13), box((16, 10, 10), (19, 13, 13)))
     pred = box((10, 10, 10), (13, 13, 13))
     row, match = evaluate_segmentation(truth, pred, spacing)
     assert len(match.lesions) == 1 and match.lesions["hits"].iloc[0] == 1
     assert row["lesion_dice"] == pytest.approx(2 / 3, abs=1e-12)
-    assert row["lesion_hd95_mm"] == pytest.approx(hd95, abs=1e-12)
+    assert row["lesion_hd95_mm"] == pytest.approx(official_hd95(truth, pred, spacing), abs=1e-12)
+    assert row["lesion_hd95_mm"] > 4 * spacing[0]  # B's far faces are 3-6 voxels from A
     assert (row["tp_lesions"], row["fp_lesions"], row["fn_lesions"]) == (1, 0, 0)
 
 
 def test_one_prediction_hitting_two_lesions() -> None:
     # truth: A = [10..13]^3, B = [20..23]x[10..13]^2 (gap 6 -> two lesions); prediction: one bar [10..23]x[10..13]^2
-    # of 224 voxels covering both. Each lesion is scored against the whole bar: Dice = 2*64/(64+224) = 4/9.
-    # HD95 for A: A's 56 surface voxels lie on the bar's surface (0); of the bar's 176 surface voxels, 52 lie on
-    # A's surface (0), the rings at x = 14..22 (12 each) lie 1..9 voxels from A's face x = 13 and the end face
-    # x = 23 (16 voxels) lies 10 away. 232 distances, 0.95 * 231 = 219.45 falls among the sixteen 10s -> 10 mm.
+    # of 224 voxels covering both. Each lesion is scored against the whole bar: Dice = 2*64/(64+224) = 4/9, and
+    # HD95 the package's for the lesion against the bar (the same for A and B by symmetry).
     truth = box((10, 10, 10), (13, 13, 13), box((20, 10, 10), (23, 13, 13)))
     pred = box((10, 10, 10), (23, 13, 13))
     row, match = evaluate_segmentation(truth, pred, ISO)
     assert list(match.lesions["hits"]) == [1, 1]
     assert match.lesions["dice"].to_numpy() == pytest.approx([4 / 9, 4 / 9], abs=1e-12)
-    assert match.lesions["hd95_mm"].to_numpy() == pytest.approx([10.0, 10.0], abs=1e-12)
+    hd95 = official_hd95(box((10, 10, 10), (13, 13, 13)), pred, ISO)
+    assert 8.0 < hd95 <= 10.0  # the bar's far end is 10 voxels from A
+    assert match.lesions["hd95_mm"].to_numpy() == pytest.approx([hd95, hd95], abs=1e-12)
     assert (row["tp_lesions"], row["fp_lesions"], row["fn_lesions"]) == (2, 0, 0)
     assert row["lesion_dice"] == pytest.approx(4 / 9, abs=1e-12)
-    assert row["lesion_hd95_mm"] == pytest.approx(10.0, abs=1e-12)
+    assert row["lesion_hd95_mm"] == pytest.approx(hd95, abs=1e-12)
 
 
 def test_false_positive_and_missed_lesion() -> None:
@@ -172,7 +213,19 @@ def test_size_bin_edges() -> None:
     assert size_bin(volumes).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
-def test_lesion_below_two_voxels_is_not_scored_and_its_hit_is_no_false_positive() -> None:
+@pytest.mark.parametrize(("voxels", "spacing", "scored"), [
+    (1, ISO, False), (2, ISO, False), (3, ISO, True), (2, (1.0, 1.0, 1.01), True), (3, (0.8, 0.8, 1.0), False),
+])
+def test_lesions_of_at_most_2_mm3_are_not_scored(voxels: int, spacing: tuple[float, float, float], scored: bool) -> None:
+    # BraTS-MET threshold: a lesion is left out when voxels * voxel volume <= 2 mm^3; a missed one then is no FN
+    truth = box((5, 5, 5), (5, 5, 4 + voxels), box((20, 20, 20), (23, 23, 23)))
+    row, match = evaluate_segmentation(truth, box((20, 20, 20), (23, 23, 23)), spacing)
+    assert match.lesions["scored"].tolist() == [scored, True]
+    assert row["fn_lesions"] == int(scored)
+    assert row["lesion_dice"] == pytest.approx(1 / 2 if scored else 1.0)
+
+
+def test_an_unscored_lesion_and_its_hit_are_no_false_positive() -> None:
     truth = box((5, 5, 5), (5, 5, 5), box((20, 20, 20), (23, 23, 23)))  # 1 voxel + a 4^3 cube
     pred = box((4, 5, 5), (6, 5, 5), box((20, 20, 20), (23, 23, 23)))  # a 3-voxel hit on the single voxel
     row, match = evaluate_segmentation(truth, pred, ISO)
@@ -278,16 +331,26 @@ def test_evaluate_refuses_unreadable_and_non_binary_masks(tmp_path, capsys) -> N
     assert not out.exists()
 
 
-def test_min_lesion_voxels_option(tmp_path, capsys) -> None:
-    truth = box((5, 5, 5), (5, 5, 5), box((20, 20, 20), (23, 23, 23)))  # 1 voxel + a 4^3 cube, both missed
-    t = write_mask(tmp_path / "truth.nii.gz", truth, AFFINE)
-    p = write_mask(tmp_path / "pred.nii.gz", np.zeros(SHAPE, bool), AFFINE)
-    counts = []
-    for minimum in ("1", "2"):
-        out = tmp_path / f"min{minimum}.tsv"
-        assert main(["evaluate", "--truth", t, "--pred", p, "--out", str(out), "--min-lesion-voxels", minimum]) == 0
-        counts.append(int(pd.read_csv(out, sep="\t")["fn_lesions"].iloc[0]))
-    assert counts == [2, 1]
-    zero = ["--min-lesion-voxels", "0"]
-    assert main(["evaluate", "--truth", t, "--pred", p, "--out", str(tmp_path / "x.tsv"), *zero]) == 2
-    assert "--min-lesion-voxels" in capsys.readouterr().err
+def test_definition_option(tmp_path, capsys) -> None:
+    # a 4^3 lesion found exactly plus a far 2^3 false positive: brats2023 penalises the FP in the lesion-wise
+    # Dice (1/2), brats2025 only in its detection counts (its large-lesion Dice list holds 1 and the FP's 0)
+    truth = box((5, 5, 5), (8, 8, 8))
+    pred = box((5, 5, 5), (8, 8, 8), box((30, 20, 20), (31, 21, 21)))
+    t = write_mask(tmp_path / "truth.nii.gz", truth, np.eye(4))
+    p = write_mask(tmp_path / "pred.nii.gz", pred, np.eye(4))
+    rows = {}
+    for definition in ("brats2023", "brats2025"):
+        out, lesions = tmp_path / f"{definition}.tsv", tmp_path / f"{definition}_lesions.tsv"
+        argv = ["evaluate", "--truth", t, "--pred", p, "--out", str(out), "--lesions", str(lesions)]
+        assert main([*argv, "--definition", definition]) == 0
+        rows[definition] = pd.read_csv(out, sep="\t").iloc[0]
+        assert len(pd.read_csv(lesions, sep="\t")) == 1
+    assert rows["brats2023"]["lesion_dice"] == pytest.approx(0.5)
+    assert rows["brats2025"]["lesionwise_dsc_mean"] == pytest.approx(0.5)
+    assert (rows["brats2025"]["all_instance_tp"], rows["brats2025"]["all_instance_fp"]) == (1, 1)
+    assert "lesion_dice" not in rows["brats2025"] and "global_dsc" not in rows["brats2023"]
+    out = tmp_path / "x.tsv"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--truth", t, "--pred", p, "--out", str(out), "--definition", "brats2024"])
+    assert exit_info.value.code == 2
+    assert "--definition" in capsys.readouterr().err and not out.exists()

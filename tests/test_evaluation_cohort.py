@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
@@ -224,3 +225,31 @@ def test_cohort_table_keeps_patient_ids_as_written(tmp_path) -> None:
     out = tmp_path / "cohort.tsv"
     assert main(["evaluate-cohort", str(scan), "--out", str(out), "--summary", str(tmp_path / "summary.tsv")]) == 0
     assert pd.read_csv(out, sep="\t", dtype=str)["patient_id"].tolist() == ["007"]
+
+
+def test_brats2025_cohort_pools_large_and_small_lesion_recall(tiny_cohort: Path, tmp_path: Path, capsys) -> None:
+    tables = []
+    for scan in demo_masks(tiny_cohort).itertuples():
+        truth, img = load_mask(scan.mask, labels=True)
+        eroded = tmp_path / f"{scan.patient_id}_{scan.timepoint}_pred.nii.gz"
+        nib.save(nib.Nifti1Image(perturb(truth, "erode", 1).astype(np.uint8), img.affine), str(eroded))
+        out = tmp_path / f"{scan.patient_id}_{scan.timepoint}.tsv"
+        argv = ["evaluate", "--truth", scan.mask, "--pred", str(eroded), "--out", str(out), "--definition", "brats2025"]
+        assert main(argv) == 0
+        tables.append(str(out))
+    scans = pd.concat([pd.read_csv(t, sep="\t") for t in tables])
+    summary_path, figure = tmp_path / "summary.tsv", tmp_path / "recall.png"
+    argv = ["evaluate-cohort", *tables, "--out", str(tmp_path / "scans.tsv"), "--summary", str(summary_path),
+            "--figure", str(figure), "--definition", "brats2025"]
+    assert main(argv) == 0
+    summary = pd.read_csv(summary_path, sep="\t").set_index("metric")
+    assert "lesionwise_nsd_mean" in summary.index and "lesion_dice" not in summary.index
+    for prefix in ("large_instance", "small_instance"):
+        tp, fn = int(scans[f"{prefix}_tp"].sum()), int(scans[f"{prefix}_fn"].sum())
+        assert summary.loc[f"{prefix}_rec", "n_lesions"] == tp + fn
+        assert summary.loc[f"{prefix}_rec", "pooled"] == pytest.approx(tp / (tp + fn))
+    assert summary.loc["lesionwise_dsc_mean", "mean"] == pytest.approx(scans["lesionwise_dsc_mean"].mean())
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # tables of the other definition are refused with the missing column named
+    assert main([*argv[:-1], "brats2023"]) == 2
+    assert "lesion_dice" in capsys.readouterr().err

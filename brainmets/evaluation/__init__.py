@@ -1,5 +1,6 @@
-"""Segmentation evaluation: voxel-wise and BraTS-METS lesion-wise metrics per scan, summaries per cohort.
+"""Segmentation evaluation: per-scan scores by the official BraTS definitions, summaries per cohort.
 
-`metrics` holds the pure functions over boolean arrays and voxel spacing, `cohort` pools per-scan
-tables into the cohort summary and figure, `cli` and `cli_cohort` are the two commands.
+`metrics` holds the BraTS-2023 lesion-wise scores (`brats2023`), `brats2025` those of the BraTS-evaluation
+package, `surface` the surface distances both use; `cohort` pools per-scan tables into the cohort summary
+and figure, `cli` and `cli_cohort` are the two commands.
 """

@@ -1,4 +1,9 @@
-"""`brainmets evaluate`: one scan's predicted mask against its ground truth, as a one-row metrics table."""
+"""`brainmets evaluate`: one scan's predicted mask against its ground truth, as a one-row metrics table.
+
+`--definition brats2023` (default) writes the BraTS-2023 scorer's voxel and lesion-wise scores with the
+detection sensitivity by lesion size, and the per-lesion table; `brats2025` writes the BraTS-2025 scorer's
+numbers under its own names (`brainmets.evaluation.brats2025`).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,18 @@ from pathlib import Path
 import pandas as pd
 
 from brainmets.errors import BrainmetsError
-from brainmets.evaluation.metrics import MIN_LESION_VOXELS, LesionMatch, evaluate_segmentation
+from brainmets.evaluation.brats2025 import evaluate_brats2025
+from brainmets.evaluation.metrics import evaluate_segmentation
 from brainmets.io import check_same_grid, load_mask, voxel_spacing_mm, write_tsv
 
-HELP = "Score a predicted lesion mask against the ground truth (voxel and BraTS-METS lesion-wise metrics)."
+HELP = "Score a predicted lesion mask against the ground truth (BraTS-2023 or BraTS-2025 lesion-wise scores)."
+
+#: the scoring definitions: the official scorer each one equals
+DEFINITIONS = {
+    "brats2023": "BraTS-2023 lesion-wise code (dilation matching, surface-distance HD95)",
+    "brats2025": "BraTS-evaluation package (panoptica: one-to-one matching, DSC, NSD, HD95)",
+}
+DEFAULT_DEFINITION = "brats2023"
 
 #: two grids are the same when their voxel corners lie within this fraction of the smallest voxel edge
 GRID_TOLERANCE_VOXELS = 0.01
@@ -26,15 +39,18 @@ ID_COLUMNS = ["patient_id", "timepoint", "truth", "pred"]
 def evaluate_files(
     truth_path: str | os.PathLike[str],
     pred_path: str | os.PathLike[str],
-    min_lesion_voxels: int = MIN_LESION_VOXELS,
-) -> tuple[dict[str, float], LesionMatch]:
-    """Metrics of a predicted mask file against a truth mask file on the same grid (spacing from the affine)."""
+    definition: str = DEFAULT_DEFINITION,
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """Scores of a predicted mask file against a truth mask file on one grid (mm from the affine), and the lesion table."""
     truth_path, pred_path = Path(truth_path), Path(pred_path)
     (truth, truth_img), (pred, pred_img) = load_mask(truth_path, labels=True), load_mask(pred_path, labels=True)
     check_same_grid(truth_img, pred_img, truth_path, pred_path, SAME_GRID_FIX,
                     tolerance_mm=GRID_TOLERANCE_VOXELS * voxel_spacing_mm(truth_img.affine).min())
     spacing = tuple(float(s) for s in voxel_spacing_mm(truth_img.affine))
-    return evaluate_segmentation(truth, pred, spacing, min_lesion_voxels)
+    if definition == "brats2025":
+        return evaluate_brats2025(truth, pred, spacing)
+    metrics, match = evaluate_segmentation(truth, pred, spacing)
+    return metrics, match.lesions
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -46,19 +62,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patient", default="", help="patient id written into the row")
     parser.add_argument("--timepoint", default="", help="timepoint written into the row")
     parser.add_argument(
-        "--min-lesion-voxels",
-        type=int,
-        default=MIN_LESION_VOXELS,
-        help=f"ground-truth lesions with fewer voxels are not scored (default {MIN_LESION_VOXELS})",
+        "--definition",
+        choices=list(DEFINITIONS),
+        default=DEFAULT_DEFINITION,
+        help="; ".join(f"{name}: {text}" for name, text in DEFINITIONS.items()) + f" (default {DEFAULT_DEFINITION})",
     )
 
 
 def run(args: argparse.Namespace) -> None:
     """Evaluate one scan and write its metrics row (and optionally its lesion table)."""
-    if args.min_lesion_voxels < 1:
-        raise BrainmetsError(f"--min-lesion-voxels must be at least 1, got {args.min_lesion_voxels}")
-    metrics, match = evaluate_files(args.truth, args.pred, args.min_lesion_voxels)
+    metrics, lesions = evaluate_files(args.truth, args.pred, args.definition)
     ids = {"patient_id": args.patient, "timepoint": args.timepoint, "truth": str(args.truth), "pred": str(args.pred)}
     write_tsv(pd.DataFrame([{**ids, **metrics}]), args.out)
     if args.lesions is not None:
-        write_tsv(match.lesions, args.lesions)
+        write_tsv(lesions, args.lesions)

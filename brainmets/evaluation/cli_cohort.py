@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from brainmets.evaluation.cli import DEFAULT_DEFINITION, DEFINITIONS
+
 HELP = "Pool per-scan evaluation tables: cohort table, summary (mean, median, IQR, sensitivity by size), figure."
 
 
@@ -14,6 +16,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="cohort table, one row per scan (TSV)")
     parser.add_argument("--summary", required=True, type=Path, help="cohort summary, one row per metric (TSV)")
     parser.add_argument("--figure", type=Path, help="sensitivity-by-lesion-size figure (PNG)")
+    parser.add_argument(
+        "--definition",
+        choices=list(DEFINITIONS),
+        default=DEFAULT_DEFINITION,
+        help=f"the definition the per-scan tables were scored with (`brainmets evaluate`; default {DEFAULT_DEFINITION})",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -21,9 +29,9 @@ def run(args: argparse.Namespace) -> None:
     from brainmets.evaluation.cohort import plot_sensitivity_by_size, read_scan_metrics, summarise_cohort
     from brainmets.io import write_tsv
 
-    scans = read_scan_metrics(args.metrics)
-    summary = summarise_cohort(scans)
+    scans = read_scan_metrics(args.metrics, args.definition)
+    summary = summarise_cohort(scans, args.definition)
     write_tsv(scans, args.out)
     write_tsv(summary, args.summary)
     if args.figure is not None:
-        plot_sensitivity_by_size(summary, args.figure)
+        plot_sensitivity_by_size(summary, args.figure, args.definition)

@@ -1,4 +1,8 @@
-"""Cohort summaries of per-scan metrics: distribution statistics, pooled sensitivity per lesion size, figure."""
+"""Cohort summaries of per-scan metrics: distribution statistics, pooled sensitivity per lesion size, figure.
+
+Each scoring definition has its own per-scan columns: `brats2023` pools detection per lesion-volume bin,
+`brats2025` pools the detection recall of its large and small lesions.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ import pandas as pd
 from scipy import stats
 
 from brainmets.errors import BrainmetsError
-from brainmets.evaluation.cli import ID_COLUMNS
+from brainmets.evaluation import brats2025
+from brainmets.evaluation.cli import DEFAULT_DEFINITION, ID_COLUMNS
 from brainmets.evaluation.metrics import SIZE_BIN_LABELS
 from brainmets.io import atomic_path, read_tsv
 
@@ -34,6 +39,9 @@ SCAN_METRICS = [
 #: count columns that pooled proportions are computed from
 COUNT_COLUMNS = [c for label in SIZE_BIN_LABELS for c in (f"lesions_{label}", f"detected_{label}")]
 
+#: brats2025 lesion classes pooled in the summary and figure: (column prefix, figure label)
+BRATS2025_CLASSES = (("large_instance", "large (\u2265 20 mm\u00b3)"), ("small_instance", "small (< 20 mm\u00b3)"))
+
 #: lesion sensitivity per size bin of the published model's external validation (40 patients, 186 studies)
 PUBLISHED_SENSITIVITY = {"lt0.05ml": 0.17, "0.05to0.5ml": 0.66, "0.5to4ml": 0.88, "ge4ml": 0.91}
 
@@ -46,11 +54,20 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def read_scan_metrics(paths: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
+def _numeric_columns(definition: str) -> list[str]:
+    """The numeric per-scan columns `brainmets evaluate --definition` writes."""
+    if definition == "brats2025":
+        return list(brats2025.COLUMNS)
+    return SCAN_METRICS + COUNT_COLUMNS + [f"sensitivity_{label}" for label in SIZE_BIN_LABELS]
+
+
+def read_scan_metrics(
+    paths: Sequence[str | os.PathLike[str]], definition: str = DEFAULT_DEFINITION
+) -> pd.DataFrame:
     """Concatenate per-scan metrics tables written by `brainmets evaluate`, checking columns and numbers."""
     if not paths:
         raise BrainmetsError("no per-scan metrics tables given; pass the TSV files written by `brainmets evaluate`")
-    numeric = SCAN_METRICS + COUNT_COLUMNS + [f"sensitivity_{label}" for label in SIZE_BIN_LABELS]
+    numeric = _numeric_columns(definition)
     tables = []
     for path in paths:
         table = read_tsv(path, required=ID_COLUMNS + numeric, text_columns=ID_COLUMNS)
@@ -93,8 +110,20 @@ def _distribution(metric: str, values: pd.Series) -> dict[str, float]:
     }
 
 
-def summarise_cohort(scans: pd.DataFrame) -> pd.DataFrame:
+def _summarise_brats2025(scans: pd.DataFrame) -> pd.DataFrame:
+    """Mean/median/IQR over scans of every brats2025 score, pooled large/small lesion recall (95 % CI)."""
+    rows = [_distribution(metric, scans[metric]) for metric in brats2025.COLUMNS]
+    for prefix, _ in BRATS2025_CLASSES:
+        tp, fn = int(scans[f"{prefix}_tp"].sum()), int(scans[f"{prefix}_fn"].sum())
+        next(r for r in rows if r["metric"] == f"{prefix}_rec").update(_pooled_proportion(tp, tp + fn), n_lesions=tp + fn)
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    return summary.astype({"n_scans": "Int64", "n_lesions": "Int64"})
+
+
+def summarise_cohort(scans: pd.DataFrame, definition: str = DEFAULT_DEFINITION) -> pd.DataFrame:
     """Per-metric mean/median/IQR over scans, pooled lesion sensitivity (overall, per bin, 95 % CI), FPs per scan."""
+    if definition == "brats2025":
+        return _summarise_brats2025(scans)
     rows = [_distribution(metric, scans[metric]) for metric in SCAN_METRICS]
     tp, fn = int(scans["tp_lesions"].sum()), int(scans["fn_lesions"].sum())
     overall = next(r for r in rows if r["metric"] == "lesion_sensitivity")
@@ -110,16 +139,22 @@ def summarise_cohort(scans: pd.DataFrame) -> pd.DataFrame:
     return summary.astype({"n_scans": "Int64", "n_lesions": "Int64"})
 
 
-def plot_sensitivity_by_size(summary: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """Bar chart (PNG) of pooled lesion sensitivity per volume bin with 95 % CIs and the published values."""
+def plot_sensitivity_by_size(
+    summary: pd.DataFrame, path: str | os.PathLike[str], definition: str = DEFAULT_DEFINITION
+) -> Path:
+    """Bar chart (PNG) of pooled lesion sensitivity per size class with 95 % CIs (brats2023: and the published values)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     by_metric = summary.set_index("metric")
-    rows = by_metric.loc[[f"sensitivity_{label}" for label in SIZE_BIN_LABELS]]
-    x = np.arange(len(SIZE_BIN_LABELS))
+    if definition == "brats2025":
+        metrics, titles = [f"{prefix}_rec" for prefix, _ in BRATS2025_CLASSES], [t for _, t in BRATS2025_CLASSES]
+    else:
+        metrics, titles = [f"sensitivity_{label}" for label in SIZE_BIN_LABELS], list(BIN_TITLES.values())
+    rows = by_metric.loc[metrics]
+    x = np.arange(len(metrics))
     pooled = rows["pooled"].to_numpy(dtype=float)
     low, high = rows["ci95_low"].to_numpy(dtype=float), rows["ci95_high"].to_numpy(dtype=float)
     error = np.vstack([pooled - low, high - pooled])
@@ -128,11 +163,12 @@ def plot_sensitivity_by_size(summary: pd.DataFrame, path: str | os.PathLike[str]
     axes.bar(
         x[has_lesions], pooled[has_lesions], yerr=error[:, has_lesions], capsize=4, color="#4c72b0", label="this cohort"
     )
-    published = [PUBLISHED_SENSITIVITY[label] for label in SIZE_BIN_LABELS]
-    axes.plot(x, published, "D", color="#dd8452", label="published external validation")
+    if definition != "brats2025":
+        published = [PUBLISHED_SENSITIVITY[label] for label in SIZE_BIN_LABELS]
+        axes.plot(x, published, "D", color="#dd8452", label="published external validation")
     for i, n in enumerate(rows["n_lesions"].fillna(0).astype(int)):
         axes.annotate(f"n={n}", (x[i], 1.02), ha="center", fontsize=9)
-    axes.set_xticks(x, [BIN_TITLES[label] for label in SIZE_BIN_LABELS])
+    axes.set_xticks(x, titles)
     axes.set_ylim(0, 1.1)
     axes.set_xlabel("ground-truth lesion volume")
     axes.set_ylabel("lesion detection sensitivity")

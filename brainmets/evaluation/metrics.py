@@ -1,25 +1,20 @@
-"""Voxel-wise and lesion-wise segmentation metrics of a predicted mask against a ground-truth mask.
+"""Voxel-wise and lesion-wise segmentation metrics by the BraTS-2023 metastasis scorer (`brats2023`).
 
-Voxel-wise: Dice and the 95th percentile Hausdorff distance (HD95) as MedPy defines it: surface voxels
-are those removed by one 6-connected erosion, and HD95 is the 95th percentile of the pooled distances
-(mm) from each surface to the other.
+Voxel-wise: Dice and the 95th percentile Hausdorff distance (HD95) of the surface-distance package
+(`brainmets.evaluation.surface`: surface elements weighted by their area), as the BraTS-2023 code's
+"legacy" scores.
 
-Lesion-wise (BraTS-METS definition): lesions are 26-connected components; ground-truth components whose
-18-connected 1-voxel dilations touch are one lesion; every predicted component that overlaps a lesion's
-dilation is a hit for it, and the lesion's Dice and HD95 are taken against the union of its hits. A
-missed lesion scores Dice 0 and HD95 374 mm, as does every predicted component that hits no lesion (a
-false positive). Ground-truth lesions smaller than `min_lesion_voxels` are left out of the scores and
-counts, but the predicted components that hit them are not false positives. The case score is the sum
-over lesions divided by (lesions + false positives); with neither, Dice is 1 and HD95 0.
-
-Two choices differ from the BraTS-METS 2023 scoring code: HD95 is MedPy's voxel-surface percentile, not
-the surfel-area-weighted one of DeepMind's surface-distance package, and lesions are dropped below
-`min_lesion_voxels` voxels (default 2), where that code drops lesions of at most 2 mm^3 (at 1 mm spacing,
-`min_lesion_voxels=3` reproduces it).
+Lesion-wise (BraTS-2023 lesion-wise code, BraTS-MET parameters): lesions are 26-connected components;
+ground-truth components whose 18-connected 1-voxel dilations touch are one lesion; every predicted
+component that overlaps a lesion's dilation is a hit for it, and the lesion's Dice and HD95 are taken
+against the union of its hits. A missed lesion scores Dice 0 and HD95 374 mm, as does every predicted
+component that hits no lesion (a false positive). Ground-truth lesions of at most 2 mm^3 are left out of
+the scores and counts, but the predicted components that hit them are not false positives. The case
+score is the sum over lesions divided by (lesions + false positives); with neither, Dice is 1 and HD95 0.
+A mask compared with an empty one has HD95 374 mm, two empty masks 0.
 
 Building blocks: `scipy.ndimage.label` with 26-connectivity (components, through
-`brainmets.components.label_lesions`), `binary_dilation`/`binary_erosion` (lesion merging,
-surfaces), `distance_transform_edt` with the voxel spacing (surface distances), `find_objects` (crops).
+`brainmets.components.label_lesions`), `binary_dilation` (lesion merging), `find_objects` (crops).
 """
 
 from __future__ import annotations
@@ -30,14 +25,15 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from brainmets.io import voxel_volume_ml
 from brainmets.components import label_lesions
+from brainmets.evaluation.surface import robust_hausdorff_mm, surface_distances
+from brainmets.io import voxel_volume_ml
 
 #: HD95 (mm) given to a missed lesion, a false-positive lesion, or a mask compared with an empty one
 HD95_MISSING_MM = 374.0
 
-#: ground-truth lesions with fewer voxels than this are not scored
-MIN_LESION_VOXELS = 2
+#: ground-truth lesions of at most this volume (mm^3) are not scored (BraTS-2023, metastasis task)
+MAX_UNSCORED_LESION_MM3 = 2.0
 
 #: upper edges (mL) of the lesion-volume bins of the detection sensitivity; the last bin is open
 SIZE_BIN_EDGES_ML = (0.05, 0.5, 4.0)
@@ -59,7 +55,6 @@ _LESION_COLUMNS = {
 }
 
 _DILATION = ndimage.generate_binary_structure(3, 2)  # 18-connectivity, as BraTS-METS dilates
-_SURFACE = ndimage.generate_binary_structure(3, 1)  # 6-connected erosion, as MedPy finds surfaces
 
 
 @dataclass(frozen=True)
@@ -83,6 +78,11 @@ def _pair(truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return t, p
 
 
+def _spacing(spacing_mm: tuple[float, float, float]) -> tuple[float, float, float]:
+    """Voxel spacing (mm) as a tuple of three Python floats."""
+    return tuple(float(s) for s in spacing_mm)
+
+
 def _union_box(boxes: list[tuple[slice, ...]], shape: tuple[int, ...], margin: int = 1) -> tuple[slice, ...]:
     """The smallest box holding every given box, grown by `margin` voxels and clipped to `shape`."""
     return tuple(
@@ -96,19 +96,9 @@ def _dice(truth: np.ndarray, pred: np.ndarray) -> float:
     return float(2.0 * np.count_nonzero(truth & pred) / (np.count_nonzero(truth) + np.count_nonzero(pred)))
 
 
-def _surface_distances_mm(source: np.ndarray, target: np.ndarray, spacing_mm: np.ndarray) -> np.ndarray:
-    """Distances (mm) from every surface voxel of `source` to the nearest surface voxel of `target`."""
-    source_surface = source & ~ndimage.binary_erosion(source, structure=_SURFACE)
-    target_surface = target & ~ndimage.binary_erosion(target, structure=_SURFACE)
-    return ndimage.distance_transform_edt(~target_surface, sampling=spacing_mm)[source_surface]
-
-
-def _hd95_nonempty(truth: np.ndarray, pred: np.ndarray, spacing_mm: np.ndarray) -> float:
-    """HD95 (mm) of two non-empty boolean arrays, computed in the box that holds both."""
-    box = _union_box(ndimage.find_objects((truth | pred).astype(np.uint8)), truth.shape)
-    t, p = truth[box], pred[box]
-    distances = np.concatenate([_surface_distances_mm(p, t, spacing_mm), _surface_distances_mm(t, p, spacing_mm)])
-    return float(np.percentile(distances, 95))
+def _hd95_nonempty(truth: np.ndarray, pred: np.ndarray, spacing_mm: tuple[float, float, float]) -> float:
+    """Surface-distance HD95 (mm) of two non-empty boolean arrays."""
+    return robust_hausdorff_mm(surface_distances(truth, pred, spacing_mm), 95.0)
 
 
 def dice_coefficient(truth: np.ndarray, pred: np.ndarray) -> float:
@@ -120,13 +110,13 @@ def dice_coefficient(truth: np.ndarray, pred: np.ndarray) -> float:
 
 
 def hausdorff95_mm(truth: np.ndarray, pred: np.ndarray, spacing_mm: tuple[float, float, float]) -> float:
-    """HD95 (mm) between the surfaces of two masks; 0 when both are empty, 374 when only one is."""
+    """Surface-distance HD95 (mm) of two masks; 0 when both are empty, 374 when only one is."""
     t, p = _pair(truth, pred)
     if not t.any() and not p.any():
         return 0.0
     if not t.any() or not p.any():
         return HD95_MISSING_MM
-    return _hd95_nonempty(t, p, np.asarray(spacing_mm, dtype=float))
+    return _hd95_nonempty(t, p, _spacing(spacing_mm))
 
 
 def size_bin(volume_ml: float | np.ndarray) -> np.ndarray:
@@ -134,15 +124,10 @@ def size_bin(volume_ml: float | np.ndarray) -> np.ndarray:
     return np.digitize(volume_ml, SIZE_BIN_EDGES_ML, right=False)
 
 
-def match_lesions(
-    truth: np.ndarray,
-    pred: np.ndarray,
-    spacing_mm: tuple[float, float, float],
-    min_lesion_voxels: int = MIN_LESION_VOXELS,
-) -> LesionMatch:
-    """Match ground-truth lesions to predicted components by the BraTS-METS rules; Dice per lesion, HD95 in mm."""
+def match_lesions(truth: np.ndarray, pred: np.ndarray, spacing_mm: tuple[float, float, float]) -> LesionMatch:
+    """Match ground-truth lesions to predicted components by the BraTS-2023 rules; Dice per lesion, HD95 in mm."""
     t, p = _pair(truth, pred)
-    spacing = np.asarray(spacing_mm, dtype=float)
+    spacing = _spacing(spacing_mm)
     voxel_ml = voxel_volume_ml(spacing)
 
     # lesions: labels of the dilated truth, carried back onto the truth voxels, so touching lesions merge;
@@ -177,7 +162,7 @@ def match_lesions(
                 "size_bin": SIZE_BIN_LABELS[int(size_bin(volume_ml))],
                 "hits": int(hits.size),
                 "detected": bool(hits.size),
-                "scored": bool(voxels[label] >= min_lesion_voxels),
+                "scored": bool(voxels[label] * spacing[0] * spacing[1] * spacing[2] > MAX_UNSCORED_LESION_MM3),
                 "dice": dice,
                 "hd95_mm": hd95,
             }
@@ -212,12 +197,9 @@ def detection_by_size(match: LesionMatch) -> dict[str, float]:
 
 
 def evaluate_segmentation(
-    truth: np.ndarray,
-    pred: np.ndarray,
-    spacing_mm: tuple[float, float, float],
-    min_lesion_voxels: int = MIN_LESION_VOXELS,
+    truth: np.ndarray, pred: np.ndarray, spacing_mm: tuple[float, float, float]
 ) -> tuple[dict[str, float], LesionMatch]:
-    """All metrics of one scan (volumes in mL, distances in mm) and the lesion match they came from."""
+    """All BraTS-2023 metrics of one scan (volumes in mL, distances in mm) and the lesion match they came from."""
     t, p = _pair(truth, pred)
     voxel_ml = voxel_volume_ml(spacing_mm)
     truth_ml = np.count_nonzero(t) * voxel_ml
@@ -226,7 +208,7 @@ def evaluate_segmentation(
         relative_error = (pred_ml - truth_ml) / truth_ml
     else:
         relative_error = 0.0 if pred_ml == 0 else float("nan")
-    match = match_lesions(t, p, spacing_mm, min_lesion_voxels)
+    match = match_lesions(t, p, spacing_mm)
     scored = match.lesions[match.lesions["scored"]]
     tp, fn = int(scored["detected"].sum()), int((~scored["detected"]).sum())
     lesion_dice, lesion_hd95 = lesionwise_scores(match)
