@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from brainmets import __version__
+from brainmets.config import check_config_file
 from brainmets.errors import BrainmetsError
 
 #: subcommand name -> module that implements it
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "config", None):
+            check_config_file(args.config)
         args._run(args)
     except BrainmetsError as error:
         print(f"brainmets {args.command}: error: {error}", file=sys.stderr)

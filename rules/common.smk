@@ -4,10 +4,18 @@ from pathlib import Path
 import pandas as pd
 import yaml
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
+
+from brainmets.config import check_config
+from brainmets.errors import BrainmetsError
 
 
-validate(config, "../workflow/schemas/config.schema.yaml")
+# workflow/schemas/config.schema.yaml, the schema the commands check their --config with: every key, its
+# range and default. Checked here rather than by snakemake.utils.validate, so that an unknown key is one
+# line naming its section and the closest known key, and so that remote jobs get the defaults too.
+try:
+    check_config(config, "config")
+except BrainmetsError as error:
+    raise WorkflowError(str(error)) from None
 
 
 DEMO = config["demo"]["enabled"]
