@@ -18,12 +18,11 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# The whole workflow on the demo cohort, then its HTML report. The default profile (not found by
-# Snakemake on its own, the Snakefile being at the root) limits concurrent GPU jobs.
-PROFILE := --workflow-profile workflow/profiles/default
+# The whole workflow on the demo cohort, then its HTML report: the plain commands of the README.
+# Snakemake applies profiles/default (the limit on concurrent GPU jobs) by itself.
 demo: env
-	$(BIN)/snakemake $(PROFILE) --cores $(CORES)
-	$(BIN)/snakemake $(PROFILE) --cores $(CORES) --report results/report.html
+	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --cores $(CORES) --report results/report.html
 
 test: env
 	$(BIN)/python -m pytest
