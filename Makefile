@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CORES  ?= all
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env demo test lock clean
+.PHONY: env demo test test-fast lock clean
 
 env: $(STAMP)
 
@@ -24,8 +24,14 @@ demo: env
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/snakemake --cores $(CORES) --report results/report.html
 
+# Leaves the machine as it was: tests that install packages, write /etc or start daemons (the SLURM
+# cluster) are skipped unless BRAINMETS_SYSTEM_TESTS=1 (.ci/run sets it).
 test: env
 	$(BIN)/python -m pytest
+
+# The fast part, for development: no training, real preprocessing, Snakemake runs or system tests.
+test-fast: env
+	$(BIN)/python -m pytest -m "not slow and not workflow and not system"
 
 # Re-resolve the direct requirements into the exact lock (run after editing requirements.in).
 lock:

@@ -12,6 +12,8 @@ import pytest
 import yaml
 from slurm.project import REPO, SNAKEMAKE, dry_run_jobs, env, make_project, snakemake
 
+pytestmark = pytest.mark.workflow
+
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:

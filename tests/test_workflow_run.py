@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from slurm.project import (
     SNAKEMAKE,
     env,
@@ -18,6 +19,8 @@ from slurm.project import (
     overlapping_pairs,
     snakemake,
 )
+
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 MODEL = "results/model/model.json"
 
