@@ -121,13 +121,15 @@ def nifti_shape(path: str | os.PathLike[str]) -> tuple[int, ...]:
     return shape
 
 
-def _check_file(sheet: Path, row: int, column: str, path: str) -> tuple[int, ...]:
-    """Check that a sheet's file exists and has a readable 3-D NIfTI header; returns its shape."""
+def _check_file(sheet: Path, row: int, column: str, path: str, read_header: bool = True) -> tuple[int, ...] | None:
+    """Check that a sheet's file exists and (`read_header`) has a readable 3-D NIfTI header; returns its shape."""
     if not os.path.isfile(path):
         raise BrainmetsError(
             f"{_where(sheet, row, column)}: file {path} not found (relative paths start at {os.getcwd()}); "
             "fix the path or remove the row"
         )
+    if not read_header:
+        return None
     try:
         return nifti_shape(path)
     except Exception as error:  # nibabel raises many types for non-NIfTI input
@@ -142,6 +144,7 @@ def load_samples(
     *,
     produced_dirs: Iterable[str | os.PathLike[str]] = (),
     check_files: bool = True,
+    header_limit: int | None = None,
     schema: str | os.PathLike[str] = SCHEMA_PATH,
 ) -> pd.DataFrame:
     """The validated sheet indexed by (patient_id, timepoint), sorted; paths kept as written.
@@ -149,7 +152,9 @@ def load_samples(
     Columns: image, mask (str or None), training, baseline (bool), steroid_dose_mg (float, NaN when
     not given), clinical_status (str or None), row (1-based row in the sheet). Files under
     `produced_dirs` (e.g. the demo cohort the workflow generates) need not exist yet;
-    `check_files=False` skips every file check. Only file headers are read.
+    `check_files=False` skips every file check. Only file headers are read, and with `header_limit` only
+    when the sheet lists at most that many files; a larger sheet's files are only checked to exist (the
+    headers are `brainmets check-samples`' job, which reads them all).
     """
     sheet = Path(path)
     table = read_sheet(sheet)
@@ -219,12 +224,13 @@ def load_samples(
         )
     if check_files:
         produced = [os.path.abspath(d) for d in produced_dirs]
+        headers = header_limit is None or len(frame) + int(frame["mask"].notna().sum()) <= header_limit
         for row, image, mask in zip(frame.index, frame["image"], frame["mask"], strict=True):
             shapes = {}
             for column, file in (("image", image), ("mask", mask)):
                 if file is not None and not _is_produced(file, produced):
-                    shapes[column] = _check_file(sheet, int(row), column, file)
-            if len(shapes) == 2 and shapes["image"] != shapes["mask"]:
+                    shapes[column] = _check_file(sheet, int(row), column, file, read_header=headers)
+            if headers and len(shapes) == 2 and shapes["image"] != shapes["mask"]:
                 raise BrainmetsError(
                     f"{_where(sheet, int(row), 'mask')}: mask grid {shapes['mask']} differs from the image grid "
                     f"{shapes['image']}; give the mask on the image's grid"

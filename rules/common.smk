@@ -28,6 +28,9 @@ MODEL_GIVEN = Path(MODEL_DIR, "model.json").is_file() and not Path(MODEL_DIR).re
 )
 MODEL_JSON = ancient(f"{MODEL_DIR}/model.json") if MODEL_GIVEN else f"{MODEL_DIR}/model.json"
 FOLDS = list(range(config["train"]["folds"]))
+# the image headers of a sheet with more files than this are left to `brainmets check-samples` and to
+# the jobs that read them: reading 5,000 headers would add seconds to every start of the workflow
+HEADER_LIMIT = 1000
 # configuration sections each stage's commands read from their --config file
 STAGE_SECTIONS = {
     "preprocess": ["preprocess"],
@@ -60,7 +63,7 @@ def _index(path):
     # the demo cohort's files are written by the demo rule: they need not exist yet
     produced = [config["demo"]["out"]] if DEMO else []
     try:
-        sheet = load_samples(path, produced_dirs=produced).reset_index()
+        sheet = load_samples(path, produced_dirs=produced, header_limit=HEADER_LIMIT).reset_index()
     except BrainmetsError as error:
         raise WorkflowError(str(error)) from None
     analysis = sheet[~sheet["training"]]
