@@ -79,7 +79,7 @@ def check_config(config: MutableMapping[str, Any], source: str = "config") -> Mu
 
 
 def check_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a YAML configuration file (an empty file is an empty configuration) and check it; returns it with defaults."""
+    """Read and check a YAML configuration file (empty: no settings); returns it with the defaults filled in."""
     from brainmets.io import read_yaml
 
     return dict(check_config(read_yaml(path, allow_empty=True), str(path)))

@@ -148,7 +148,9 @@ def test_a_misspelt_key_stops_a_command_before_it_reads_anything(
 
 @pytest.mark.workflow
 @pytest.mark.parametrize(("section", "key", "close"), MISSPELT, ids=[m[0] for m in MISSPELT])
-def test_a_misspelt_key_stops_the_workflow_before_any_job(section: str, key: str, close: str | None, tmp_path: Path) -> None:
+def test_a_misspelt_key_stops_the_workflow_before_any_job(
+    section: str, key: str, close: str | None, tmp_path: Path
+) -> None:
     """`snakemake -n` with the misspelt key fails at once with the same line, before the DAG is built."""
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(SHIPPED))

@@ -1,4 +1,4 @@
-"""The guard of the test suite: without BRAINMETS_SYSTEM_TESTS=1 nothing installs packages, starts daemons or writes /etc."""
+"""The test suite's guard: without BRAINMETS_SYSTEM_TESTS=1 no test installs packages, starts daemons or writes /etc."""
 
 from __future__ import annotations
 
