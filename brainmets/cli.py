@@ -12,7 +12,6 @@ import importlib
 import sys
 
 from brainmets import __version__
-from brainmets.config import check_config_file
 from brainmets.errors import BrainmetsError
 
 #: subcommand name -> module that implements it
@@ -56,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if getattr(args, "config", None):
+        if getattr(args, "config", None):  # every --config file against the one schema, before any work
+            from brainmets.config import check_config_file
+
             check_config_file(args.config)
         args._run(args)
     except BrainmetsError as error:
