@@ -1,6 +1,5 @@
 # brainmets: brain-metastasis segmentation, uncertainty, tracking and RANO-BM response on T1-CE MRI.
-# Run it with the default profile, which limits GPU jobs (README, "Running the workflow"):
-#   snakemake --workflow-profile workflow/profiles/default --cores all
+# Run it with `snakemake --cores all`; Snakemake applies profiles/default, which limits GPU jobs (README).
 from snakemake.utils import min_version
 
 min_version("9.0")

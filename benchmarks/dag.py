@@ -2,7 +2,7 @@
 
 Builds, in a temporary folder, a sheet of 2,431 scans (608 patients, 4 visits each less one; tiny NIfTI
 files, since a dry run reads only the sheet) plus training cases, and prints the number of jobs, the
-wall time and the peak memory of the dry run. Target: at most 15 s on a 2-core machine.
+wall time and the peak memory of the dry run. Target: at most 10 s on a 2-core machine.
 
     python benchmarks/dag.py [--scans 2431] [--training 40] [--keep DIR]
 """
@@ -82,7 +82,7 @@ def main() -> None:
         *_, listing = dry_run(root, "rules")
     total = re.search(r"^total\s+(\d+)", listing, re.MULTILINE)
     print(f"scans: {args.scans} (+{args.training} training cases), jobs: {total.group(1) if total else 'unknown'}")
-    print(f"snakemake -n -q: {seconds:.1f} s wall, {cpu:.1f} s CPU, peak RSS {peak_mb} MB (target <= 15 s)")
+    print(f"snakemake -n -q: {seconds:.1f} s wall, {cpu:.1f} s CPU, peak RSS {peak_mb} MB (target <= 10 s)")
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 

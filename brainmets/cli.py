@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "config", None):  # every --config file against the one schema, before any work
+            from brainmets.config import check_config_file
+
+            check_config_file(args.config)
         args._run(args)
     except BrainmetsError as error:
         print(f"brainmets {args.command}: error: {error}", file=sys.stderr)

@@ -10,7 +10,7 @@ import contextlib
 import gzip
 import json
 import os
-import tempfile
+import secrets
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -27,6 +27,19 @@ from brainmets.errors import BrainmetsError
 SPACING_RANGE_MM = (0.05, 20.0)
 
 
+def _new_file(folder: Path, prefix: str, suffix: str) -> Path:
+    """Create an empty file with a fresh random name in `folder`, with the mode the umask allows (0644 under 022)."""
+    for _ in range(100):
+        path = folder / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            # unlike tempfile.mkstemp (always 0600), mode 0666 minus the umask: colleagues can read the results
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return path
+    raise BrainmetsError(f"{folder}: could not create a temporary file beside the output")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
@@ -34,9 +47,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     # keep the suffixes so that libraries which infer the format from the name (.nii.gz) still work
     suffix = "".join(target.suffixes)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".part{suffix}", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _new_file(target.parent, f".{target.name}.", f".part{suffix}")
     try:
         yield tmp
         os.replace(tmp, target)

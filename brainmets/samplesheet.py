@@ -108,8 +108,10 @@ class _FileGrid:
     affine: np.ndarray
 
 
-def _check_file(sheet: Path, row: int, column: str, path: str, read_data: bool) -> _FileGrid:
-    """Check that a sheet's file exists and is a 3-D NIfTI with a usable header (and, with `read_data`, data)."""
+def _check_file(
+    sheet: Path, row: int, column: str, path: str, read_data: bool, read_header: bool = True
+) -> _FileGrid | None:
+    """Check that a sheet's file exists and (`read_header`) is a 3-D NIfTI with a usable header (and, with `read_data`, data)."""
     from brainmets.io import check_gzip_stream, load_mask, load_nifti, read_nifti_header
 
     if not os.path.isfile(path):
@@ -117,6 +119,8 @@ def _check_file(sheet: Path, row: int, column: str, path: str, read_data: bool) 
             f"{_where(sheet, row, column)}: file {path} not found (relative paths start at {os.getcwd()}); "
             "fix the path or remove the row"
         )
+    if not read_header:
+        return None
     try:
         if read_data:  # every voxel decompressed and checked: truncated or corrupt files fail here
             img = load_mask(path, labels=True)[1] if column == "mask" else load_nifti(path)
@@ -141,6 +145,7 @@ def load_samples(
     produced_dirs: Iterable[str | os.PathLike[str]] = (),
     check_files: bool = True,
     read_data: bool = False,
+    header_limit: int | None = None,
     schema: str | os.PathLike[str] = SCHEMA_PATH,
 ) -> pd.DataFrame:
     """The validated sheet indexed by (patient_id, timepoint), sorted; paths kept as written.
@@ -150,7 +155,9 @@ def load_samples(
     `produced_dirs` (e.g. the demo cohort the workflow generates) need not exist yet;
     `check_files=False` skips every file check. Only file headers are read (shape, spacing, affine; a
     mask must share its image's grid), unless `read_data`: then every image and mask is read completely,
-    so that truncated or corrupt data and masks that are not label maps are found too.
+    so that truncated or corrupt data and masks that are not label maps are found too. With `header_limit`, file headers are read only
+    when the sheet lists at most that many files; a larger sheet's files are only checked to exist (the
+    headers are `brainmets check-samples`' job, which reads them all).
     """
     sheet = Path(path)
     table = read_sheet(sheet)
@@ -222,12 +229,13 @@ def load_samples(
         from brainmets.io import check_same_grid
 
         produced = [os.path.abspath(d) for d in produced_dirs]
+        headers = header_limit is None or len(frame) + int(frame["mask"].notna().sum()) <= header_limit
         for row, image, mask in zip(frame.index, frame["image"], frame["mask"], strict=True):
             grids = {}
             for column, file in (("image", image), ("mask", mask)):
                 if file is not None and not _is_produced(file, produced):
-                    grids[column] = _check_file(sheet, int(row), column, file, read_data)
-            if len(grids) == 2:
+                    grids[column] = _check_file(sheet, int(row), column, file, read_data, read_header=headers)
+            if len(grids) == 2 and grids["image"] is not None and grids["mask"] is not None:
                 try:
                     check_same_grid(grids["image"], grids["mask"], image, mask, "give the mask on the image's grid")
                 except BrainmetsError as error:

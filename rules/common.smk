@@ -4,10 +4,18 @@ from pathlib import Path
 import pandas as pd
 import yaml
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
+
+from brainmets.config import check_config
+from brainmets.errors import BrainmetsError
 
 
-validate(config, "../workflow/schemas/config.schema.yaml")
+# workflow/schemas/config.schema.yaml, the schema the commands check their --config with: every key, its
+# range and default. Checked here rather than by snakemake.utils.validate, so that an unknown key is one
+# line naming its section and the closest known key, and so that remote jobs get the defaults too.
+try:
+    check_config(config, "config")
+except BrainmetsError as error:
+    raise WorkflowError(str(error)) from None
 
 
 DEMO = config["demo"]["enabled"]
@@ -20,6 +28,9 @@ MODEL_GIVEN = Path(MODEL_DIR, "model.json").is_file() and not Path(MODEL_DIR).re
 )
 MODEL_JSON = ancient(f"{MODEL_DIR}/model.json") if MODEL_GIVEN else f"{MODEL_DIR}/model.json"
 FOLDS = list(range(config["train"]["folds"]))
+# the image headers of a sheet with more files than this are left to `brainmets check-samples` and to
+# the jobs that read them: reading 5,000 headers would add seconds to every start of the workflow
+HEADER_LIMIT = 1000
 # configuration sections each stage's commands read from their --config file
 STAGE_SECTIONS = {
     "preprocess": ["preprocess"],
@@ -52,7 +63,7 @@ def _index(path):
     # the demo cohort's files are written by the demo rule: they need not exist yet
     produced = [config["demo"]["out"]] if DEMO else []
     try:
-        sheet = load_samples(path, produced_dirs=produced).reset_index()
+        sheet = load_samples(path, produced_dirs=produced, header_limit=HEADER_LIMIT).reset_index()
     except BrainmetsError as error:
         raise WorkflowError(str(error)) from None
     analysis = sheet[~sheet["training"]]
@@ -158,12 +169,9 @@ def has_truth(patient, timepoint):
 def get_final_output():
     """Every final target: per-patient responses, cohort tables and the report's inputs."""
     outputs = [f"results/{patient}/rano_response.tsv" for patient in get_patients()]
-    outputs += [
-        f"results/{patient}/{timepoint}/{name}"
-        for patient in get_patients()
-        for timepoint in get_timepoints(patient)
-        for name in ("native/segmentation.nii.gz", "overlay.png")
-    ]
+    # one file per job: the overlay's job also writes the native maps (a second name per scan costs the
+    # scheduler a lookup per scan and adds nothing)
+    outputs += [f"results/{patient}/{t}/overlay.png" for patient in get_patients() for t in get_timepoints(patient)]
     outputs += ["results/cohort/rano_response.tsv", "results/cohort/best_response.tsv"]
     if get_evaluation_tables(None):
         outputs += ["results/cohort/evaluation_summary.tsv"]

@@ -1,10 +1,51 @@
-"""Shared test fixtures."""
+"""Shared test fixtures, and the guard that keeps the suite from changing the machine (tests/guard.py)."""
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import guard
 import pytest
+
+#: the guard of this session; None when BRAINMETS_SYSTEM_TESTS=1 asked for the system tests
+GUARD: guard.MachineGuard | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Install the guard unless the system tests were asked for."""
+    global GUARD
+    if not guard.system_tests_enabled() and GUARD is None:
+        GUARD = guard.install(Path(tempfile.mkdtemp(prefix="brainmets-test-guard-")))
+        GUARD.active = True
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the tests marked `system`, with the reason, unless BRAINMETS_SYSTEM_TESTS=1."""
+    if guard.system_tests_enabled():
+        return
+    skip = pytest.mark.skip(
+        reason="system test: installs Debian packages, writes /etc or starts daemons; "
+        f"runs only with {guard.SYSTEM_TESTS_VARIABLE}=1 (set by .ci/run)"
+    )
+    for item in items:
+        if "system" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def leave_the_machine_alone() -> Iterator[guard.MachineGuard | None]:
+    """Fail a test that installs packages, starts a daemon or writes /etc, even when it caught the refusal."""
+    if GUARD is None:
+        yield None
+        return
+    GUARD.violations.clear()
+    GUARD.child_violations()
+    yield GUARD
+    found = GUARD.violations + GUARD.child_violations()
+    if found:
+        pytest.fail(f"the test changes the machine: {'; '.join(found)} (system tests need the marker `system`)")
 
 #: settings of the tiny demo cohort shared by the test suite
 TINY_COHORT = {"patients": 2, "timepoints": 3, "train": 2, "seed": 0, "scale": 2.0}

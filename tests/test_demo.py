@@ -60,6 +60,7 @@ def _centroid_mm(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return affine[:3, :3] @ np.argwhere(mask).mean(axis=0) + affine[:3, 3]
 
 
+@pytest.mark.slow
 def test_every_scenario_gives_its_intended_overall_response(every_scenario: Path) -> None:
     response = _truth(every_scenario, "expected_response")
     scenarios = _truth(every_scenario, "scenarios")
@@ -70,6 +71,7 @@ def test_every_scenario_gives_its_intended_overall_response(every_scenario: Path
         assert got == INTENDED[scenario], (patient, scenario)
 
 
+@pytest.mark.slow
 def test_new_lesion_is_progression_at_the_visit_it_appears(every_scenario: Path) -> None:
     patient = _patient_of(every_scenario, "progression-new-lesion")
     lesions = _truth(every_scenario, "lesions")
@@ -80,6 +82,7 @@ def test_new_lesion_is_progression_at_the_visit_it_appears(every_scenario: Path)
     assert response.loc[(patient, new["timepoint"].iloc[0]), "overall_response"] == "PD"
 
 
+@pytest.mark.slow
 def test_events_follow_the_scenarios(every_scenario: Path) -> None:
     lesions = _truth(every_scenario, "lesions")
 
@@ -104,6 +107,7 @@ def test_events_follow_the_scenarios(every_scenario: Path) -> None:
     assert set(followups["event"]) == {"resolved"} and (followups["longest_diameter_mm"] == 0).all()
 
 
+@pytest.mark.slow
 def test_sum_of_diameters_keeps_wide_margins_from_the_thresholds(every_scenario: Path) -> None:
     # independent of the RANO implementation: sum of the baseline's 5 largest measurable LDs per visit
     lesions = _truth(every_scenario, "lesions")
@@ -120,6 +124,7 @@ def test_sum_of_diameters_keeps_wide_margins_from_the_thresholds(every_scenario:
         assert ((ratios >= low) & (ratios <= high)).all(), (scenario, ratios)
 
 
+@pytest.mark.slow
 def test_merged_lesion_carries_the_lower_id_in_every_label_map(every_scenario: Path) -> None:
     patient = _patient_of(every_scenario, "merge")
     for scan in sorted((every_scenario / patient).iterdir())[1:]:
@@ -218,6 +223,7 @@ def test_scans_look_like_oblique_t1ce_heads(tiny_cohort: Path) -> None:
         assert air.mean() > 0 and air.std() > 0  # Rician noise floor
 
 
+@pytest.mark.slow
 def test_lesions_are_inside_the_brain_and_apart_at_baseline(tiny_cohort: Path, every_scenario: Path) -> None:
     for root in (tiny_cohort, every_scenario):
         for brain_path in sorted((root / "truth").glob("*/brain_mask.nii.gz")):

@@ -195,6 +195,7 @@ def test_a_cropped_network_input_gives_maps_on_the_brain_mask_grid(model_dir, sc
     assert np.asarray(crop_p.dataobj)[box][brain[box]].min() > 0
 
 
+@pytest.mark.slow
 def test_segment_raw_scans_gives_native_maps_on_the_exact_input_grid(model_dir, tiny_cohort, tmp_path, capsys):
     """Two oblique demo scans through preprocessing (deepbet, 2 mm), the 2-fold model and back."""
     import yaml

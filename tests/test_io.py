@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 
+from brainmets.cli import main
 from brainmets.components import label_lesions, largest_component
 from conftest import BAD_HEADERS
 from brainmets.errors import BrainmetsError
 from brainmets.io import (
+    atomic_path,
     check_same_grid,
     load_mask,
     load_nifti,
@@ -22,6 +28,7 @@ from brainmets.io import (
     save_nifti,
     voxel_volume_ml,
     write_json,
+    write_tsv,
 )
 
 
@@ -130,3 +137,38 @@ def test_a_file_that_is_not_nifti_is_refused_by_name(tmp_path: Path) -> None:
     text.write_text("not an image")
     with pytest.raises(BrainmetsError, match=r"notes.nii.gz: not a readable NIfTI image"):
         read_nifti_header(text)
+
+
+@pytest.fixture(params=[(0o022, 0o644), (0o027, 0o640)], ids=["umask022", "umask027"])
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """Run the test under a umask; yields the file mode it should give (restored afterwards)."""
+    mask, expected = request.param
+    previous = os.umask(mask)
+    try:
+        yield expected
+    finally:
+        os.umask(previous)
+
+
+def test_outputs_get_the_mode_the_umask_allows(tmp_path: Path, umask: int) -> None:
+    """Every atomic writer (NIfTI, TSV, JSON, a raw path) leaves a file of mode 0666 minus the umask."""
+    written = [
+        save_nifti(np.zeros((4, 4, 4), np.uint8), np.eye(4), tmp_path / "a.nii.gz"),
+        write_tsv(pd.DataFrame({"x": [1]}), tmp_path / "a.tsv"),
+        write_json({"x": 1}, tmp_path / "a.json"),
+    ]
+    with atomic_path(tmp_path / "deep" / "a.txt") as tmp:
+        tmp.write_text("x")
+    written.append(tmp_path / "deep" / "a.txt")
+    assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in written} == {oct(umask)}
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["a.json", "a.nii.gz", "a.tsv", "a.txt"]
+
+
+def test_a_command_output_follows_the_umask(tmp_path: Path, umask: int) -> None:
+    """`brainmets measure` run under the umask writes its table readable as the umask says."""
+    labels = np.zeros((8, 8, 8), np.uint8)
+    labels[2:5, 2:5, 2:5] = 1
+    save_nifti(labels, np.eye(4), tmp_path / "mask.nii.gz")
+    out = tmp_path / "lesions.tsv"
+    assert main(["measure", str(tmp_path / "mask.nii.gz"), "--out", str(out)]) == 0
+    assert stat.S_IMODE(out.stat().st_mode) == umask

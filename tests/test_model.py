@@ -40,6 +40,7 @@ def test_paper_forward_gives_three_supervised_outputs(paper):
     assert all(np.isfinite(np.asarray(o)).all() for o in outputs)
 
 
+@pytest.mark.slow
 def test_paper_preset_trains_one_step_on_a_small_patch(paper):
     from brainmets.training.loop import make_optimizer, make_train_step
 

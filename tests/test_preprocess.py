@@ -443,6 +443,7 @@ def demo_patient(tiny_cohort: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return {"visits": visits, "dirs": dirs, "cohort": tiny_cohort}
 
 
+@pytest.mark.slow
 def test_outputs_lie_in_patient_space_with_a_complete_record(demo_patient: dict) -> None:
     baseline, follow_up = demo_patient["dirs"][:2]
     grid = nib.load(baseline / IMAGE)
@@ -471,6 +472,7 @@ def test_outputs_lie_in_patient_space_with_a_complete_record(demo_patient: dict)
     np.testing.assert_allclose(affine_matrix_ras(read_transform(baseline / SCAN_TO_PATIENT)), np.eye(4))
 
 
+@pytest.mark.slow
 def test_follow_up_registration_error_against_the_known_pose_is_below_1_mm(demo_patient: dict) -> None:
     poses = pd.read_csv(demo_patient["cohort"] / "truth" / "poses.tsv", sep="\t").set_index(["patient_id", "timepoint"])
     times = demo_patient["visits"]["timepoint"]
@@ -484,6 +486,7 @@ def test_follow_up_registration_error_against_the_known_pose_is_below_1_mm(demo_
     assert mean_displacement_mm(estimated, true, points) <= 1.0
 
 
+@pytest.mark.slow
 def test_deepbet_brain_mask_matches_the_truth_on_the_native_grid(demo_patient: dict) -> None:
     for k, scan_dir in enumerate(demo_patient["dirs"][:2]):
         mask = nib.load(scan_dir / BRAIN_MASK)
@@ -493,6 +496,7 @@ def test_deepbet_brain_mask_matches_the_truth_on_the_native_grid(demo_patient: d
         assert dice(native > 0, np.asarray(truth.dataobj) > 0) >= 0.9
 
 
+@pytest.mark.slow
 def test_to_native_command_restores_the_truth_on_the_exact_input_grid(demo_patient: dict, tmp_path: Path) -> None:
     follow_up = demo_patient["dirs"][1]
     native_truth = nib.load(demo_patient["visits"]["mask"][1])
@@ -517,6 +521,7 @@ def test_to_native_command_restores_the_truth_on_the_exact_input_grid(demo_patie
         assert dice(labels == label, again == label) >= 0.95, label
 
 
+@pytest.mark.slow
 def test_hdbet_brain_mask_matches_the_truth(tiny_cohort: Path, tmp_path: Path) -> None:
     """HD-BET through the command with its shipped weights (fast mode, CPU) on a 2 mm demo scan."""
     visits = pd.read_csv(tiny_cohort / "samples.tsv", sep="\t")

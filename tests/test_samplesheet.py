@@ -109,6 +109,17 @@ def test_a_bad_cell_gives_one_line_naming_row_and_column(
         assert fragment in message
 
 
+def test_a_sheet_over_the_header_limit_only_checks_that_files_exist(tmp_path: Path, scans: dict[str, Path]) -> None:
+    """Above `header_limit` files (3 images + 2 masks here) headers are not read; a missing file still fails."""
+    rows = _rows(scans)
+    rows[0]["mask"] = str(scans["text"])
+    sheet = _write(tmp_path / "s.tsv", rows)
+    assert "not a readable NIfTI" in _error(sheet, header_limit=5)
+    assert len(load_samples(sheet, header_limit=4)) == 3
+    rows[1]["image"] = str(tmp_path / "gone.nii.gz")
+    assert "not found" in _error(_write(tmp_path / "s.tsv", rows), header_limit=4)
+
+
 def test_missing_column(tmp_path: Path, scans: dict[str, Path]) -> None:
     sheet = _write(tmp_path / "s.tsv", _rows(scans), [c for c in HEADER if c != "image"])
     assert "missing column(s) image" in _error(sheet)

@@ -12,6 +12,9 @@ import pytest
 from slurm.cluster import slurm_cluster
 from slurm.project import REPO, fold_gpus, make_training_project, overlapping_pairs, snakemake
 
+#: installs Debian packages, writes /etc/slurm and starts munged, slurmctld and slurmd: BRAINMETS_SYSTEM_TESTS=1 only
+pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.workflow]
+
 #: settings for a cluster without accounting database; everything else comes from the shipped profile
 SITE = ["--slurm-no-account", "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2"]
 

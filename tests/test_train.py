@@ -95,6 +95,7 @@ def test_prepare_case_command_and_its_errors(workspace, tmp_path, capsys):
     assert not (tmp_path / "d" / "data.npy").exists()
 
 
+@pytest.mark.slow
 def test_train_fold_writes_checkpoints_log_state_and_a_loadable_model(workspace):
     from brainmets.training.loop import train_fold
 
@@ -124,6 +125,7 @@ def test_train_fold_writes_checkpoints_log_state_and_a_loadable_model(workspace)
     assert (fold / "log.csv").read_text() == before
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_from_the_latest_checkpoint(workspace, capsys):
     from brainmets.training.loop import train_fold
 
@@ -154,6 +156,7 @@ def test_killed_training_resumes_from_the_latest_checkpoint(workspace, capsys):
     pd.testing.assert_frame_equal(log_after.iloc[: saved["epoch"]], log_before.iloc[: saved["epoch"]])
 
 
+@pytest.mark.slow
 def test_resume_with_another_network_is_refused(workspace):
     from brainmets.training.loop import train_fold
 
@@ -173,6 +176,7 @@ def _step_data(size):
     return image + 2 * label, label, 1 + label
 
 
+@pytest.mark.slow
 def test_mixed_precision_and_xla_paths_run_on_cpu(workspace):
     import keras
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections import Counter
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 from slurm.project import REPO, SNAKEMAKE, dry_run_jobs, env, make_project, snakemake
+
+pytestmark = pytest.mark.workflow
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +40,19 @@ def test_dry_run_on_default_config_plans_the_whole_demo(tmp_path: Path) -> None:
     assert jobs["rano_cohort"] == jobs["evaluate_cohort"] == 1
 
 
-def test_documented_profile_is_needed_and_declares_a_gpu_limit() -> None:
-    """The default profile limits the gpu resource, and Snakemake only applies it when it is named."""
-    profile = yaml.safe_load((REPO / "workflow/profiles/default/config.yaml").read_text())
-    assert profile["resources"]["gpu"] >= 1
-    named = subprocess.run(
-        [*SNAKEMAKE, "-n", "-q", "--workflow-profile", "workflow/profiles/default"],
-        cwd=REPO, env=env(), capture_output=True, text=True, timeout=120,
-    )
-    assert "Using workflow specific profile workflow/profiles/default" in named.stdout + named.stderr
+def test_plain_command_applies_the_default_profile_and_its_gpu_limit(tmp_path: Path) -> None:
+    """`snakemake` without a profile flag applies profiles/default: in the repository and in another folder."""
+    profile = yaml.safe_load((REPO / "profiles/default/config.yaml").read_text())
+    assert profile["resources"]["gpu"] == 1
     plain = subprocess.run([*SNAKEMAKE, "-n", "-q"], cwd=REPO, env=env(), capture_output=True, text=True, timeout=120)
-    assert "workflow specific profile" not in plain.stdout + plain.stderr
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert "Using workflow specific profile profiles/default for" in plain.stdout + plain.stderr
+    # a real (tiny, local) job shows the limit the scheduler works with: gpu 1, from the profile alone
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    run = snakemake(tmp_path, "results/config/longitudinal.yaml")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert re.search(r"^Provided resources: gpu=Resource\(\"gpu\", 1\)$", run.stdout + run.stderr, re.MULTILINE)
+    assert (tmp_path / "results/config/longitudinal.yaml").is_file()
 
 
 def test_dry_run_schedules_every_stage_for_every_scan(project: Path) -> None:

@@ -9,8 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from slurm.project import (
-    REPO,
     SNAKEMAKE,
     env,
     fold_gpus,
@@ -20,7 +20,8 @@ from slurm.project import (
     snakemake,
 )
 
-PROFILE = ["--workflow-profile", str(REPO / "workflow/profiles/default")]
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
+
 MODEL = "results/model/model.json"
 
 
@@ -38,7 +39,7 @@ def test_two_local_gpu_jobs_never_share_a_gpu(tmp_path: Path) -> None:
     """`--resources gpu=2` on a machine with GPUs 0 and 1: the two folds run at once, on different GPUs."""
     project = make_training_project(tmp_path / "p", patients=2, folds=2, epochs=1, gpu_lock_dir=tmp_path / "locks")
     result = subprocess.run(
-        [*SNAKEMAKE, MODEL, "-d", str(project), *PROFILE, "--cores", "2", "--resources", "gpu=2",
+        [*SNAKEMAKE, MODEL, "-d", str(project), "--cores", "2", "--resources", "gpu=2",
          "--set-threads", "train=1"],
         cwd=project, env={**env(), "CUDA_VISIBLE_DEVICES": "0,1"}, capture_output=True, text=True, timeout=600,
     )
@@ -67,7 +68,7 @@ def _state(project: Path, fold: int) -> dict:
 def test_killed_run_resumes_without_redoing_finished_jobs(tmp_path: Path) -> None:
     """Kill -9 the whole run while the second fold trains: the rerun keeps the first, resumes the second."""
     project = make_training_project(tmp_path / "p", patients=2, folds=2, epochs=3, gpu_lock_dir=tmp_path / "locks")
-    command = [*SNAKEMAKE, MODEL, "-d", str(project), *PROFILE, "--cores", "2"]
+    command = [*SNAKEMAKE, MODEL, "-d", str(project), "--cores", "2"]
     run = subprocess.Popen(command, cwd=project, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            start_new_session=True)
     finished = running = None
@@ -93,7 +94,7 @@ def test_killed_run_resumes_without_redoing_finished_jobs(tmp_path: Path) -> Non
     assert not (project / MODEL).exists()
 
     assert snakemake(project, "--unlock").returncode == 0
-    rerun = snakemake(project, MODEL, *PROFILE, "--cores", "2", timeout=400)
+    rerun = snakemake(project, MODEL, "--cores", "2", timeout=400)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     stats = re.search(r"^train\s+(\d+)$", rerun.stdout + rerun.stderr, re.MULTILINE)
     assert stats and stats.group(1) == "1", "the rerun must train only the interrupted fold"
@@ -104,9 +105,9 @@ def test_killed_run_resumes_without_redoing_finished_jobs(tmp_path: Path) -> Non
     assert (project / MODEL).is_file()
 
     # a change to another stage's configuration leaves the model alone; a change to `train` retrains it
-    unrelated = snakemake(project, MODEL, "-n", *PROFILE, "--config", "rano={'max_targets': 4}")
+    unrelated = snakemake(project, MODEL, "-n", "--config", "rano={'max_targets': 4}")
     assert unrelated.returncode == 0 and "Nothing to be done" in unrelated.stdout + unrelated.stderr
-    retrain = snakemake(project, MODEL, "-n", *PROFILE, "--config", "train={'epochs': 4}")
+    retrain = snakemake(project, MODEL, "-n", "--config", "train={'epochs': 4}")
     assert re.search(r"^train\s+2$", retrain.stdout + retrain.stderr, re.MULTILINE), retrain.stdout[-2000:]
 
 

@@ -95,7 +95,7 @@ _JOB = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):\n((?:    .*\n)*)", re.
 
 def dry_run_jobs(workdir: Path, *targets: str) -> list[tuple[str, dict[str, str]]]:
     """Jobs of a dry run as (rule, wildcards); raises AssertionError with the log if it fails."""
-    result = snakemake(workdir, *targets, "-n", "--workflow-profile", str(REPO / "workflow/profiles/default"))
+    result = snakemake(workdir, *targets, "-n")
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = []
     for match in _JOB.finditer(result.stdout + result.stderr):

@@ -1,0 +1,163 @@
+"""The configuration schema: one file for the workflow and the commands, unknown keys refused at once."""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import yaml
+from slurm.project import REPO, snakemake
+
+from brainmets.cli import main
+from brainmets.config import check_config, check_config_file
+from brainmets.errors import BrainmetsError
+
+SHIPPED = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+#: (section, misspelt key, the known key it should be matched to); `samples` stands for the top level
+MISSPELT = [
+    ("samples", "sample", "samples"),
+    ("demo", "patient", "patients"),
+    ("preprocess", "spacing", "spacing_mm"),
+    ("preprocess.skullstrip", "metod", "method"),
+    ("model", "presets", "preset"),
+    ("train", "fold", "folds"),
+    ("train.weight_map", "border_wieght", "border_weight"),
+    ("inference", "overlp", "overlap"),
+    ("track", "dilation", "dilation_mm"),
+    ("rano", "max_target", "max_targets"),
+    ("evaluation", "min_lesion_voxel", "min_lesion_voxels"),
+    ("report", "title", None),
+]
+
+#: a command that reads each section from --config (sections no command reads: any command)
+IMAGE = ["--image", "x.nii.gz"]
+COMMANDS = {
+    "preprocess": ["preprocess", "x.nii.gz", "--out-dir", "{out}"],
+    "model": ["train", "--cases", "x", "--fold", "0", "--model-dir", "{out}"],
+    "train": ["train", "--cases", "x", "--fold", "0", "--model-dir", "{out}"],
+    "inference": ["predict", *IMAGE, "--brain-mask", "m.nii.gz", "--model", "m", "--out-dir", "{out}"],
+    "track": ["track", "manifest.tsv", "--out", "{out}"],
+    "rano": ["rano", "lesions.tsv", "--out", "{out}/rano.tsv"],
+}
+OTHER = ["measure", "mask.nii.gz", "--out", "{out}/lesions.tsv"]
+
+
+def misspelt_config(section: str, key: str) -> dict:
+    """A configuration holding only the misspelt key, where it belongs."""
+    if section == "samples":
+        return {key: "config/samples.tsv"}
+    config: dict = {}
+    node = config
+    for part in section.split("."):
+        node = node.setdefault(part, {})
+    node[key] = 1
+    return config
+
+
+def expected_message(section: str, key: str, close: str | None) -> str:
+    """The line that names the key, its section and the closest known key."""
+    if section == "samples":
+        return f"unknown section {key!r}; did you mean {close!r}?"
+    hint = f"did you mean {close!r}?" if close else "known keys: none"
+    return f"unknown key {key!r} in section {section!r}; {hint}"
+
+
+def test_the_workflow_and_the_commands_read_one_schema_file() -> None:
+    """workflow/schemas/config.schema.yaml is the package's schema file itself, not a copy."""
+    packaged = Path(str(resources.files("brainmets").joinpath("config.schema.yaml")))
+    assert (REPO / "workflow" / "schemas" / "config.schema.yaml").resolve() == packaged.resolve()
+
+
+def test_the_shipped_config_is_complete() -> None:
+    """config/config.yaml passes and names every key of the stages' sections (only demo.scale is left out)."""
+    filled = check_config(copy.deepcopy(SHIPPED))
+    missing = [
+        f"{section}.{key}" for section, values in filled.items() if isinstance(values, dict)
+        for key in values if key not in (SHIPPED.get(section) or {})
+    ]
+    assert missing == ["demo.scale"]
+
+
+def test_an_empty_config_takes_the_defaults_of_every_section() -> None:
+    """Missing sections and keys are filled in, nested ones included."""
+    filled = check_config({})
+    assert filled["preprocess"]["skullstrip"]["method"] == "hdbet"
+    assert filled["train"]["weight_map"]["border_weight"] == 2.0
+    assert filled["inference"]["overlap"] == 0.5
+    assert filled["demo"]["enabled"] is False
+
+
+def test_schema_defaults_are_the_defaults_of_the_stages() -> None:
+    """Each stage builds the same settings from the schema's defaults as from an empty section."""
+    from brainmets.inference.pipeline import settings_from_config as inference_settings
+    from brainmets.longitudinal.rano import RanoSettings
+    from brainmets.longitudinal.track import TrackSettings
+    from brainmets.preprocess.settings import settings_from_config as preprocess_settings
+    from brainmets.training.settings import settings_from_config as train_settings
+
+    filled = check_config({})
+    assert preprocess_settings(filled) == preprocess_settings({})
+    assert train_settings(filled) == train_settings({})
+    assert inference_settings(filled) == inference_settings({})
+    assert TrackSettings.from_config(filled["track"]) == TrackSettings()
+    assert RanoSettings.from_config(filled["rano"]) == RanoSettings()
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "problem"),
+    [
+        ("train", {"folds": "one"}, "train.folds: 'one' is not of type 'integer'"),
+        ("inference", {"overlap": 1.0}, "inference.overlap: 1.0 is greater than or equal to the maximum of 1"),
+        ("inference", {"batch_size": 0}, "inference.batch_size: 0 is not allowed; use auto or"),
+        ("preprocess", {"spacing_mm": [1, 1]}, "preprocess.spacing_mm: [1, 1] is too short"),
+        ("rano", {"max_targets": -1}, "rano.max_targets: -1 is less than the minimum of 0"),
+    ],
+)
+def test_a_value_out_of_range_names_the_key(section: str, value: dict, problem: str) -> None:
+    """Types, ranges and choices are checked, and the line names the key."""
+    with pytest.raises(BrainmetsError, match="^my.yaml: ") as error:
+        check_config({section: value}, "my.yaml")
+    assert problem in str(error.value)
+
+
+def test_a_config_file_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
+    """A list at the top of the file is one clear line."""
+    path = tmp_path / "c.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(BrainmetsError, match=str(path)):
+        check_config_file(path)
+
+
+@pytest.mark.parametrize(("section", "key", "close"), MISSPELT, ids=[m[0] for m in MISSPELT])
+def test_a_misspelt_key_stops_a_command_before_it_reads_anything(
+    section: str, key: str, close: str | None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command that reads the section exits 2 with one line naming the key, its section and the closest key."""
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(misspelt_config(section, key)))
+    out = tmp_path / "out"
+    command = COMMANDS.get(section.split(".")[0], OTHER)
+    assert main([part.format(out=out) for part in command] + ["--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"brainmets {command[0]}: error: {config}: {expected_message(section, key, close)}"
+    assert not out.exists()
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize(("section", "key", "close"), MISSPELT, ids=[m[0] for m in MISSPELT])
+def test_a_misspelt_key_stops_the_workflow_before_any_job(
+    section: str, key: str, close: str | None, tmp_path: Path
+) -> None:
+    """`snakemake -n` with the misspelt key fails at once with the same line, before the DAG is built."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(SHIPPED))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(misspelt_config(section, key)))
+    result = snakemake(tmp_path, "-n", "--configfile", str(bad), timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"config: {expected_message(section, key, close)}" in output.splitlines()
+    assert "Building DAG" not in output
