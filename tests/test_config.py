@@ -28,7 +28,7 @@ MISSPELT = [
     ("inference", "overlp", "overlap"),
     ("track", "dilation", "dilation_mm"),
     ("rano", "max_target", "max_targets"),
-    ("evaluation", "min_lesion_voxel", "min_lesion_voxels"),
+    ("evaluation", "definitions", "definition"),
     ("report", "title", None),
 ]
 

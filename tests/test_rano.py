@@ -479,7 +479,7 @@ def test_after_progression_comes_from_the_config_or_the_command(tmp_path, capsys
     assert main([*command, "--config", str(tmp_path / "bad.yaml")]) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1
-    assert "rano.after_progression: expected stop or rebaseline, found 'restart'" in error
+    assert f"{tmp_path / 'bad.yaml'}: rano.after_progression: 'restart' is not one of ['stop', 'rebaseline']" in error
 
 
 # --- settings, input checks and the command -----------------------------------------------------------
