@@ -53,6 +53,35 @@ def test_skull_stripped_input_is_recognised_and_heads_are_not(tiny_cohort: Path)
         assert detected_brain(scan.data, scan.affine) is None, image
 
 
+def ellipsoid(shape: tuple[int, int, int], radii_vox: tuple[float, float, float]) -> np.ndarray:
+    """A centred ellipsoid (bool) of the given radii in voxels."""
+    grid = np.indices(shape, dtype=np.float32)
+    centre = (np.array(shape, np.float32) - 1) / 2
+    return sum(((grid[a] - centre[a]) / radii_vox[a]) ** 2 for a in range(3)) <= 1
+
+
+@pytest.mark.parametrize(
+    ("case", "stripped"),
+    [("brain", True), ("brain with specks of noise", False), ("head with zeroed background", False),
+     ("head slab with zeroed background", False)],
+)
+def test_skull_stripped_detection_tells_brains_from_heads_with_a_zero_background(case: str, stripped: bool) -> None:
+    """2 mm grids: a 1.5 L brain on zero is skull-stripped; a 4 L head or a brain-sized head slab on zero is not."""
+    rng = np.random.default_rng(0)
+    shape = (100, 120, 100)
+    if case.startswith("brain"):
+        tissue = ellipsoid(shape, (35, 42, 30))  # 70 x 84 x 60 mm half-axes: 1.48 L
+    else:
+        tissue = ellipsoid(shape, (45, 55, 48))  # 90 x 110 x 96 mm half-axes: 4 L
+    if case.startswith("head slab"):
+        tissue = tissue[:, :, 38:62]  # 48 mm of slices through the middle of the head: 1.46 L, 37 % background, 42 % of the faces
+    data = np.where(tissue, rng.uniform(100, 200, tissue.shape), 0).astype(np.float32)
+    if "specks" in case:
+        data[rng.random(data.shape) < 0.02] = 5.0  # noise outside the brain: 2 % of the voxels
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    assert (detected_brain(data, affine) is not None) == stripped
+
+
 def test_a_head_declared_skull_stripped_is_refused_in_one_line(tiny_cohort: Path, tmp_path: Path, capsys) -> None:
     image = pd.read_csv(tiny_cohort / "samples.tsv", sep="\t")["image"].iloc[0]
     out = tmp_path / "scan"
