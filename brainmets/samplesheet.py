@@ -1,8 +1,8 @@
 """The sample sheet: one row per scan, validated before the workflow builds its jobs.
 
 Columns: `patient_id`, `timepoint` (ISO date), `image`, and optionally `mask` (ground truth on the
-image's grid), `training` (true/false), `baseline` (true/false), `steroid_dose_mg`, `clinical_status`
-(improved/stable/worse). Paths are relative to the working directory or absolute. Every problem is
+image's grid), `training` (true/false), `baseline` (true/false), `skull_stripped` (true/false, empty:
+the configuration decides), `steroid_dose_mg`, `clinical_status` (improved/stable/worse). Paths are relative to the working directory or absolute. Every problem is
 reported as one line naming the sheet, the row (1 = first row under the header), the column and the fix.
 
 The JSON schema `workflow/schemas/samples.schema.yaml` describes one row as `read_sheet` returns it
@@ -31,7 +31,7 @@ HELP = "Check a sample sheet (ids, dates, duplicates, every image and mask) and 
 #: columns every sheet needs
 REQUIRED_COLUMNS: list[str] = ["patient_id", "timepoint", "image"]
 #: optional columns the pipeline reads
-OPTIONAL_COLUMNS: list[str] = ["mask", "training", "baseline", "steroid_dose_mg", "clinical_status"]
+OPTIONAL_COLUMNS: list[str] = ["mask", "training", "baseline", "skull_stripped", "steroid_dose_mg", "clinical_status"]
 #: the schema shipped with the workflow, relative to the repository root
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "samples.schema.yaml"
 
@@ -46,6 +46,7 @@ _FIX = {
     "mask": "give the path of the ground-truth mask or leave the cell empty",
     "training": "write true or false",
     "baseline": "write true or false",
+    "skull_stripped": "write true (already skull-stripped) or false (a head), or leave the cell empty to detect it",
     "steroid_dose_mg": "write the dose in mg as a non-negative number or leave the cell empty",
     "clinical_status": "write improved, stable or worse, or leave the cell empty",
 }
@@ -150,8 +151,9 @@ def load_samples(
 ) -> pd.DataFrame:
     """The validated sheet indexed by (patient_id, timepoint), sorted; paths kept as written.
 
-    Columns: image, mask (str or None), training, baseline (bool), steroid_dose_mg (float, NaN when
-    not given), clinical_status (str or None), row (1-based row in the sheet). Files under
+    Columns: image, mask (str or None), training, baseline (bool), skull_stripped (bool, or None when
+    not given), steroid_dose_mg (float, NaN when not given), clinical_status (str or None), row
+    (1-based row in the sheet). Files under
     `produced_dirs` (e.g. the demo cohort the workflow generates) need not exist yet;
     `check_files=False` skips every file check. Only file headers are read (shape, spacing, affine; a
     mask must share its image's grid), unless `read_data`: then every image and mask is read completely,
@@ -199,6 +201,8 @@ def load_samples(
     for flag in ("training", "baseline"):
         values = table[flag] if flag in table else pd.Series("", index=table.index)
         frame[flag] = values.fillna("").astype(str).str.strip().str.lower().isin(_TRUE)
+    stripped = table["skull_stripped"] if "skull_stripped" in table else pd.Series(None, index=table.index, dtype=object)
+    frame["skull_stripped"] = [None if pd.isna(v) else str(v).strip().lower() in _TRUE for v in stripped]
     frame["steroid_dose_mg"] = pd.to_numeric(table["steroid_dose_mg"]) if "steroid_dose_mg" in table else float("nan")
     frame["clinical_status"] = (
         table["clinical_status"].where(table["clinical_status"].notna(), None) if "clinical_status" in table else None

@@ -127,6 +127,22 @@ def get_image(wildcards):
     return str(_row(wildcards.patient, wildcards.timepoint)["image"])
 
 
+def skull_stripped_option(row):
+    """`brainmets preprocess` option for a sheet row's skull_stripped cell; empty when the configuration decides."""
+    declared = row.get("skull_stripped")
+    return "" if declared is None else "--skull-stripped" if declared else "--no-skull-stripped"
+
+
+def get_skull_stripped_option(wildcards):
+    """--skull-stripped / --no-skull-stripped as the sheet says for the scan {patient}/{timepoint}."""
+    return skull_stripped_option(_row(wildcards.patient, wildcards.timepoint))
+
+
+def get_training_skull_stripped_option(wildcards):
+    """--skull-stripped / --no-skull-stripped as the sheet says for training case {case}."""
+    return skull_stripped_option(get_training_row(wildcards))
+
+
 def get_baseline(wildcards):
     """Baseline timepoint of {patient}: the row marked `baseline`, else the earliest scan."""
     return _lookup()[2].get(wildcards.patient) or get_timepoints(wildcards.patient)[0]

@@ -23,6 +23,7 @@ rule preprocess:
         ),
     params:
         baseline=lambda wildcards, input: f"--baseline {input.baseline}" if input.baseline else "",
+        skull_stripped=get_skull_stripped_option,
     log:
         "logs/preprocess/{patient}/{timepoint}.log",
     benchmark:
@@ -35,7 +36,8 @@ rule preprocess:
         mem_mb=6000,
         runtime=30,
     shell:
-        "brainmets preprocess --image {input.image} {params.baseline} --config {input.config} --threads {threads}"
+        "brainmets preprocess --image {input.image} {params.baseline} {params.skull_stripped} --config {input.config}"
+        " --threads {threads}"
         " --out-dir $(dirname {output.record}) > {log} 2>&1"
 
 
@@ -48,6 +50,8 @@ rule preprocess_training:
         zscore="results/training/{case}/t1ce_zscore.nii.gz",
         label="results/training/{case}/lesions.nii.gz",
         record="results/training/{case}/preprocessing.json",
+    params:
+        skull_stripped=get_training_skull_stripped_option,
     log:
         "logs/preprocess_training/{case}.log",
     benchmark:
@@ -59,7 +63,8 @@ rule preprocess_training:
         mem_mb=6000,
         runtime=30,
     shell:
-        "brainmets preprocess --image {input.image} --mask {input.mask} --config {input.config} --threads {threads}"
+        "brainmets preprocess --image {input.image} --mask {input.mask} {params.skull_stripped} --config {input.config}"
+        " --threads {threads}"
         " --out-dir $(dirname {output.record}) > {log} 2>&1"
 
 

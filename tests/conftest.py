@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import guard
+import numpy as np
 import pytest
 
 #: the guard of this session; None when BRAINMETS_SYSTEM_TESTS=1 asked for the system tests
@@ -110,3 +111,41 @@ def write_bad_header():
         return out
 
     return write
+
+
+#: the tiny U-Net of the inference tests: 2 levels, no deep supervision, 16^3 patch, 2 mm patient space
+TINY_NETWORK = {"filters": [4, 8], "deep_supervision_heads": 0}
+TINY_PATCH = [16, 16, 16]
+TINY_SPACING_MM = [2.0, 2.0, 2.0]  # the tiny demo cohort's patient-space spacing
+
+
+def randomised_unet(seed: int):
+    """The tiny U-Net with seeded random weights, its normalisation scales and offsets randomised too."""
+    import keras
+
+    from brainmets.training.model import build_unet
+
+    keras.utils.set_random_seed(seed)
+    model = build_unet(**TINY_NETWORK)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.GroupNormalization):  # non-trivial affine parameters
+            layer.set_weights([rng.uniform(0.5, 1.5, layer.gamma.shape), rng.normal(0, 0.5, layer.beta.shape)])
+    return model
+
+
+def write_tiny_model(root: Path, folds: tuple[int, ...] = (0, 1)) -> Path:
+    """A model directory at `root` holding one randomised tiny U-Net per fold (seeded by the fold); returns `root`."""
+    from brainmets.training.modeldir import model_metadata, write_json
+
+    for fold in folds:
+        (root / f"fold_{fold}").mkdir(parents=True)
+        randomised_unet(fold).save_weights(str(root / f"fold_{fold}" / "best.weights.h5"))
+    write_json(model_metadata("tiny", TINY_NETWORK, TINY_PATCH, TINY_SPACING_MM, list(folds)), root / "model.json")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-fold model directory of randomised tiny U-Nets (`write_tiny_model`), built once per test session."""
+    return write_tiny_model(tmp_path_factory.mktemp("tiny_model"))

@@ -19,36 +19,15 @@ from brainmets.inference.pipeline import (
     windows_per_call,
 )
 from brainmets.io import save_nifti
-
-NETWORK = {"filters": [4, 8], "deep_supervision_heads": 0}
-PATCH = [16, 16, 16]
-SPACING_MM = [2.0, 2.0, 2.0]  # the tiny demo cohort's patient-space spacing
-
-
-def randomised_unet(seed: int):
-    import keras
-
-    from brainmets.training.model import build_unet
-
-    keras.utils.set_random_seed(seed)
-    model = build_unet(**NETWORK)
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.GroupNormalization):  # non-trivial affine parameters
-            layer.set_weights([rng.uniform(0.5, 1.5, layer.gamma.shape), rng.normal(0, 0.5, layer.beta.shape)])
-    return model
+from conftest import TINY_NETWORK as NETWORK
+from conftest import TINY_PATCH as PATCH
+from conftest import TINY_SPACING_MM as SPACING_MM
+from conftest import randomised_unet, write_tiny_model
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    from brainmets.training.modeldir import model_metadata, write_json
-
-    root = tmp_path_factory.mktemp("model")
-    for fold in (0, 1):
-        (root / f"fold_{fold}").mkdir()
-        randomised_unet(fold).save_weights(str(root / f"fold_{fold}" / "best.weights.h5"))
-    write_json(model_metadata("tiny", NETWORK, PATCH, SPACING_MM, [0, 1]), root / "model.json")
-    return root
+    return write_tiny_model(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")

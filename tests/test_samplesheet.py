@@ -70,6 +70,20 @@ def test_a_good_sheet_loads_indexed_and_typed(tmp_path: Path, scans: dict[str, P
     assert samples.loc[("p01", "2024-01-10"), "row"] == 1
 
 
+def test_skull_stripped_column_declares_per_scan_and_empty_leaves_it_to_the_configuration(
+    tmp_path: Path, scans: dict[str, Path]
+) -> None:
+    rows = _rows(scans)
+    for row, value in zip(rows, ("true", "", "FALSE")):
+        row["skull_stripped"] = value
+    samples = load_samples(_write(tmp_path / "s.tsv", rows, [*HEADER, "skull_stripped"]))
+    assert samples["skull_stripped"].tolist() == [True, None, False]
+    assert load_samples(_write(tmp_path / "plain.tsv", rows))["skull_stripped"].tolist() == [None, None, None]
+    rows[0]["skull_stripped"] = "maybe"
+    message = _error(_write(tmp_path / "bad.tsv", rows, [*HEADER, "skull_stripped"]))
+    assert "row 1" in message and "column skull_stripped" in message and "write true" in message
+
+
 def test_only_required_columns_are_enough(tmp_path: Path, scans: dict[str, Path]) -> None:
     sheet = _write(tmp_path / "s.tsv", _rows(scans)[:1], ["patient_id", "timepoint", "image"])
     samples = load_samples(sheet)

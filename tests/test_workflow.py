@@ -107,3 +107,24 @@ def test_invalid_config_is_refused(project: Path, tmp_path: Path) -> None:
     result = snakemake(project, "-n", "--configfile", str(bad))
     assert result.returncode != 0
     assert "folds" in result.stdout + result.stderr
+
+
+def test_sheet_skull_stripped_column_reaches_preprocessing(project: Path, tmp_path: Path) -> None:
+    """true / false in the sheet's skull_stripped column become --skull-stripped / --no-skull-stripped; empty adds nothing."""
+    copy = tmp_path / "project"
+    shutil.copytree(project, copy, ignore=shutil.ignore_patterns(".snakemake", "results", "logs"))
+    sheet = copy / "config" / "samples.tsv"
+    lines = sheet.read_text().splitlines()
+    declared = {"P1": "true", "T1": "false"}
+    rows = [lines[0] + "\tskull_stripped"] + [f"{line}\t{declared.get(line.split(chr(9))[0], '')}" for line in lines[1:]]
+    sheet.write_text("\n".join(rows) + "\n")
+    targets = ["results/P1/2024-01-15/preprocessing.json", "results/P2/2024-01-15/preprocessing.json",
+               "results/training/T1_2023-01-01/preprocessing.json"]
+    result = snakemake(copy, *targets, "-n", "-p")
+    assert result.returncode == 0, result.stdout + result.stderr
+    commands = {line.split("--image ")[1].split()[0]: line for line in result.stdout.splitlines() if "brainmets preprocess" in line}
+    options = {
+        Path(image).parent.name: next((o for o in ("--skull-stripped", "--no-skull-stripped") if f" {o} " in line), None)
+        for image, line in commands.items()
+    }
+    assert options == {"P1": "--skull-stripped", "P2": None, "T1": "--no-skull-stripped"}

@@ -7,7 +7,7 @@ scan's native grid:
     OUT_DIR/<scan>/                  the preprocessing stage's files (t1ce_zscore.nii.gz, brain_mask.nii.gz, ...)
     OUT_DIR/<scan>/<map>.nii.gz      probability, segmentation and uncertainty maps in patient space
     OUT_DIR/<scan>/lesions.tsv       one row per lesion
-    OUT_DIR/<scan>/native/<map>.nii.gz   the same maps on the input file's grid (same affine and shape)
+    OUT_DIR/<scan>/native/<map>.nii.gz   the same maps and the brain mask on the input file's grid (same affine and shape)
 
 <scan> is the input file name without .nii/.nii.gz, prefixed with its parent folders (joined by _)
 as far as needed to tell the inputs apart (.../P01/2024-01-15/t1ce.nii.gz -> 2024-01-15_t1ce).
@@ -53,15 +53,15 @@ def scan_names(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
 
 
 def native_maps(scan_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """Resample every patient-space map of a predicted scan onto its native grid, into `native/`; name -> path."""
+    """Resample every patient-space map of a predicted scan, and its brain mask, onto its native grid into `native/`; name -> path."""
     from brainmets.preprocess.native import map_file_to_native
+    from brainmets.preprocess.pipeline import BRAIN_MASK
 
     root = Path(scan_dir)
+    files, labels = {**MAP_FILES, "brain_mask": BRAIN_MASK}, (*LABEL_MAPS, "brain_mask")
     return {
-        name: map_file_to_native(
-            root / filename, root, root / NATIVE_DIR / filename, kind="label" if name in LABEL_MAPS else "map"
-        )
-        for name, filename in MAP_FILES.items()
+        name: map_file_to_native(root / filename, root, root / NATIVE_DIR / filename, kind="label" if name in labels else "map")
+        for name, filename in files.items()
     }
 
 

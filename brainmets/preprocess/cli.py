@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from brainmets.preprocess.settings import PreprocessSettings
 
 HELP = "Preprocess one T1-CE scan (RAS, resample, skull strip, N4, register to baseline, z-score, crop)."
 
@@ -23,7 +27,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML configuration with a `preprocess` section (default: built-in defaults)")
     parser.add_argument("--skullstrip", choices=("hdbet", "deepbet"), help="override preprocess.skullstrip.method")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="override preprocess.skullstrip.device")
+    add_skull_stripped_argument(parser)
     parser.add_argument("--threads", type=int, help="CPU threads for ANTs/ITK and the skull-stripping network (default: all)")
+
+
+def add_skull_stripped_argument(parser: argparse.ArgumentParser) -> None:
+    """Declare --skull-stripped / --no-skull-stripped (default: preprocess.skull_stripped, auto-detection)."""
+    parser.add_argument(
+        "--skull-stripped",
+        action=argparse.BooleanOptionalAction,
+        help="the input is already skull-stripped (its nonzero region is the brain) / is a head to strip; "
+        "default: preprocess.skull_stripped (auto: detected from the image)",
+    )
+
+
+def override_skullstrip(
+    settings: "PreprocessSettings", *, method: str | None = None, device: str | None = None, skull_stripped: bool | None = None
+) -> "PreprocessSettings":
+    """The preprocessing settings with command-line overrides of the stripper, its device and --skull-stripped (None keeps)."""
+    import dataclasses
+
+    overrides = {k: v for k, v in (("method", method), ("device", device)) if v is not None}
+    if overrides:
+        settings = dataclasses.replace(settings, skullstrip=dataclasses.replace(settings.skullstrip, **overrides))
+    if skull_stripped is not None:
+        settings = dataclasses.replace(settings, skull_stripped=skull_stripped)
+    return settings
 
 
 def set_threads(threads: int | None) -> None:
@@ -45,7 +74,6 @@ def set_threads(threads: int | None) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Preprocess the scan and print where the record went."""
-    import dataclasses
     from pathlib import Path
 
     from brainmets.errors import BrainmetsError
@@ -59,9 +87,8 @@ def run(args: argparse.Namespace) -> None:
     if baseline is not None and Path(baseline).is_file():
         baseline = str(Path(baseline).parent)
     set_threads(args.threads)
-    settings = load_settings(args.config)
-    overrides = {k: v for k, v in (("method", args.skullstrip), ("device", args.device)) if v is not None}
-    if overrides:
-        settings = dataclasses.replace(settings, skullstrip=dataclasses.replace(settings.skullstrip, **overrides))
+    settings = override_skullstrip(
+        load_settings(args.config), method=args.skullstrip, device=args.device, skull_stripped=args.skull_stripped
+    )
     record = preprocess_scan(image, args.out_dir, settings=settings, mask=args.mask, baseline_dir=baseline)
     print(f"{Path(args.out_dir) / RECORD}: {record['timings_s']['total']:.1f} s, brain {record['brain_volume_ml']:.0f} mL")

@@ -35,6 +35,8 @@ class PreprocessSettings:
     n4_shrink_factor: int = 4
     n4_iterations: tuple[int, ...] = (20, 20, 10)
     skullstrip: SkullStripSettings = field(default_factory=SkullStripSettings)
+    #: input already skull-stripped: True (take its brain as given), False (strip it), None (auto: detect it)
+    skull_stripped: bool | None = None
     registration: tuple[str, ...] = ("QuickRigid", "AffineFast")
     registration_grid_mm: float | None = 2.0
     crop_margin_vox: int = 0
@@ -89,6 +91,9 @@ def settings_from_config(config: Mapping[str, Any] | None, source: str = "config
         tta=_flag(strip, "tta", defaults.skullstrip.tta, strip_where),
         device=_choice(strip, "device", DEVICES, defaults.skullstrip.device, strip_where),
     )
+    skull_stripped = section.get("skull_stripped", "auto")
+    if skull_stripped not in ("auto", True, False):
+        raise BrainmetsError(f"{where}.skull_stripped is {skull_stripped!r}; use auto, true or false")
     stages = section.get("registration", list(defaults.registration))
     if not isinstance(stages, (list, tuple)) or not stages or any(s not in REGISTRATION_STAGES for s in stages):
         raise BrainmetsError(
@@ -109,6 +114,7 @@ def settings_from_config(config: Mapping[str, Any] | None, source: str = "config
         n4_shrink_factor=shrink,
         n4_iterations=_positive_ints(section.get("n4_iterations", list(defaults.n4_iterations)), "n4_iterations", where),
         skullstrip=skullstrip,
+        skull_stripped=None if skull_stripped == "auto" else skull_stripped,
         registration=tuple(stages),
         registration_grid_mm=None if grid is None else float(grid),
         crop_margin_vox=margin,
