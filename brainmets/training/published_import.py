@@ -155,7 +155,7 @@ def read_network_arrays(prefix: Path) -> tuple[dict[str, Any], dict[str, np.ndar
     try:
         reader = tf.train.load_checkpoint(str(prefix))
         shapes = {k: list(v) for k, v in reader.get_variable_to_shape_map().items()}
-    except (tf.errors.OpError, ValueError) as error:
+    except (tf.errors.OpError, ValueError, IndexError, RuntimeError) as error:  # all seen on damaged files
         raise BrainmetsError(f"{index}: unreadable checkpoint ({str(error).splitlines()[0]})") from None
     settings = network_settings(shapes, index)
     expected = checkpoint_variable_map(len(settings["filters"]), settings["deep_supervision_heads"])
@@ -172,7 +172,7 @@ def read_network_arrays(prefix: Path) -> tuple[dict[str, Any], dict[str, np.ndar
     for key in sorted(expected):
         try:
             arrays[key] = np.asarray(reader.get_tensor(key), dtype=np.float32)
-        except (tf.errors.OpError, ValueError) as error:
+        except (tf.errors.OpError, ValueError, IndexError, RuntimeError) as error:  # all seen on damaged files
             raise BrainmetsError(
                 f"{prefix}.data: variable {key} cannot be read ({str(error).splitlines()[0]}); the checkpoint is damaged"
             ) from None
