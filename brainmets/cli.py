@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "prepare-case": "brainmets.training.cli_prepare",
     "train": "brainmets.training.cli",
     "finalise-model": "brainmets.training.cli_finalise",
+    "import-model": "brainmets.training.cli_import",
     "predict": "brainmets.inference.cli_predict",
     "segment": "brainmets.inference.cli",
     "measure": "brainmets.longitudinal.cli_measure",

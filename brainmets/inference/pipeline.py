@@ -52,6 +52,8 @@ AUTO_BATCH_VOXELS = 128**3
 AUTO_BATCH_MAX = 8
 #: relative difference between scan spacing and model spacing that is still accepted
 SPACING_TOLERANCE = 0.01
+#: `inference.recipe`: brainmets' ensemble (ensemble.py) or the published system's predict.py (published.py)
+RECIPES = ("default", "published")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +67,7 @@ class InferenceSettings:
     device: str = "auto"
     jit_compile: str | bool = "auto"
     weights: str = "best"
+    recipe: str = "default"
 
     def replace(self, **changes: Any) -> InferenceSettings:
         """A copy with the given fields changed (None values are ignored)."""
@@ -114,6 +117,8 @@ def check_settings(settings: InferenceSettings, source: str = "inference setting
         problems.append(f"jit_compile {settings.jit_compile!r} must be auto, true or false")
     if settings.weights not in ("best", "latest"):
         problems.append(f"weights {settings.weights!r} must be best or latest")
+    if settings.recipe not in RECIPES:
+        problems.append(f"recipe {settings.recipe!r} must be one of {', '.join(RECIPES)}")
     if problems:
         raise BrainmetsError(f"{source}: inference " + "; ".join(problems))
     mirror_combinations(settings.mirror_axes)
@@ -139,6 +144,12 @@ class Segmenter:
 
     def predict(self, image: np.ndarray, brain_mask: np.ndarray | None) -> EnsembleMaps:
         """Mean probability and uncertainty maps of one z-scored volume at the model's spacing."""
+        if self.settings.recipe == "published":
+            from brainmets.inference.published import predict_published
+
+            # the published recipe has its own overlap (0.75) and flips (8), and no brain mask
+            batch_size = windows_per_call(self.settings.batch_size, self.patch_size)
+            return predict_published(image, self.predictors, self.patch_size, batch_size=batch_size)
         return predict_ensemble(
             image,
             self.predictors,
@@ -197,7 +208,7 @@ def scan_results(
 ) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """All maps to write (name -> array) and the lesion table of one predicted scan."""
     spacing = tuple(float(s) for s in voxel_spacing_mm(affine))
-    label = threshold_lesions(maps.probability, spacing, min_lesion_ml)
+    label = threshold_lesions(maps.probability if maps.label is None else maps.label, spacing, min_lesion_ml)
     table = lesion_table(label, maps.probability, maps.uncertainty(), spacing)
     centroids_mm = nib.affines.apply_affine(affine, table[["centroid_i", "centroid_j", "centroid_k"]].to_numpy(float))
     for axis, name in enumerate(("x", "y", "z")):
@@ -259,7 +270,10 @@ def predict_scan(
     started = time.perf_counter()
     maps = segmenter.predict(image, brain_mask)
     if image.shape != full_mask.shape:
-        maps = EnsembleMaps(**{name: uncrop(getattr(maps, name), start, full_mask.shape) for name in ENSEMBLE_FIELDS})
+        maps = EnsembleMaps(
+            **{name: uncrop(getattr(maps, name), start, full_mask.shape) for name in ENSEMBLE_FIELDS},
+            label=None if maps.label is None else uncrop(maps.label, start, full_mask.shape),
+        )
     arrays, table = scan_results(maps, mask_img.affine, segmenter.settings.min_lesion_ml)
     log.info("%s: %d lesions in %.1f s", image_path, len(table), time.perf_counter() - started)
     return write_scan_results(arrays, table, mask_img.affine, out_dir)

@@ -35,12 +35,17 @@ def binary_entropy_bits(probability: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class EnsembleMaps:
-    """Mean lesion probability and the three uncertainty maps (bits) of one scan, float32."""
+    """Mean lesion probability and the three uncertainty maps (bits) of one scan, float32.
+
+    `label` is the recipe's own lesion label (uint8) where it does not threshold the probability
+    (the published recipe: mean fold logit > 0); None means probability > 0.5.
+    """
 
     probability: np.ndarray
     total_entropy: np.ndarray
     expected_entropy: np.ndarray
     mutual_information: np.ndarray
+    label: np.ndarray | None = None
 
     def uncertainty(self) -> dict[str, np.ndarray]:
         """The uncertainty maps by name (see UNCERTAINTY_MAPS)."""

@@ -6,6 +6,10 @@
     MODEL_DIR/fold_<k>/latest.optimizer.npz  optimiser state to resume from
     MODEL_DIR/fold_<k>/log.csv           one row per epoch
     MODEL_DIR/fold_<k>/state.json        progress, best Dice, the fold's cases and its settings
+
+An imported model (`brainmets import-model`) has only `best.weights.h5` per fold; its model.json adds
+`source` (the source format and, per fold, the checkpoint and the sha256 of each of its data files) and
+its `network` holds every setting that differs from the preset (e.g. `norm_epsilon`).
 """
 
 from __future__ import annotations
@@ -48,6 +52,36 @@ MODEL_SCHEMA: dict[str, Any] = {
         },
         "normalisation": {"const": NORMALISATION},
         "folds": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "uniqueItems": True},
+        # imported models only: where each fold's weights came from (brainmets.training.published_import)
+        "source": {
+            "type": "object",
+            "required": ["format", "folds"],
+            "properties": {
+                "format": {"type": "string"},
+                "folds": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "required": ["checkpoint", "data_files"],
+                        "properties": {
+                            "checkpoint": {"type": "string"},
+                            "data_files": {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": {
+                                    "type": "object",
+                                    "required": ["file", "sha256"],
+                                    "properties": {
+                                        "file": {"type": "string"},
+                                        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
     },
 }
 
