@@ -149,3 +149,21 @@ def write_tiny_model(root: Path, folds: tuple[int, ...] = (0, 1)) -> Path:
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-fold model directory of randomised tiny U-Nets (`write_tiny_model`), built once per test session."""
     return write_tiny_model(tmp_path_factory.mktemp("tiny_model"))
+
+
+#: channels per level of the small networks written in the published checkpoint layout
+PUBLISHED_TEST_FILTERS = (4, 8, 8, 16)
+
+
+@pytest.fixture(scope="session")
+def imported_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-fold model imported by `brainmets import-model` from a published-layout checkpoint (random weights)."""
+    from brainmets.cli import main
+    from brainmets.demo.checkpoint import published_variable_shapes, random_published_weights, write_published_checkpoint
+
+    root = tmp_path_factory.mktemp("imported_model")
+    weights = random_published_weights(published_variable_shapes(PUBLISHED_TEST_FILTERS), seed=3)
+    write_published_checkpoint(root / "trained_models" / "Model_0", weights, epoch=7)
+    out = root / "model"
+    assert main(["import-model", str(root / "trained_models"), "--format", "brain-mets-seg", "--out", str(out)]) == 0
+    return out

@@ -28,7 +28,7 @@ STRIPPED = REAL / "BraTS-MET-00110-000-t1c.nii.gz"  # BraTS-METS: skull-stripped
 HEAD = REAL / "TCGA-FG-6692_raw_t1c.nii.gz"  # TCGA-LGG: raw head, 0.898 x 0.898 x 5.5 mm, LAS, oblique
 HEAD_BRAIN = REAL / "TCGA-FG-6692_raw_t1c_brainmask.nii.gz"  # reference brain mask on the head's grid
 #: model directories `segment` runs with on the real scans: names of fixtures that return one
-MODEL_FIXTURES = ["tiny_model_dir"]
+MODEL_FIXTURES = ["tiny_model_dir", "imported_model_dir"]
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
