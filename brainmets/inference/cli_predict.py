@@ -41,6 +41,10 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), help="where the network runs (default auto)")
     parser.add_argument("--weights", choices=("best", "latest"), help="which checkpoint of each fold (default best)")
     parser.add_argument("--threads", type=int, help="CPU threads for TensorFlow (default: all)")
+    parser.add_argument(
+        "--precision", choices=("auto", "float32", "bfloat16"),
+        help="network arithmetic (default auto: bfloat16 where the CPU or GPU has it natively, else float32)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> InferenceSettings:
@@ -56,6 +60,7 @@ def settings_from_args(args: argparse.Namespace) -> InferenceSettings:
         batch_size=args.batch_size,
         device=args.device,
         weights=args.weights,
+        precision=args.precision,
     )
     check_settings(settings, "command line")
     return settings
