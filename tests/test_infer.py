@@ -267,3 +267,69 @@ def test_predict_claims_a_gpu_that_no_other_job_holds(model_dir, scan, tmp_path,
                  "--out-dir", str(tmp_path / "out"), "--mirror-axes"]) == 0
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
     del other_job
+
+
+def test_bfloat16_labels_agree_with_float32_on_a_small_case(model_dir, scan):
+    """bfloat16 arithmetic moves probabilities a little and labels hardly at all."""
+    image_path, mask_path, _ = scan
+    image = np.asarray(nib.load(image_path).dataobj, dtype=np.float32)
+    brain = np.asarray(nib.load(mask_path).dataobj) > 0
+    maps = {
+        precision: load_segmenter(model_dir, InferenceSettings(mirror_axes=(0,), precision=precision)).predict(image, brain)
+        for precision in ("float32", "bfloat16")
+    }
+    p32, p16 = maps["float32"].probability, maps["bfloat16"].probability
+    difference = np.abs(p32 - p16)[brain]
+    assert 0 < difference.max() < 0.05  # bfloat16 was used, and it stays close
+    labels32, labels16 = p32 > 0.5, p16 > 0.5
+    assert labels32.sum() > 50
+    dice = 2 * (labels32 & labels16).sum() / (labels32.sum() + labels16.sum())
+    assert dice > 0.97
+
+
+def test_auto_precision_is_bfloat16_only_where_the_cpu_computes_it(monkeypatch, caplog):
+    from brainmets.inference import runtime
+
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    with caplog.at_level("INFO", logger="brainmets.inference.runtime"):
+        assert runtime.resolve_precision("auto", "/CPU:0") == "float32"
+    assert "precision float32 (auto: no native bfloat16" in caplog.text
+    assert runtime.resolve_precision("bfloat16", "/CPU:0") == "bfloat16"  # asked for: emulated but honoured
+    for flag in ("avx512_bf16", "amx_bf16"):
+        monkeypatch.setattr(runtime, "cpu_flags", lambda flag=flag: frozenset({"avx2", flag}))
+        assert runtime.resolve_precision("auto", "/CPU:0") == "bfloat16"
+        assert runtime.resolve_precision("float32", "/CPU:0") == "float32"
+        assert runtime.resolve_precision("auto", "/CPU:0", "published") == "float32"  # reproduces the published maps
+        assert runtime.resolve_precision("bfloat16", "/CPU:0", "published") == "bfloat16"
+    with pytest.raises(BrainmetsError, match="inference.precision is 'half'"):
+        runtime.resolve_precision("half", "/CPU:0")
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    from brainmets.inference.runtime import cpu_flags
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu avx2 amx_bf16 avx512_bf16\n\nflags\t: other\n")
+    assert cpu_flags(cpuinfo) == {"fpu", "avx2", "amx_bf16", "avx512_bf16"}
+    assert cpu_flags(tmp_path / "missing") == frozenset()
+
+
+def test_precision_comes_from_the_config_and_the_command_line(tmp_path, capsys):
+    import argparse
+
+    from brainmets.inference.cli_predict import add_inference_arguments, settings_from_args
+
+    assert settings_from_config({}).precision == "auto"
+    assert settings_from_config({"inference": {"precision": "bfloat16"}}).precision == "bfloat16"
+    with pytest.raises(BrainmetsError, match="cfg.yaml: inference precision 'float16' must be auto, float32 or bfloat16"):
+        settings_from_config({"inference": {"precision": "float16"}}, "cfg.yaml")
+    config = tmp_path / "config.yaml"
+    config.write_text("inference:\n  precision: float32\n")
+    parser = argparse.ArgumentParser()
+    add_inference_arguments(parser)
+    assert settings_from_args(parser.parse_args(["--model", "m", "--config", str(config)])).precision == "float32"
+    args = parser.parse_args(["--model", "m", "--config", str(config), "--precision", "bfloat16"])
+    assert settings_from_args(args).precision == "bfloat16"
+    with pytest.raises(SystemExit):
+        main(["predict", "--image", "a", "--brain-mask", "b", "--model", "m", "--out-dir", "o", "--precision", "fp8"])
+    assert "invalid choice: 'fp8'" in capsys.readouterr().err

@@ -5,6 +5,8 @@ import pytest
 
 from brainmets.errors import BrainmetsError
 from brainmets.inference.sliding import (
+    brain_region,
+    brain_windows,
     gaussian_importance_map,
     sliding_window_predict,
     window_slices,
@@ -115,3 +117,67 @@ def test_windows_are_batched():
 def test_a_network_that_changes_the_shape_is_refused():
     with pytest.raises(BrainmetsError, match="patch shape"):
         sliding_window_predict(np.ones((16, 16, 16), np.float32), lambda b: b[:, :8], PATCH)
+
+
+def window_dependent(batch: np.ndarray) -> np.ndarray:
+    """A network whose output depends on where the window lies: each voxel plus its window's mean."""
+    return batch + batch.mean(axis=(1, 2, 3, 4), keepdims=True)
+
+
+def test_windows_tile_the_brain_box_so_the_whole_grid_gives_the_brain_crop_result():
+    """Windows are placed on the brain's bounding box: a whole grid predicts the brain exactly as its crop does."""
+    rng = np.random.default_rng(3)
+    image = rng.normal(size=(60, 50, 40)).astype(np.float32)
+    mask = np.zeros(image.shape, bool)
+    box = (slice(7, 44), slice(5, 46), slice(9, 32))  # 37 x 41 x 23 voxels
+    mask[box] = rng.random((37, 41, 23)) > 0.3
+    mask[7, 5, 9] = mask[43, 45, 31] = True  # the box's corners hold brain
+    calls = []
+
+    def recording(batch):
+        calls.append(len(batch))
+        return window_dependent(batch)
+
+    whole = sliding_window_predict(image, recording, PATCH, overlap=0.5, brain_mask=mask, fill_value=-9.0, batch_size=4)
+    on_whole = sum(calls)
+    cropped = sliding_window_predict(image[box], window_dependent, PATCH, overlap=0.5, brain_mask=mask[box])
+    np.testing.assert_array_equal(whole[box], cropped)
+    outside = np.ones(image.shape, bool)
+    outside[box] = False
+    assert (whole[outside] == -9.0).all()
+    # nnU-Net's placement on the box: 4 x 5 x 2 windows; on the whole grid it would take 7 x 6 x 4
+    assert on_whole == len(window_slices((37, 41, 23), PATCH, 0.5)) == 40
+    assert len(brain_windows(mask, PATCH, 0.5)) == 40
+
+
+def test_windows_without_a_brain_voxel_are_never_computed():
+    """Two brain blobs in opposite corners: the windows between them are never handed to the network."""
+    image = np.zeros((64, 64, 16), np.float32)
+    image[2:10, 2:10, 4:12] = 1.0
+    image[54:62, 54:62, 4:12] = 1.0
+    mask = image > 0
+
+    def brain_only(batch):
+        assert all(window.any() for window in batch), "a window without brain reached the network"
+        return batch * 3.0
+
+    out = sliding_window_predict(image, brain_only, PATCH, overlap=0.5, brain_mask=mask, fill_value=-1.0)
+    np.testing.assert_array_equal(out[mask], 3.0)
+    computed = brain_windows(mask, PATCH, 0.5)
+    assert len(computed) == 8  # of the 7 x 7 windows on the box (starts 2, 9, ..., 46), 2 x 2 touch each blob
+    assert len(window_slices(image.shape, PATCH, 0.5)) == 49
+
+
+def test_brain_region_widens_a_small_brain_to_one_patch_inside_the_volume():
+    mask = np.zeros((40, 30, 20), bool)
+    mask[1:5, 12:16, 18:20] = True
+    assert brain_region(mask, PATCH) == (slice(0, 16), slice(6, 22), slice(4, 20))
+    assert brain_region(np.zeros((20, 20, 20), bool), PATCH) is None
+    assert brain_windows(np.zeros((20, 20, 20), bool), PATCH, 0.5) == []
+
+
+def test_a_mask_covering_everything_keeps_the_plain_placement():
+    image = np.random.default_rng(4).normal(size=(37, 41, 23)).astype(np.float32)
+    with_mask = sliding_window_predict(image, window_dependent, PATCH, overlap=0.75, brain_mask=np.ones(image.shape, bool))
+    without = sliding_window_predict(image, window_dependent, PATCH, overlap=0.75)
+    np.testing.assert_array_equal(with_mask, without)

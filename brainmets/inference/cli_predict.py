@@ -45,6 +45,10 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
         "--recipe", choices=("default", "published"),
         help="inference recipe: default (brainmets) or published (Brain-Mets-Seg predict.py: overlap 0.75, 8 flips)",
     )
+    parser.add_argument(
+        "--precision", choices=("auto", "float32", "bfloat16"),
+        help="network arithmetic (default auto: bfloat16 where the CPU or GPU has it natively, else float32)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> InferenceSettings:
@@ -61,6 +65,7 @@ def settings_from_args(args: argparse.Namespace) -> InferenceSettings:
         device=args.device,
         weights=args.weights,
         recipe=args.recipe,
+        precision=args.precision,
     )
     check_settings(settings, "command line")
     return settings

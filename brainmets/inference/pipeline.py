@@ -68,6 +68,7 @@ class InferenceSettings:
     jit_compile: str | bool = "auto"
     weights: str = "best"
     recipe: str = "default"
+    precision: str = "auto"
 
     def replace(self, **changes: Any) -> InferenceSettings:
         """A copy with the given fields changed (None values are ignored)."""
@@ -119,6 +120,8 @@ def check_settings(settings: InferenceSettings, source: str = "inference setting
         problems.append(f"weights {settings.weights!r} must be best or latest")
     if settings.recipe not in RECIPES:
         problems.append(f"recipe {settings.recipe!r} must be one of {', '.join(RECIPES)}")
+    if settings.precision not in ("auto", "float32", "bfloat16"):
+        problems.append(f"precision {settings.precision!r} must be auto, float32 or bfloat16")
     if problems:
         raise BrainmetsError(f"{source}: inference " + "; ".join(problems))
     mirror_combinations(settings.mirror_axes)
@@ -163,13 +166,14 @@ class Segmenter:
 
 def load_segmenter(model_dir: str | os.PathLike[str], settings: InferenceSettings) -> Segmenter:
     """Load and validate a model directory and compile one predictor per fold for the configured device."""
-    from brainmets.inference.runtime import compile_predictor, resolve_device
+    from brainmets.inference.runtime import compile_predictor, dtype_policy, resolve_device, resolve_precision
     from brainmets.training.modeldir import load_model_dir
 
     check_settings(settings)
     started = time.perf_counter()
-    metadata, models = load_model_dir(model_dir, weights=settings.weights)
     device = resolve_device(settings.device)
+    with dtype_policy(resolve_precision(settings.precision, device, settings.recipe)):
+        metadata, models = load_model_dir(model_dir, weights=settings.weights)
     jit = device.startswith("/GPU") if settings.jit_compile == "auto" else bool(settings.jit_compile)
     predictors = [
         compile_predictor(m, metadata["patch_size"], device=device, jit_compile=jit)

@@ -5,6 +5,10 @@ spaced, first window at 0, last window flush with the far edge). Each window's o
 Gaussian importance map (sigma = patch / 8 per axis) so that the centre of a window, where the network
 sees the most context, dominates; overlapping outputs are blended as a weighted mean. Accumulation is in
 float64, so an identity network reproduces its input exactly.
+
+With a brain mask, no window is wasted: the windows tile only the brain's bounding box (widened to
+one patch where it is smaller), and of those only the windows that hold a brain voxel are computed.
+On a volume already cropped to the brain this is the same placement as without the mask.
 """
 
 from __future__ import annotations
@@ -57,6 +61,36 @@ def window_slices(
     ]
 
 
+def brain_region(mask: np.ndarray, patch_size: Sequence[int]) -> tuple[slice, slice, slice] | None:
+    """The part of a volume the windows must tile: the mask's bounding box, widened to at least one patch per axis.
+
+    A box narrower than the patch grows evenly on both sides and is shifted back inside the volume
+    (which is at least one patch wide). None when the mask holds no voxel.
+    """
+    nonzero = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
+    if any(found.size == 0 for found in nonzero):
+        return None
+    region = []
+    for found, patch, size in zip(nonzero, patch_size, mask.shape):
+        first, stop = int(found[0]), int(found[-1]) + 1
+        width = max(int(patch), stop - first)
+        first = min(max(first - (width - (stop - first)) // 2, 0), int(size) - width)
+        region.append(slice(first, first + width))
+    return tuple(region)
+
+
+def brain_windows(
+    mask: np.ndarray, patch_size: Sequence[int], overlap: float
+) -> list[tuple[slice, slice, slice]]:
+    """The windows worth computing on a volume with this brain mask: those tiling its brain region that hold brain."""
+    region = brain_region(mask, patch_size)
+    if region is None:
+        return []
+    tiles = window_slices([r.stop - r.start for r in region], patch_size, overlap)
+    shifted = [tuple(slice(r.start + t.start, r.start + t.stop) for r, t in zip(region, tile)) for tile in tiles]
+    return [w for w in shifted if mask[w].any()]
+
+
 def _padding(shape: Sequence[int], patch_size: Sequence[int]) -> list[tuple[int, int]]:
     """Before/after padding (voxels) that brings each axis up to the patch size, split evenly."""
     pads = []
@@ -85,8 +119,8 @@ def sliding_window_predict(
     """Network output over a whole 3-D volume (float32, same shape), blended from Gaussian-weighted windows.
 
     Volumes smaller than the patch are zero-padded (the background value of a z-scored image) and
-    cropped back. With a `brain_mask`, windows holding no brain voxel are skipped, and voxels that no
-    evaluated window covers get `fill_value`.
+    cropped back. With a `brain_mask`, windows tile only the brain's bounding box (see brain_region),
+    windows holding no brain voxel are skipped, and voxels that no evaluated window covers get `fill_value`.
     """
     if image.ndim != 3:
         raise BrainmetsError(f"sliding-window prediction needs a 3-D volume, got shape {image.shape}")
@@ -101,9 +135,7 @@ def sliding_window_predict(
     volume = np.pad(np.asarray(image, dtype=np.float32), pads, mode="constant")
     mask = None if brain_mask is None else np.pad(np.asarray(brain_mask, dtype=bool), pads, mode="constant")
 
-    windows = window_slices(volume.shape, patch, overlap)
-    if mask is not None:
-        windows = [w for w in windows if mask[w].any()]
+    windows = window_slices(volume.shape, patch, overlap) if mask is None else brain_windows(mask, patch, overlap)
     importance = gaussian_importance_map(patch)
     total = np.zeros(volume.shape, dtype=np.float64)
     weight = np.zeros(volume.shape, dtype=np.float64)
