@@ -29,12 +29,31 @@ def config_schema() -> dict[str, Any]:
     return yaml.safe_load(resources.files("brainmets").joinpath(SCHEMA_FILE).read_text())
 
 
+#: schema types whose values may arrive as text (Snakemake's `--config section={'key': 4}` gives '4')
+_PARSED_TYPES = {"number", "integer", "boolean", "null"}
+
+
+def _parsed_text(value: str, subschema: dict[str, Any]) -> Any:
+    """A text value read as YAML where the schema wants a number, boolean or null there; else the text."""
+    wanted = subschema.get("type", [])
+    wanted = {wanted} if isinstance(wanted, str) else set(wanted)
+    if "string" in wanted or (not wanted & _PARSED_TYPES and all(isinstance(v, str) for v in subschema.get("enum", []))):
+        return value
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    return parsed if isinstance(parsed, (int, float, bool)) or parsed is None else value
+
+
 def _fill_defaults(validator: Any, properties: dict[str, Any], instance: Any, schema: dict[str, Any]) -> Iterator[Any]:
-    """JSON-schema `properties` check that first sets every missing key that has a default."""
+    """JSON-schema `properties` check that first sets every missing key that has a default and reads text numbers."""
     if isinstance(instance, MutableMapping):
         for key, subschema in properties.items():
             if "default" in subschema and key not in instance:
                 instance[key] = copy.deepcopy(subschema["default"])
+            elif isinstance(instance.get(key), str):
+                instance[key] = _parsed_text(instance[key], subschema)
     yield from jsonschema.Draft202012Validator.VALIDATORS["properties"](validator, properties, instance, schema)
 
 

@@ -123,6 +123,17 @@ def test_a_value_out_of_range_names_the_key(section: str, value: dict, problem: 
     assert problem in str(error.value)
 
 
+def test_numbers_and_booleans_given_as_text_are_read_as_yaml() -> None:
+    """Snakemake's `--config rano={'max_targets': 4}` hands over '4': it is the number 4, and 'x' stays an error."""
+    config = check_config({"rano": {"max_targets": "4", "pr_relative": "0.5"}, "inference": {"jit_compile": "false"},
+                           "preprocess": {"skull_stripped": "true"}, "model": {"dir": "123"}})
+    assert config["rano"]["max_targets"] == 4 and config["rano"]["pr_relative"] == 0.5
+    assert config["inference"]["jit_compile"] is False and config["preprocess"]["skull_stripped"] is True
+    assert config["model"]["dir"] == "123"  # a text setting stays text
+    with pytest.raises(BrainmetsError, match=r"rano.max_targets: 'four' is not of type 'integer'"):
+        check_config({"rano": {"max_targets": "four"}})
+
+
 def test_a_config_file_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
     """A list at the top of the file is one clear line."""
     path = tmp_path / "c.yaml"
