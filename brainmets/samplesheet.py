@@ -112,7 +112,7 @@ class _FileGrid:
 def _check_file(
     sheet: Path, row: int, column: str, path: str, read_data: bool, read_header: bool = True
 ) -> _FileGrid | None:
-    """Check that a sheet's file exists and (`read_header`) is a 3-D NIfTI with a usable header (and, with `read_data`, data)."""
+    """Check that a sheet's file exists and (`read_header`) is a 3-D NIfTI with a usable header (`read_data`: and data)."""
     from brainmets.io import check_gzip_stream, load_mask, load_nifti, read_nifti_header
 
     if not os.path.isfile(path):
@@ -157,9 +157,9 @@ def load_samples(
     `produced_dirs` (e.g. the demo cohort the workflow generates) need not exist yet;
     `check_files=False` skips every file check. Only file headers are read (shape, spacing, affine; a
     mask must share its image's grid), unless `read_data`: then every image and mask is read completely,
-    so that truncated or corrupt data and masks that are not label maps are found too. With `header_limit`, file headers are read only
-    when the sheet lists at most that many files; a larger sheet's files are only checked to exist (the
-    headers are `brainmets check-samples`' job, which reads them all).
+    so that truncated or corrupt data and masks that are not label maps are found too. With
+    `header_limit`, file headers are read only when the sheet lists at most that many files; a larger
+    sheet's files are only checked to exist (the headers are `brainmets check-samples`' job).
     """
     sheet = Path(path)
     table = read_sheet(sheet)

@@ -26,6 +26,7 @@ import pandas as pd
 
 from brainmets.errors import BrainmetsError
 from brainmets.inference.ensemble import mirror_combinations, predict_ensemble
+from brainmets.inference.runtime import PRECISIONS
 from brainmets.inference.sliding import BatchPredictor
 from brainmets.inference.uncertainty import UNCERTAINTY_MAPS, EnsembleMaps, threshold_lesions, lesion_table
 from brainmets.io import load_nifti, save_nifti, voxel_spacing_mm, write_tsv
@@ -120,8 +121,8 @@ def check_settings(settings: InferenceSettings, source: str = "inference setting
         problems.append(f"weights {settings.weights!r} must be best or latest")
     if settings.recipe not in RECIPES:
         problems.append(f"recipe {settings.recipe!r} must be one of {', '.join(RECIPES)}")
-    if settings.precision not in ("auto", "float32", "bfloat16"):
-        problems.append(f"precision {settings.precision!r} must be auto, float32 or bfloat16")
+    if settings.precision not in PRECISIONS:
+        problems.append(f"precision {settings.precision!r} must be {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}")
     if problems:
         raise BrainmetsError(f"{source}: inference " + "; ".join(problems))
     mirror_combinations(settings.mirror_axes)
