@@ -12,7 +12,7 @@ env: $(STAMP)
 
 # Idempotent: rebuilt only when the lock or the package metadata change.
 $(STAMP): requirements.lock pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q pip==26.3
 	$(BIN)/python -m pip install -q -r requirements.lock
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
@@ -29,7 +29,7 @@ demo: env
 SCORERS := .venv-scorers
 scorers: $(SCORERS)/.installed
 $(SCORERS)/.installed: requirements-scorers.lock
-	test -x $(SCORERS)/bin/python || $(PYTHON) -m venv $(SCORERS)
+	test -x $(SCORERS)/bin/python || { rm -rf $(SCORERS) && $(PYTHON) -m venv $(SCORERS); }
 	$(SCORERS)/bin/python -m pip install -q pip==26.3
 	$(SCORERS)/bin/python -m pip install -q -r requirements-scorers.lock
 	touch $@

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,13 @@ def test_environment_installs_brainmets(path: Path) -> None:
     """A post-deploy script beside each environment installs brainmets itself, without other packages."""
     script = path.with_name(path.stem + ".post-deploy.sh")
     assert "pip install --no-deps -e ." in script.read_text()
+
+
+def test_no_tracked_link_leaves_the_repository() -> None:
+    """A committed symbolic link must resolve inside the checkout: one to a local environment breaks a clone's setup."""
+    listing = subprocess.run(["git", "ls-files", "-s"], cwd=REPO, capture_output=True, text=True, check=True)
+    links = [line.split("\t", 1)[1] for line in listing.stdout.splitlines() if line.startswith("120000 ")]
+    assert links, "the workflow schema is expected to be a link to the package copy"
+    for link in links:
+        target = (REPO / link).resolve()
+        assert target.is_relative_to(REPO) and target.exists(), f"{link} -> {target}"
