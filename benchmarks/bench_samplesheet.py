@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from brainmets.io import save_nifti
 from brainmets.samplesheet import load_samples
 
@@ -27,7 +26,9 @@ def main(n_rows: int = 2431) -> None:
         lines = ["patient_id\ttimepoint\timage\tmask\ttraining"]
         for i in range(n_rows):
             image = save_nifti(rng.random((16, 16, 16)).astype(np.float32), np.eye(4), root / f"s{i}" / "t1ce.nii.gz")
-            mask = save_nifti((rng.random((16, 16, 16)) > 0.9).astype(np.uint8), np.eye(4), root / f"s{i}" / "mask.nii.gz")
+            mask = save_nifti(
+                (rng.random((16, 16, 16)) > 0.9).astype(np.uint8), np.eye(4), root / f"s{i}" / "mask.nii.gz"
+            )
             lines.append(f"p{i // 3:04d}\t{2020 + i % 3}-01-01\t{image}\t{mask}\t{'true' if i % 5 == 0 else 'false'}")
         sheet = root / "samples.tsv"
         sheet.write_text("\n".join(lines) + "\n")
@@ -36,8 +37,10 @@ def main(n_rows: int = 2431) -> None:
             samples = load_samples(sheet, check_files=check_files, read_data=read_data)
             elapsed = time.perf_counter() - start
             per_row_ms = 1000 * elapsed / len(samples)
-            print(f"rows={len(samples)} check_files={check_files} read_data={read_data}: {elapsed:.2f} s "
-                  f"({per_row_ms:.2f} ms per row)")
+            print(
+                f"rows={len(samples)} check_files={check_files} read_data={read_data}: {elapsed:.2f} s "
+                f"({per_row_ms:.2f} ms per row)"
+            )
 
 
 if __name__ == "__main__":

@@ -56,7 +56,16 @@ def build_project(root: Path, scans: int, training: int) -> None:
 
 def dry_run(root: Path, *quiet: str) -> tuple[float, float, int, str]:
     """Run `snakemake -n -q [quiet...]` in `root`; returns (wall s, CPU s, peak RSS MB, output)."""
-    command = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(root), "-n", "-q", *quiet]
+    command = [
+        str(Path(sys.executable).parent / "snakemake"),
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(root),
+        "-n",
+        "-q",
+        *quiet,
+    ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)

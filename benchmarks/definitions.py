@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from brainmets.evaluation.brats2025 import LARGE_LESION_MM3, evaluate_brats2025
 from brainmets.evaluation.metrics import evaluate_segmentation
 from brainmets.io import load_mask, voxel_spacing_mm
@@ -63,9 +62,11 @@ def main() -> None:
     order = table["dice_gap"].abs().fillna(np.inf).sort_values(ascending=False).index
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.precision", 3):
         print(table.loc[order].head(args.top).to_string(index=False))
-        print(f"\n{len(table)} scans; means: brats2023 Dice {table['brats2023_dice'].mean():.3f}, "
-              f"HD95 {table['brats2023_hd95'].mean():.2f} mm; brats2025 Dice {table['brats2025_dice'].mean():.3f}, "
-              f"HD95 {table['brats2025_hd95'].mean():.2f} mm (NaN scans left out)")
+        print(
+            f"\n{len(table)} scans; means: brats2023 Dice {table['brats2023_dice'].mean():.3f}, "
+            f"HD95 {table['brats2023_hd95'].mean():.2f} mm; brats2025 Dice {table['brats2025_dice'].mean():.3f}, "
+            f"HD95 {table['brats2025_hd95'].mean():.2f} mm (NaN scans left out)"
+        )
 
 
 if __name__ == "__main__":

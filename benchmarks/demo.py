@@ -24,8 +24,15 @@ STAGES = {
     "demo cohort": ("demo_cohort",),
     "preprocessing": ("preprocess", "preprocess_training", "weight_map", "prepare_case"),
     "training": ("train", "finalise_model"),
-    "inference and analysis": ("predict", "native_and_overlay", "evaluate", "track", "rano", "rano_cohort",
-                               "evaluate_cohort"),
+    "inference and analysis": (
+        "predict",
+        "native_and_overlay",
+        "evaluate",
+        "track",
+        "rano",
+        "rano_cohort",
+        "evaluate_cohort",
+    ),
 }
 
 
@@ -53,8 +60,10 @@ def main() -> None:
     if args.run:
         started = time.perf_counter()
         subprocess.run(["make", "demo"], cwd=REPO, check=True)
-        print(f"make demo: {minutes(time.perf_counter() - started)} wall (target <= 20 min), "
-              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        print(
+            f"make demo: {minutes(time.perf_counter() - started)} wall (target <= 20 min), "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
     spans = job_spans(REPO)
     if not spans:
         raise SystemExit(f"no finished jobs recorded under {REPO / '.snakemake' / 'metadata'}; run `make demo` first")
@@ -63,12 +72,16 @@ def main() -> None:
         if own:
             start, end = min(s for s, _ in own), max(e for _, e in own)
             print(f"{stage}: {minutes(end - start)}")
-    print(f"workflow, first job start to last job end: "
-          f"{minutes(max(e for _, e in spans.values()) - min(s for s, _ in spans.values()))} (without the report)")
+    print(
+        f"workflow, first job start to last job end: "
+        f"{minutes(max(e for _, e in spans.values()) - min(s for s, _ in spans.values()))} (without the report)"
+    )
     for state_path in sorted((REPO / "results" / "model").glob("fold_*/state.json")):
         state = json.loads(state_path.read_text())
-        print(f"{state_path.parent.name}: best validation Dice {state['best_dice']:.3f} at epoch {state['best_epoch']} "
-              f"on {len(state['validation_cases'])} held-out case(s)")
+        print(
+            f"{state_path.parent.name}: best validation Dice {state['best_dice']:.3f} at epoch {state['best_epoch']} "
+            f"on {len(state['validation_cases'])} held-out case(s)"
+        )
 
 
 if __name__ == "__main__":

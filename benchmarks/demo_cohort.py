@@ -17,7 +17,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
-
 from brainmets.demo.cohort import generate_cohort
 
 
@@ -33,7 +32,9 @@ def main(out: Path, workers: int) -> None:
     generate_cohort(out, workers=workers)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_s = time.process_time() - cpu + children.ru_utime + children.ru_stime
-    print(f"default cohort (4 x 3 + 12 training, workers={workers}): wall {time.perf_counter() - start:.1f} s, CPU {cpu_s:.1f} s")
+    print(
+        f"default cohort (4 x 3 + 12 training, workers={workers}): wall {time.perf_counter() - start:.1f} s, CPU {cpu_s:.1f} s"
+    )
 
     lesions = pd.read_csv(out / "truth" / "lesions.tsv", sep="\t")
     volumes = lesions.groupby(["patient_id", "timepoint", "lesion_id"])["volume_ml"].sum()
@@ -47,7 +48,9 @@ def main(out: Path, workers: int) -> None:
         part = errors[(errors["volume_ml"] >= low) & (errors["volume_ml"] < high)]["error"]
         if len(part):
             median, worst = 100 * part.median(), 100 * part.max()
-            print(f"scan vs truth volume, lesions {low}-{high} mL (n={len(part)}): median {median:.1f} %, max {worst:.1f} %")
+            print(
+                f"scan vs truth volume, lesions {low}-{high} mL (n={len(part)}): median {median:.1f} %, max {worst:.1f} %"
+            )
 
     poses = pd.read_csv(out / "truth" / "poses.tsv", sep="\t")
     distances = []
@@ -58,7 +61,9 @@ def main(out: Path, workers: int) -> None:
         distances.append(np.linalg.norm(scan - (pose[:3, :3] @ common + pose[:3, 3])))
     print(f"brain centroid on the scan vs the truth pose: max {max(distances):.3f} mm over {len(distances)} scans")
     response = pd.read_csv(out / "truth" / "expected_response.tsv", sep="\t")
-    print(response[["patient_id", "timepoint", "sum_ld_mm", "target_response", "overall_response"]].to_string(index=False))
+    print(
+        response[["patient_id", "timepoint", "sum_ld_mm", "target_response", "overall_response"]].to_string(index=False)
+    )
 
 
 if __name__ == "__main__":

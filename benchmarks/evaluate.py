@@ -11,10 +11,9 @@ import time
 
 import numpy as np
 import surface_distance
-from scipy import ndimage
-
 from brainmets.evaluation.brats2025 import evaluate_brats2025
 from brainmets.evaluation.metrics import evaluate_segmentation, hausdorff95_mm
+from scipy import ndimage
 
 
 def synthetic_case(shape: tuple[int, int, int], lesions: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -56,13 +55,17 @@ def main() -> None:
     ours = hausdorff95_mm(truth, pred, spacing)
     ours_s = time.perf_counter() - start
     start = time.perf_counter()
-    reference = surface_distance.compute_robust_hausdorff(surface_distance.compute_surface_distances(truth, pred, spacing), 95)
+    reference = surface_distance.compute_robust_hausdorff(
+        surface_distance.compute_surface_distances(truth, pred, spacing), 95
+    )
     package_s = time.perf_counter() - start
 
     print(f"grid {tuple(args.shape)}, {len(match.lesions)} truth lesions, {row['fp_lesions']} false positives")
     print(f"full evaluation, brats2023 (voxel + lesion-wise): {evaluation_s:.2f} s; brats2025: {brats2025_s:.2f} s")
-    print(f"voxel HD95: {ours:.4f} mm in {ours_s:.2f} s; surface-distance {reference:.4f} mm in {package_s:.2f} s; "
-          f"difference {abs(ours - reference):.2e} mm")
+    print(
+        f"voxel HD95: {ours:.4f} mm in {ours_s:.2f} s; surface-distance {reference:.4f} mm in {package_s:.2f} s; "
+        f"difference {abs(ours - reference):.2e} mm"
+    )
     print(
         f"dice {row['dice']:.4f}, lesion-wise dice {row['lesion_dice']:.4f}, "
         f"lesion-wise HD95 {row['lesion_hd95_mm']:.2f} mm; brats2025 lesion-wise DSC "

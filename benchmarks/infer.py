@@ -63,17 +63,39 @@ NNUNET_PACKAGES = ["nnunetv2==2.8.1", "dynamic-network-architectures==0.4.4"]
 #: nnU-Net's other requirements (dynamic-network-architectures' timm -> torchvision is left out:
 #: PlainConvUNet and the predictor do not import it)
 NNUNET_DEPENDENCIES = [
-    "acvl-utils", "batchgenerators", "batchgeneratorsv2", "blosc2", "einops", "graphviz", "imagecodecs",
-    "matplotlib", "nibabel", "numpy", "pandas", "requests", "scikit-image", "scikit-learn", "scipy", "seaborn",
-    "SimpleITK", "tifffile", "tqdm", "yacs",
+    "acvl-utils",
+    "batchgenerators",
+    "batchgeneratorsv2",
+    "blosc2",
+    "einops",
+    "graphviz",
+    "imagecodecs",
+    "matplotlib",
+    "nibabel",
+    "numpy",
+    "pandas",
+    "requests",
+    "scikit-image",
+    "scikit-learn",
+    "scipy",
+    "seaborn",
+    "SimpleITK",
+    "tifffile",
+    "tqdm",
+    "yacs",
 ]
 TORCH = "torch==2.13.0"
 #: multiply-adds x 2 of one paper-network forward on 128^3 (issue 5)
 FORWARD_TFLOP_128 = 1.06
 #: (folds, mirroring axes, overlap) of the recipes timed per 1 mm brain
 RECIPES = {"default": (5, (0, 1, 2), 0.5), "published": (5, (0, 1, 2), 0.75)}
-PAPER = {"filters": [32, 64, 128, 256, 320, 320], "kernel_size": 3, "conv_bias": True, "norm_epsilon": 1e-5,
-         "negative_slope": 0.01}
+PAPER = {
+    "filters": [32, 64, 128, 256, 320, 320],
+    "kernel_size": 3,
+    "conv_bias": True,
+    "norm_epsilon": 1e-5,
+    "negative_slope": 0.01,
+}
 
 
 def peak_rss_gib() -> float:
@@ -127,7 +149,6 @@ def cpu_description() -> str:
 def paper_predictor(patch: int, precision: str):
     """The paper network (random weights, seed 0) compiled for `precision` windows of patch^3."""
     import keras
-
     from brainmets.inference.runtime import compile_predictor, dtype_policy
     from brainmets.training.model import build_unet, full_resolution_model
 
@@ -156,7 +177,9 @@ def part_forward(patch: int, reps: int, precisions: list[str]) -> dict:
             cpus.append(time.process_time() - cpu)
         results[precision] = {"wall_s": min(walls), "cpu_s": min(cpus), "emulated": emulated}
     if set(logits) == {"float32", "bfloat16"}:
-        results["bfloat16"]["sign_agreement"] = float(np.mean(np.sign(logits["bfloat16"]) == np.sign(logits["float32"])))
+        results["bfloat16"]["sign_agreement"] = float(
+            np.mean(np.sign(logits["bfloat16"]) == np.sign(logits["float32"]))
+        )
         results["bfloat16"]["max_logit_difference"] = float(np.abs(logits["bfloat16"] - logits["float32"]).max())
     return results
 
@@ -164,7 +187,6 @@ def part_forward(patch: int, reps: int, precisions: list[str]) -> dict:
 def demo_batch_speed(reps: int = 3) -> None:
     """Seconds per 48^3 window of the demo network, one window per call against `batch_size: auto`."""
     import keras
-
     from brainmets.inference.pipeline import windows_per_call
     from brainmets.inference.runtime import compile_predictor
     from brainmets.training.model import build_unet, full_resolution_model
@@ -203,8 +225,14 @@ def part_scan_brainmets(data: Path, patch: int) -> dict:
 
     wall, cpu = time.perf_counter(), time.process_time()
     predict_ensemble(image, [counting], (patch,) * 3, brain_mask=mask, overlap=0.5, mirror_axes=(), batch_size=1)
-    return {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu, "peak_gib": peak_rss_gib(),
-            "shape": list(image.shape), "windows": sum(windows), "precision": precision}
+    return {
+        "wall_s": time.perf_counter() - wall,
+        "cpu_s": time.process_time() - cpu,
+        "peak_gib": peak_rss_gib(),
+        "shape": list(image.shape),
+        "windows": sum(windows),
+        "precision": precision,
+    }
 
 
 def recipe_windows(mask: np.ndarray, patch: int, folds: int, mirror_axes: tuple[int, ...], overlap: float) -> int:
@@ -212,7 +240,9 @@ def recipe_windows(mask: np.ndarray, patch: int, folds: int, mirror_axes: tuple[
     from brainmets.inference.ensemble import mirror_combinations
     from brainmets.inference.sliding import brain_windows
 
-    per_fold = sum(len(brain_windows(np.flip(mask, flip), (patch,) * 3, overlap)) for flip in mirror_combinations(mirror_axes))
+    per_fold = sum(
+        len(brain_windows(np.flip(mask, flip), (patch,) * 3, overlap)) for flip in mirror_combinations(mirror_axes)
+    )
     return folds * per_fold
 
 
@@ -227,15 +257,30 @@ def part_scan_nnunet(data: Path, patch: int) -> dict:
     torch.set_num_threads(os.cpu_count() or 1)
     torch.manual_seed(0)
     network = PlainConvUNet(
-        input_channels=1, n_stages=len(PAPER["filters"]), features_per_stage=PAPER["filters"],
-        conv_op=torch.nn.Conv3d, kernel_sizes=PAPER["kernel_size"], strides=[1, 2, 2, 2, 2, 2],
-        n_conv_per_stage=2, num_classes=1, n_conv_per_stage_decoder=2, conv_bias=PAPER["conv_bias"],
-        norm_op=torch.nn.InstanceNorm3d, norm_op_kwargs={"eps": PAPER["norm_epsilon"], "affine": True},
-        nonlin=torch.nn.LeakyReLU, nonlin_kwargs={"negative_slope": PAPER["negative_slope"], "inplace": True},
+        input_channels=1,
+        n_stages=len(PAPER["filters"]),
+        features_per_stage=PAPER["filters"],
+        conv_op=torch.nn.Conv3d,
+        kernel_sizes=PAPER["kernel_size"],
+        strides=[1, 2, 2, 2, 2, 2],
+        n_conv_per_stage=2,
+        num_classes=1,
+        n_conv_per_stage_decoder=2,
+        conv_bias=PAPER["conv_bias"],
+        norm_op=torch.nn.InstanceNorm3d,
+        norm_op_kwargs={"eps": PAPER["norm_epsilon"], "affine": True},
+        nonlin=torch.nn.LeakyReLU,
+        nonlin_kwargs={"negative_slope": PAPER["negative_slope"], "inplace": True},
         deep_supervision=False,
     ).eval()
-    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
-                                perform_everything_on_device=False, device=torch.device("cpu"), allow_tqdm=False)
+    predictor = nnUNetPredictor(
+        tile_step_size=0.5,
+        use_gaussian=True,
+        use_mirroring=False,
+        perform_everything_on_device=False,
+        device=torch.device("cpu"),
+        allow_tqdm=False,
+    )
     # the predictor's sliding window reads only these from the plans: the patch and the number of outputs
     predictor.network = network
     predictor.configuration_manager = SimpleNamespace(patch_size=[patch] * 3)
@@ -247,12 +292,22 @@ def part_scan_nnunet(data: Path, patch: int) -> dict:
         network(torch.zeros(1, 1, patch, patch, patch))  # first-call set-up outside the timing
         wall, cpu = time.perf_counter(), time.process_time()
         predictor.predict_sliding_window_return_logits(image)
-    return {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu, "peak_gib": peak_rss_gib(),
-            "shape": list(image.shape[1:])}
+    return {
+        "wall_s": time.perf_counter() - wall,
+        "cpu_s": time.process_time() - cpu,
+        "peak_gib": peak_rss_gib(),
+        "shape": list(image.shape[1:]),
+    }
 
 
-def score_scan(scan: str, truth: np.ndarray, label: np.ndarray, entropy: np.ndarray, brain: np.ndarray,
-               spacing_mm: tuple[float, float, float]) -> tuple[dict, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def score_scan(
+    scan: str,
+    truth: np.ndarray,
+    label: np.ndarray,
+    entropy: np.ndarray,
+    brain: np.ndarray,
+    spacing_mm: tuple[float, float, float],
+) -> tuple[dict, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """One scan's large-lesion detections, false positives and entropy AUROC (maps on one grid).
 
     Also returns the brain voxels' (entropy, label, truth), which print_figures pools over scans.
@@ -264,9 +319,13 @@ def score_scan(scan: str, truth: np.ndarray, label: np.ndarray, entropy: np.ndar
     match = match_lesions(truth > 0, label > 0, spacing_mm)
     large = match.lesions[match.lesions["volume_ml"] >= min_ml]
     inside = brain > 0
-    row = {"scan": scan, "large_lesions": len(large), "large_detected": int(large["detected"].sum()),
-           "false_positives": match.false_positives,
-           "entropy_auroc": misclassification_auroc(entropy, label > 0, truth > 0, inside)}
+    row = {
+        "scan": scan,
+        "large_lesions": len(large),
+        "large_detected": int(large["detected"].sum()),
+        "false_positives": match.false_positives,
+        "entropy_auroc": misclassification_auroc(entropy, label > 0, truth > 0, inside),
+    }
     print(row, flush=True)
     return row, (entropy[inside], label[inside] > 0, truth[inside] > 0)
 
@@ -274,19 +333,20 @@ def score_scan(scan: str, truth: np.ndarray, label: np.ndarray, entropy: np.ndar
 def print_figures(rows: list[dict], voxels: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
     """The acceptance figures over the scored scans; the AUROC pools every scan's brain voxels."""
     import pandas as pd
-
     from brainmets.inference.uncertainty import misclassification_auroc
 
     entropy, label, truth = (np.concatenate(parts) for parts in zip(*voxels, strict=True))
     pooled = misclassification_auroc(entropy, label, truth, np.ones_like(label))
     table = pd.DataFrame(rows)
     sensitivity = table["large_detected"].sum() / max(table["large_lesions"].sum(), 1)
-    print(f"{len(table)} demo test scans: sensitivity for lesions >= 10 mm {sensitivity:.3f} "
-          f"({table['large_detected'].sum()} of {table['large_lesions'].sum()}, target >= 0.9), "
-          f"false positives per scan {table['false_positives'].mean():.2f} (max {table['false_positives'].max()}, "
-          f"target <= 1), total-entropy AUROC over all scans' brain voxels {pooled:.3f} "
-          f"({int((label != truth).sum())} misclassified; target >= 0.8), per scan mean "
-          f"{table['entropy_auroc'].mean():.3f} (min {table['entropy_auroc'].min():.3f})")
+    print(
+        f"{len(table)} demo test scans: sensitivity for lesions >= 10 mm {sensitivity:.3f} "
+        f"({table['large_detected'].sum()} of {table['large_lesions'].sum()}, target >= 0.9), "
+        f"false positives per scan {table['false_positives'].mean():.2f} (max {table['false_positives'].max()}, "
+        f"target <= 1), total-entropy AUROC over all scans' brain voxels {pooled:.3f} "
+        f"({int((label != truth).sum())} misclassified; target >= 0.8), per scan mean "
+        f"{table['entropy_auroc'].mean():.3f} (min {table['entropy_auroc'].min():.3f})"
+    )
 
 
 def results_figures(results: Path, samples: Path, limit: int | None) -> None:
@@ -304,10 +364,14 @@ def results_figures(results: Path, samples: Path, limit: int | None) -> None:
         truth_image = load_nifti(row["mask"], allow_constant=True)
         mask = load_nifti(scan_dir / BRAIN_MASK, allow_constant=True)
         brain, _ = to_native(np.asarray(mask.dataobj), mask.affine, scan_dir, kind="label")
-        scored, inside = score_scan(f"{row['patient_id']}/{row['timepoint']}", np.asarray(truth_image.dataobj),
-                                    load(scan_dir / "native" / "segmentation.nii.gz"),
-                                    load(scan_dir / "native" / "uncertainty_total_entropy.nii.gz"), brain,
-                                    tuple(voxel_spacing_mm(truth_image.affine)))
+        scored, inside = score_scan(
+            f"{row['patient_id']}/{row['timepoint']}",
+            np.asarray(truth_image.dataobj),
+            load(scan_dir / "native" / "segmentation.nii.gz"),
+            load(scan_dir / "native" / "uncertainty_total_entropy.nii.gz"),
+            brain,
+            tuple(voxel_spacing_mm(truth_image.affine)),
+        )
         rows.append(scored)
         voxels.append(inside)
     print_figures(rows, voxels)
@@ -333,9 +397,14 @@ def demo_figures(model: Path, samples: Path, config: Path | None, limit: int | N
             predict_scan(segmenter, scan_dir / ZSCORE, scan_dir / BRAIN_MASK, scan_dir)
             load = lambda name: np.asarray(load_nifti(scan_dir / name, allow_constant=True).dataobj)  # noqa: E731
             spacing = tuple(voxel_spacing_mm(load_nifti(scan_dir / BRAIN_MASK, allow_constant=True).affine))
-            scored, inside = score_scan(f"{row['patient_id']}/{row['timepoint']}", load(TRUTH),
-                                        load("segmentation.nii.gz"), load("uncertainty_total_entropy.nii.gz"),
-                                        load(BRAIN_MASK), spacing)
+            scored, inside = score_scan(
+                f"{row['patient_id']}/{row['timepoint']}",
+                load(TRUTH),
+                load("segmentation.nii.gz"),
+                load("uncertainty_total_entropy.nii.gz"),
+                load(BRAIN_MASK),
+                spacing,
+            )
             rows.append(scored)
             voxels.append(inside)
     print_figures(rows, voxels)
@@ -353,7 +422,6 @@ def lesions_missed_by(label: np.ndarray, other: np.ndarray) -> int:
 def precision_guard(model: Path, samples: Path, config: Path | None, limit: int | None) -> None:
     """Predict the demo test scans in float32 and in bfloat16 and print how far the two results are apart."""
     import pandas as pd
-
     from brainmets.inference.pipeline import InferenceSettings, load_segmenter, predict_scan, settings_from_config
     from brainmets.io import load_nifti, read_yaml, voxel_spacing_mm
     from brainmets.preprocess.pipeline import BRAIN_MASK, TRUTH, ZSCORE, preprocess_scan
@@ -377,26 +445,42 @@ def precision_guard(model: Path, samples: Path, config: Path | None, limit: int 
                 started = time.perf_counter()
                 predict_scan(segmenter, scan_dir / ZSCORE, scan_dir / BRAIN_MASK, scan_dir / precision)
                 seconds[precision] = time.perf_counter() - started
-                maps[precision] = {name: load(scan_dir / precision / f"{name}.nii.gz")
-                                   for name in ("segmentation", "probability", "uncertainty_total_entropy")}
-                figures, inside = score_scan(f"{row['patient_id']}/{row['timepoint']} {precision}", load(scan_dir / TRUTH),
-                                             maps[precision]["segmentation"], maps[precision]["uncertainty_total_entropy"],
-                                             load(scan_dir / BRAIN_MASK), spacing)
+                maps[precision] = {
+                    name: load(scan_dir / precision / f"{name}.nii.gz")
+                    for name in ("segmentation", "probability", "uncertainty_total_entropy")
+                }
+                figures, inside = score_scan(
+                    f"{row['patient_id']}/{row['timepoint']} {precision}",
+                    load(scan_dir / TRUTH),
+                    maps[precision]["segmentation"],
+                    maps[precision]["uncertainty_total_entropy"],
+                    load(scan_dir / BRAIN_MASK),
+                    spacing,
+                )
                 scored[precision][0].append(figures)
                 scored[precision][1].append(inside)
             a, b = maps["float32"]["segmentation"] > 0, maps["bfloat16"]["segmentation"] > 0
-            rows.append({"scan": f"{row['patient_id']}/{row['timepoint']}",
-                         "dice": 2 * (a & b).sum() / max(a.sum() + b.sum(), 1),
-                         "lesions_float32_only": lesions_missed_by(a, b), "lesions_bfloat16_only": lesions_missed_by(b, a),
-                         "max_probability_difference": float(np.abs(maps["float32"]["probability"]
-                                                                   - maps["bfloat16"]["probability"]).max()),
-                         "float32_s": seconds["float32"], "bfloat16_s": seconds["bfloat16"]})
+            rows.append(
+                {
+                    "scan": f"{row['patient_id']}/{row['timepoint']}",
+                    "dice": 2 * (a & b).sum() / max(a.sum() + b.sum(), 1),
+                    "lesions_float32_only": lesions_missed_by(a, b),
+                    "lesions_bfloat16_only": lesions_missed_by(b, a),
+                    "max_probability_difference": float(
+                        np.abs(maps["float32"]["probability"] - maps["bfloat16"]["probability"]).max()
+                    ),
+                    "float32_s": seconds["float32"],
+                    "bfloat16_s": seconds["bfloat16"],
+                }
+            )
     table = pd.DataFrame(rows)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    print(f"bfloat16 against float32 over {len(table)} scans: voxel Dice min {table['dice'].min():.4f} "
-          f"(mean {table['dice'].mean():.4f}), lesions found by float32 only {table['lesions_float32_only'].sum()}, "
-          f"by bfloat16 only {table['lesions_bfloat16_only'].sum()}, largest probability difference "
-          f"{table['max_probability_difference'].max():.4f}")
+    print(
+        f"bfloat16 against float32 over {len(table)} scans: voxel Dice min {table['dice'].min():.4f} "
+        f"(mean {table['dice'].mean():.4f}), lesions found by float32 only {table['lesions_float32_only'].sum()}, "
+        f"by bfloat16 only {table['lesions_bfloat16_only'].sum()}, largest probability difference "
+        f"{table['max_probability_difference'].max():.4f}"
+    )
     for precision, (figures, voxels) in scored.items():
         print(f"{precision}: ", end="")
         print_figures(figures, voxels)
@@ -404,8 +488,20 @@ def precision_guard(model: Path, samples: Path, config: Path | None, limit: int 
 
 def run_part(python: str, part: str, args: argparse.Namespace, data: Path) -> dict:
     """Run one part in a fresh process and return its JSON result."""
-    command = [python, __file__, "--part", part, "--patch", str(args.patch), "--reps", str(args.reps), "--data", str(data),
-               "--precisions", *args.precisions]
+    command = [
+        python,
+        __file__,
+        "--part",
+        part,
+        "--patch",
+        str(args.patch),
+        "--reps",
+        str(args.reps),
+        "--data",
+        str(data),
+        "--precisions",
+        *args.precisions,
+    ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -419,15 +515,27 @@ def main() -> None:
     parser.add_argument("--patch", type=int, default=128, help="window edge (voxels); the paper preset's is 128")
     parser.add_argument("--reps", type=int, default=2, help="timed forward passes per variant (the fastest is kept)")
     parser.add_argument("--skip-nnunet", action="store_true", help="leave out nnU-Net's predictor")
-    parser.add_argument("--precisions", nargs="+", choices=("float32", "bfloat16"), default=["float32", "bfloat16"],
-                        help="precisions of the forward part (leave out bfloat16 where it is emulated to save ~10 min)")
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=("float32", "bfloat16"),
+        default=["float32", "bfloat16"],
+        help="precisions of the forward part (leave out bfloat16 where it is emulated to save ~10 min)",
+    )
     parser.add_argument("--install-nnunet", action="store_true", help="create benchmarks/.venv-nnunet and exit")
-    parser.add_argument("--demo-batch", action="store_true", help="time the demo network at 1 window per call and at auto")
+    parser.add_argument(
+        "--demo-batch", action="store_true", help="time the demo network at 1 window per call and at auto"
+    )
     parser.add_argument("--demo-figures", action="store_true", help="measure the acceptance figures of --model")
-    parser.add_argument("--precision-guard", action="store_true",
-                        help="predict the test scans with --model in float32 and bfloat16 and compare")
+    parser.add_argument(
+        "--precision-guard",
+        action="store_true",
+        help="predict the test scans with --model in float32 and bfloat16 and compare",
+    )
     parser.add_argument("--model", type=Path, help="trained model directory (for --demo-figures)")
-    parser.add_argument("--results", type=Path, help="a finished workflow's results/ (for --demo-figures, instead of --model)")
+    parser.add_argument(
+        "--results", type=Path, help="a finished workflow's results/ (for --demo-figures, instead of --model)"
+    )
     parser.add_argument("--samples", type=Path, default=Path("resources/demo/samples.tsv"), help="demo sample sheet")
     parser.add_argument("--config", type=Path, help="configuration (preprocess and inference sections)")
     parser.add_argument("--limit", type=int, help="score only the first N test scans")
@@ -455,9 +563,11 @@ def main() -> None:
             raise SystemExit("--demo-figures needs --model DIR or --results DIR")
         return
     if args.part:
-        part = {"forward": lambda: part_forward(args.patch, args.reps, args.precisions),
-                "brainmets": lambda: part_scan_brainmets(args.data, args.patch),
-                "nnunet": lambda: part_scan_nnunet(args.data, args.patch)}[args.part]
+        part = {
+            "forward": lambda: part_forward(args.patch, args.reps, args.precisions),
+            "brainmets": lambda: part_scan_brainmets(args.data, args.patch),
+            "nnunet": lambda: part_scan_nnunet(args.data, args.patch),
+        }[args.part]
         print(json.dumps(part()))
         return
 
@@ -477,38 +587,54 @@ def main() -> None:
     print_speed(args.patch, args.reps, forward, ours, theirs, mask, load_before)
 
 
-def print_speed(patch: int, reps: int, forward: dict, ours: dict, theirs: dict | None, mask: np.ndarray,
-                load_before: float) -> None:
+def print_speed(
+    patch: int, reps: int, forward: dict, ours: dict, theirs: dict | None, mask: np.ndarray, load_before: float
+) -> None:
     """Print the figures of the forward, scan and recipe parts side by side."""
     from brainmets.inference.sliding import window_slices
 
     scale = (patch / 128) ** 3
-    print(f"CPU: {cpu_description()}; {os.cpu_count()} cores; "
-          f"load average before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f}")
+    print(
+        f"CPU: {cpu_description()}; {os.cpu_count()} cores; "
+        f"load average before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f}"
+    )
     print(f"one forward pass of the paper network on {patch}^3 (fastest of {reps}; emulated bfloat16: 1 call):")
     for name, r in forward.items():
         gflops = FORWARD_TFLOP_128 * scale * 1000 / r["wall_s"]
-        print(f"  {name:9s} {r['wall_s']:7.2f} s wall  {r['cpu_s']:7.2f} s CPU  {r['cpu_s'] / r['wall_s']:4.2f} CPU s/wall s"
-              f"  {gflops:6.1f} GFLOP/s  x{forward[next(iter(forward))]['wall_s'] / r['wall_s']:.2f} of {next(iter(forward))}"
-              + ("  (emulated: no native bfloat16 here)" if r["emulated"] else ""))
+        print(
+            f"  {name:9s} {r['wall_s']:7.2f} s wall  {r['cpu_s']:7.2f} s CPU  {r['cpu_s'] / r['wall_s']:4.2f} CPU s/wall s"
+            f"  {gflops:6.1f} GFLOP/s  x{forward[next(iter(forward))]['wall_s'] / r['wall_s']:.2f} of {next(iter(forward))}"
+            + ("  (emulated: no native bfloat16 here)" if r["emulated"] else "")
+        )
     if "sign_agreement" in forward.get("bfloat16", {}):
         bf16 = forward["bfloat16"]
-        print(f"  bfloat16 against float32: {bf16['sign_agreement']:.2%} of logit signs agree, "
-              f"largest logit difference {bf16['max_logit_difference']:.3g} (random weights)")
+        print(
+            f"  bfloat16 against float32: {bf16['sign_agreement']:.2%} of logit signs agree, "
+            f"largest logit difference {bf16['max_logit_difference']:.3g} (random weights)"
+        )
     per_window = ours["wall_s"] / max(ours["windows"], 1)
     print(f"one 1 mm demo brain {tuple(ours['shape'])}, 1 fold, no mirroring, overlap 0.5, patch {patch}^3:")
-    print(f"  brainmets ({ours['precision']:8s}) {ours['wall_s']:7.1f} s wall  {ours['cpu_s']:7.1f} s CPU  "
-          f"{ours['cpu_s'] / ours['wall_s']:4.2f} CPU s/wall s  {ours['windows']} windows  peak {ours['peak_gib']:.2f} GiB")
+    print(
+        f"  brainmets ({ours['precision']:8s}) {ours['wall_s']:7.1f} s wall  {ours['cpu_s']:7.1f} s CPU  "
+        f"{ours['cpu_s'] / ours['wall_s']:4.2f} CPU s/wall s  {ours['windows']} windows  peak {ours['peak_gib']:.2f} GiB"
+    )
     if theirs is not None:
         their_windows = len(window_slices(theirs["shape"], (patch,) * 3, 0.5))
-        print(f"  nnU-Net v2 (float32)  {theirs['wall_s']:7.1f} s wall  {theirs['cpu_s']:7.1f} s CPU  "
-              f"{theirs['cpu_s'] / theirs['wall_s']:4.2f} CPU s/wall s  {their_windows} windows  peak {theirs['peak_gib']:.2f} GiB")
-        print(f"  ratio brainmets / nnU-Net: wall {ours['wall_s'] / theirs['wall_s']:.2f}, "
-              f"CPU {ours['cpu_s'] / theirs['cpu_s']:.2f} (target <= 0.55 in float32, <= 0.4 with native bfloat16)")
+        print(
+            f"  nnU-Net v2 (float32)  {theirs['wall_s']:7.1f} s wall  {theirs['cpu_s']:7.1f} s CPU  "
+            f"{theirs['cpu_s'] / theirs['wall_s']:4.2f} CPU s/wall s  {their_windows} windows  peak {theirs['peak_gib']:.2f} GiB"
+        )
+        print(
+            f"  ratio brainmets / nnU-Net: wall {ours['wall_s'] / theirs['wall_s']:.2f}, "
+            f"CPU {ours['cpu_s'] / theirs['cpu_s']:.2f} (target <= 0.55 in float32, <= 0.4 with native bfloat16)"
+        )
     for name, (folds, axes, overlap) in RECIPES.items():
         windows = recipe_windows(mask, patch, folds, axes, overlap)
-        print(f"{name} recipe ({folds} folds x {2 ** len(axes)} flips, overlap {overlap}) per 1 mm brain: "
-              f"{windows} windows x {per_window:.1f} s = {windows * per_window / 60:.1f} min ({ours['precision']})")
+        print(
+            f"{name} recipe ({folds} folds x {2 ** len(axes)} flips, overlap {overlap}) per 1 mm brain: "
+            f"{windows} windows x {per_window:.1f} s = {windows * per_window / 60:.1f} min ({ours['precision']})"
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
+from brainmets.io import save_nifti, write_tsv
 from brainmets.longitudinal.measure import measure_lesions
 from brainmets.longitudinal.rano import assess, best_overall_response
-from brainmets.io import save_nifti, write_tsv
 from brainmets.longitudinal.track import track_lesions, track_manifest
 
 DATES = ["2024-01-01", "2024-03-01", "2024-05-01", "2024-07-01", "2024-09-01"]
@@ -38,12 +37,32 @@ def lesion_tables(patients: int, rng: np.random.Generator) -> pd.DataFrame:
             sizes = np.clip(diameters * drift**t, 0, None)
             sizes[sizes < 2.5] = 0.0
             for i, ld in enumerate(sizes, start=1):
-                rows.append((f"P{p:04d}", date, i, int(ld > 0), "present" if ld > 0 else "resolved",
-                             ld * 0.8, 3 if ld > 0 else 0, (ld / 20) ** 3, ld))
+                rows.append(
+                    (
+                        f"P{p:04d}",
+                        date,
+                        i,
+                        int(ld > 0),
+                        "present" if ld > 0 else "resolved",
+                        ld * 0.8,
+                        3 if ld > 0 else 0,
+                        (ld / 20) ** 3,
+                        ld,
+                    )
+                )
             if t and rng.random() < 0.1:
                 rows.append((f"P{p:04d}", date, n + t, 1, "new", 4.0, 2, 0.02, 5.0))
-    columns = ["patient_id", "timepoint", "lesion_id", "component", "event", "perpendicular_diameter_mm",
-               "n_axial_slices", "volume_ml", "longest_diameter_mm"]
+    columns = [
+        "patient_id",
+        "timepoint",
+        "lesion_id",
+        "component",
+        "event",
+        "perpendicular_diameter_mm",
+        "n_axial_slices",
+        "volume_ml",
+        "longest_diameter_mm",
+    ]
     table = pd.DataFrame(rows, columns=columns)
     table["merged_into"] = None
     return table
@@ -93,8 +112,10 @@ def main() -> None:
     with Stopwatch() as clock:
         response = assess(table)
         best = best_overall_response(response)
-    print(f"RANO-BM: {args.patients} patients x {len(DATES)} visits ({len(table)} lesion rows) in {clock} "
-          f"(target <= 5 s); best responses: {best['best_overall_response'].value_counts().to_dict()}")
+    print(
+        f"RANO-BM: {args.patients} patients x {len(DATES)} visits ({len(table)} lesion rows) in {clock} "
+        f"(target <= 5 s); best responses: {best['best_overall_response'].value_counts().to_dict()}"
+    )
 
     volumes = masks(rng)
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
@@ -104,8 +125,10 @@ def main() -> None:
     print(f"measure only: 5 timepoints of {SHAPE} 1 mm masks in {clock}")
     with Stopwatch() as clock:
         tracked, _ = track_lesions(volumes, affine, DATES)
-    print(f"measure + track: 5 timepoints of {SHAPE} 1 mm masks, {tracked['lesion_id'].nunique()} lesions, "
-          f"in {clock} (target <= 5 s); events: {tracked['event'].value_counts().to_dict()}")
+    print(
+        f"measure + track: 5 timepoints of {SHAPE} 1 mm masks, {tracked['lesion_id'].nunique()} lesions, "
+        f"in {clock} (target <= 5 s); events: {tracked['event'].value_counts().to_dict()}"
+    )
 
     with tempfile.TemporaryDirectory() as folder:
         for date, mask in zip(DATES, volumes, strict=True):

@@ -34,16 +34,20 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from scipy import ndimage
-
 from brainmets.demo.acquisition import PROTOCOLS, plan_scan
 from brainmets.demo.cohort import generate_cohort
 from brainmets.evaluation.metrics import dice_coefficient
 from brainmets.io import read_tsv
 from brainmets.preprocess import PreprocessSettings, preprocess_scan, to_native, to_patient
 from brainmets.preprocess.pipeline import BRAIN_MASK, SCAN_TO_PATIENT
-from brainmets.preprocess.registration import affine_matrix_ras, affine_transform_ras, mean_displacement_mm, read_transform
+from brainmets.preprocess.registration import (
+    affine_matrix_ras,
+    affine_transform_ras,
+    mean_displacement_mm,
+    read_transform,
+)
 from brainmets.preprocess.space import LABEL_INTERPOLATIONS, grid_image, resample_labels
+from scipy import ndimage
 
 #: sphere diameters (mm) of `round-trip`
 ROUND_TRIP_DIAMETERS_MM = (5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0)
@@ -71,7 +75,7 @@ class UsageSampler:
     """Samples this process's resident memory and CPU time every 20 ms from a separate process,
     so that library calls holding the GIL (ANTs, torch) are measured too."""
 
-    def __enter__(self) -> "UsageSampler":
+    def __enter__(self) -> UsageSampler:
         context = get_context("fork")
         self._stop = context.Event()
         self._receive, send = context.Pipe(duplex=False)
@@ -132,11 +136,15 @@ def timing(images: list[Path], methods: list[str], spacing: float, work: Path) -
                 )
                 if step != "total":
                     clock += seconds
-    print(f"scans {', '.join(map(str, images))} -> {spacing} mm, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"scans {', '.join(map(str, images))} -> {spacing} mm, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.1f}"))
 
 
-def _truth_in_patient_space(truth_path: Path, pose_baseline: np.ndarray, patient_affine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def _truth_in_patient_space(
+    truth_path: Path, pose_baseline: np.ndarray, patient_affine: np.ndarray, shape: tuple[int, ...]
+) -> np.ndarray:
     """The generator's common-frame lesion labels resampled (nearest) onto patient space with the known pose."""
     truth = nib.load(truth_path)
     to_common_voxel = np.linalg.inv(truth.affine) @ np.linalg.inv(pose_baseline) @ patient_affine
@@ -167,7 +175,9 @@ def accuracy(cohort: Path, methods: list[str], spacing: float, work: Path) -> No
                 mask_img = nib.load(scan_dir / BRAIN_MASK)
                 patient_affine, shape = mask_img.affine, mask_img.shape
                 # registration: estimated patient -> scan map against the true one, over the baseline brain
-                brain_points = nib.affines.apply_affine(patient_affine, np.argwhere(nib.load(baseline_dir / BRAIN_MASK).get_fdata() > 0))
+                brain_points = nib.affines.apply_affine(
+                    patient_affine, np.argwhere(nib.load(baseline_dir / BRAIN_MASK).get_fdata() > 0)
+                )
                 estimated = affine_matrix_ras(read_transform(scan_dir / SCAN_TO_PATIENT))
                 true = pose @ np.linalg.inv(pose_baseline)
                 # skull stripping on the native grid
@@ -175,7 +185,9 @@ def accuracy(cohort: Path, methods: list[str], spacing: float, work: Path) -> No
                 truth_brain = np.asarray(nib.load(Path(visit["image"]).parent / "brain_mask.nii.gz").dataobj) > 0
                 # round trip of the truth lesions
                 lesions = _truth_in_patient_space(Path(pose_row["common_grid"]), pose_baseline, patient_affine, shape)
-                back, _ = to_patient(to_native(lesions, patient_affine, scan_dir, kind="label")[0], scan_dir, kind="label")
+                back, _ = to_patient(
+                    to_native(lesions, patient_affine, scan_dir, kind="label")[0], scan_dir, kind="label"
+                )
                 voxel_ml = float(np.prod(record["patient_space"]["spacing_mm"])) / 1000
                 trips = []
                 for label in np.unique(lesions[lesions > 0]):
@@ -188,21 +200,33 @@ def accuracy(cohort: Path, methods: list[str], spacing: float, work: Path) -> No
                         "patient": patient,
                         "timepoint": visit["timepoint"],
                         "native_spacing_mm": "x".join(f"{s:g}" for s in record["native"]["spacing_mm"]),
-                        "registration_error_mm": mean_displacement_mm(estimated, true, brain_points) if scan_dir != baseline_dir else np.nan,
+                        "registration_error_mm": mean_displacement_mm(estimated, true, brain_points)
+                        if scan_dir != baseline_dir
+                        else np.nan,
                         "skullstrip_dice": dice(native_mask > 0, truth_brain),
                         "lesions_5mm": len(trips),
                         "round_trip_dice_min": min(trips) if trips else np.nan,
                         "seconds": record["timings_s"]["total"],
                     }
                 )
-                print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in rows[-1].items()), flush=True)
+                print(
+                    " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in rows[-1].items()),
+                    flush=True,
+                )
     table = pd.DataFrame(rows)
     print(f"cohort {cohort}, {spacing} mm, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(table.groupby("method")[["registration_error_mm", "skullstrip_dice", "round_trip_dice_min", "seconds"]].agg(["mean", "min", "max"]).round(3).to_string())
+    print(
+        table.groupby("method")[["registration_error_mm", "skullstrip_dice", "round_trip_dice_min", "seconds"]]
+        .agg(["mean", "min", "max"])
+        .round(3)
+        .to_string()
+    )
 
 
-def spheres(rng: np.random.Generator, shape: tuple[int, int, int], spacing_mm: float, per_size: int) -> tuple[np.ndarray, dict[int, float]]:
+def spheres(
+    rng: np.random.Generator, shape: tuple[int, int, int], spacing_mm: float, per_size: int
+) -> tuple[np.ndarray, dict[int, float]]:
     """A label map of non-touching balls, `per_size` of each diameter (mm) at random sub-voxel centres; returns (labels, diameter per label)."""
     points = np.indices(shape).transpose(1, 2, 3, 0) * spacing_mm
     labels = np.zeros(shape, np.uint8)
@@ -237,16 +261,34 @@ def round_trip(seeds: int, spacing: float) -> None:
             native_grid = grid_image(scan.affine, scan.shape)
             for how in LABEL_INTERPOLATIONS:
                 start = time.perf_counter()
-                native, native_affine = resample_labels(labels, patient_affine, affine_transform_ras(np.linalg.inv(scan.pose)), native_grid, interpolation=how)
-                back, _ = resample_labels(native, native_affine, affine_transform_ras(scan.pose), patient_grid, interpolation=how)
+                native, native_affine = resample_labels(
+                    labels,
+                    patient_affine,
+                    affine_transform_ras(np.linalg.inv(scan.pose)),
+                    native_grid,
+                    interpolation=how,
+                )
+                back, _ = resample_labels(
+                    native, native_affine, affine_transform_ras(scan.pose), patient_grid, interpolation=how
+                )
                 seconds = time.perf_counter() - start
                 rows += [
-                    {"protocol": protocol.name, "interpolation": how, "diameter_mm": d, "dice": dice_coefficient(labels == k, back == k), "seconds": seconds}
+                    {
+                        "protocol": protocol.name,
+                        "interpolation": how,
+                        "diameter_mm": d,
+                        "dice": dice_coefficient(labels == k, back == k),
+                        "seconds": seconds,
+                    }
                     for k, d in diameters.items()
                 ]
     table = pd.DataFrame(rows)
-    print(f"{seeds} poses per protocol, 2 spheres per diameter each, patient space {spacing} mm, load average {os.getloadavg()[0]:.1f}")
-    summary = table.pivot_table(index=["protocol", "diameter_mm"], columns="interpolation", values="dice", aggfunc=["min", "mean"])
+    print(
+        f"{seeds} poses per protocol, 2 spheres per diameter each, patient space {spacing} mm, load average {os.getloadavg()[0]:.1f}"
+    )
+    summary = table.pivot_table(
+        index=["protocol", "diameter_mm"], columns="interpolation", values="dice", aggfunc=["min", "mean"]
+    )
     print(summary.round(3).to_string())
     print("seconds per round trip:", table.groupby("interpolation")["seconds"].mean().round(2).to_dict())
 
@@ -255,7 +297,12 @@ def main() -> None:
     """Parse the command line and print the requested figures."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=("timing", "accuracy", "round-trip"))
-    parser.add_argument("--images", type=Path, nargs="+", help="baseline [and follow-up] for `timing` (default: a generated 1 mm demo patient)")
+    parser.add_argument(
+        "--images",
+        type=Path,
+        nargs="+",
+        help="baseline [and follow-up] for `timing` (default: a generated 1 mm demo patient)",
+    )
     parser.add_argument("--cohort", type=Path, help="demo cohort for `accuracy` (default: a generated 2-patient one)")
     parser.add_argument("--methods", nargs="+", default=["deepbet", "hdbet"], choices=("deepbet", "hdbet"))
     parser.add_argument("--spacing", type=float, default=1.0, help="patient-space spacing (mm)")

@@ -60,11 +60,17 @@ def zscored_scan(path: Path) -> np.ndarray:
 
 def write_checkpoints(root: Path) -> None:
     """Five published-layout fold checkpoints of the full paper network with random weights."""
-    from brainmets.demo.checkpoint import published_variable_shapes, random_published_weights, write_published_checkpoint
+    from brainmets.demo.checkpoint import (
+        published_variable_shapes,
+        random_published_weights,
+        write_published_checkpoint,
+    )
 
     shapes = published_variable_shapes()
     for fold in range(FOLDS):
-        write_published_checkpoint(root / f"Model_{fold}", random_published_weights(shapes, seed=fold), epoch=500 + fold)
+        write_published_checkpoint(
+            root / f"Model_{fold}", random_published_weights(shapes, seed=fold), epoch=500 + fold
+        )
 
 
 def part_import(work: Path) -> dict:
@@ -72,7 +78,9 @@ def part_import(work: Path) -> dict:
     from brainmets.cli import main
 
     started = time.perf_counter()
-    status = main(["import-model", str(work / "trained_models"), "--format", "brain-mets-seg", "--out", str(work / "model")])
+    status = main(
+        ["import-model", str(work / "trained_models"), "--format", "brain-mets-seg", "--out", str(work / "model")]
+    )
     if status != 0:
         raise SystemExit(f"import-model failed with status {status}")
     return {"wall_s": time.perf_counter() - started, "peak_gib": peak_rss_gib()}
@@ -110,9 +118,14 @@ def _predictors(work: Path, folds: int, limit: int) -> list[TimedPredictor]:
 def _figures(predictors: list[TimedPredictor], wall: float, forwards_full: int) -> dict:
     """Wall time, peak memory and per-forward times of one recipe run."""
     calls = sum(p.calls for p in predictors)
-    return {"wall_s": wall, "peak_gib": peak_rss_gib(), "forwards_run": calls, "forwards_full": forwards_full,
-            "forward_wall_s": sum(p.wall_s for p in predictors) / calls,
-            "forward_cpu_s": sum(p.cpu_s for p in predictors) / calls}
+    return {
+        "wall_s": wall,
+        "peak_gib": peak_rss_gib(),
+        "forwards_run": calls,
+        "forwards_full": forwards_full,
+        "forward_wall_s": sum(p.wall_s for p in predictors) / calls,
+        "forward_cpu_s": sum(p.cpu_s for p in predictors) / calls,
+    }
 
 
 def part_published(work: Path, scan: Path, full: bool, limit: int) -> dict:
@@ -140,8 +153,11 @@ def part_default(work: Path, scan: Path, full: bool, limit: int) -> dict:
     image = zscored_scan(scan)
     image = image[nonzero_box(image)]  # the preprocessing stage crops its network input to the brain
     brain = image != 0
-    windows = sum(1 for w in window_slices([max(s, p) for s, p in zip(image.shape, PATCH)], PATCH, DEFAULT_OVERLAP)
-                  if brain[w].any())
+    windows = sum(
+        1
+        for w in window_slices([max(s, p) for s, p in zip(image.shape, PATCH)], PATCH, DEFAULT_OVERLAP)
+        if brain[w].any()
+    )
     folds, axes = (FOLDS, (0, 1, 2)) if full else (1, ())
     predictors = _predictors(work, folds, 0 if full else limit)
     started = time.perf_counter()
@@ -151,8 +167,18 @@ def part_default(work: Path, scan: Path, full: bool, limit: int) -> dict:
 
 def run_part(part: str, args: argparse.Namespace) -> dict:
     """Run one part in a fresh process and return its figures."""
-    command = [sys.executable, __file__, "--part", part, "--work", str(args.work), "--scan", str(args.scan),
-               "--forwards", str(args.forwards)]
+    command = [
+        sys.executable,
+        __file__,
+        "--part",
+        part,
+        "--work",
+        str(args.work),
+        "--scan",
+        str(args.scan),
+        "--forwards",
+        str(args.forwards),
+    ]
     if args.full:
         command.append("--full")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -163,13 +189,17 @@ def run_part(part: str, args: argparse.Namespace) -> dict:
 def report(name: str, figures: dict, full: bool) -> None:
     """Print one recipe's measured and (when reduced) extrapolated figures."""
     per_forward = figures["forward_wall_s"]
-    print(f"{name}: measured {figures['wall_s']:.0f} s wall for {figures['forwards_run']} forwards "
-          f"({per_forward:.1f} s wall, {figures['forward_cpu_s']:.1f} s CPU per 128^3 forward), "
-          f"peak RSS {figures['peak_gib']:.2f} GiB")
+    print(
+        f"{name}: measured {figures['wall_s']:.0f} s wall for {figures['forwards_run']} forwards "
+        f"({per_forward:.1f} s wall, {figures['forward_cpu_s']:.1f} s CPU per 128^3 forward), "
+        f"peak RSS {figures['peak_gib']:.2f} GiB"
+    )
     if not full:
         total = per_forward * figures["forwards_full"]
-        print(f"{name}: full recipe needs {figures['forwards_full']} forwards on this scan -> "
-              f"EXTRAPOLATED {total:.0f} s ({total / 3600:.2f} h) wall at the measured rate, not measured")
+        print(
+            f"{name}: full recipe needs {figures['forwards_full']} forwards on this scan -> "
+            f"EXTRAPOLATED {total:.0f} s ({total / 3600:.2f} h) wall at the measured rate, not measured"
+        )
 
 
 def main() -> None:
@@ -178,14 +208,20 @@ def main() -> None:
     parser.add_argument("--scan", type=Path, default=DEFAULT_SCAN, help="skull-stripped 1 mm T1-CE scan")
     parser.add_argument("--work", type=Path, help="folder for the checkpoints and the model (default: a temporary one)")
     parser.add_argument("--full", action="store_true", help="run the full recipes (5 folds x 8 flips)")
-    parser.add_argument("--forwards", type=int, default=2,
-                        help="reduced runs: windows that go through the network (default 2; 0 = every window)")
+    parser.add_argument(
+        "--forwards",
+        type=int,
+        default=2,
+        help="reduced runs: windows that go through the network (default 2; 0 = every window)",
+    )
     parser.add_argument("--part", choices=("import", "published", "default"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.part:
-        part = {"import": lambda: part_import(args.work),
-                "published": lambda: part_published(args.work, args.scan, args.full, args.forwards),
-                "default": lambda: part_default(args.work, args.scan, args.full, args.forwards)}[args.part]
+        part = {
+            "import": lambda: part_import(args.work),
+            "published": lambda: part_published(args.work, args.scan, args.full, args.forwards),
+            "default": lambda: part_default(args.work, args.scan, args.full, args.forwards),
+        }[args.part]
         print(json.dumps(part()))
         return
     if not args.scan.is_file():
@@ -198,8 +234,10 @@ def main() -> None:
         else:
             write_checkpoints(args.work / "trained_models")
             figures = run_part("import", args)
-            print(f"import-model, {FOLDS} folds of the paper network: {figures['wall_s']:.1f} s wall, "
-                  f"peak RSS {figures['peak_gib']:.2f} GiB")
+            print(
+                f"import-model, {FOLDS} folds of the paper network: {figures['wall_s']:.1f} s wall, "
+                f"peak RSS {figures['peak_gib']:.2f} GiB"
+            )
         published = run_part("published", args)
         print(f"published recipe: nonzero box {published['box']} voxels")
         report("published recipe" + ("" if args.full else " (1 fold x 1 flip)"), published, args.full)

@@ -26,17 +26,26 @@ import nibabel as nib
 import numpy as np
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
-HEAD, HEAD_BRAIN, STRIPPED = "TCGA-FG-6692_raw_t1c.nii.gz", "TCGA-FG-6692_raw_t1c_brainmask.nii.gz", "BraTS-MET-00110-000-t1c.nii.gz"
+HEAD, HEAD_BRAIN, STRIPPED = (
+    "TCGA-FG-6692_raw_t1c.nii.gz",
+    "TCGA-FG-6692_raw_t1c_brainmask.nii.gz",
+    "BraTS-MET-00110-000-t1c.nii.gz",
+)
 
 
-def native_brain_mask(image: Path, method: str, spacing_mm: float, skull_stripped: bool | None) -> tuple[np.ndarray, dict]:
+def native_brain_mask(
+    image: Path, method: str, spacing_mm: float, skull_stripped: bool | None
+) -> tuple[np.ndarray, dict]:
     """Preprocess `image` (N4 off) and return its brain mask on the native grid plus seconds and peak memory (GB)."""
     from brainmets.preprocess.native import file_to_native
     from brainmets.preprocess.pipeline import BRAIN_MASK, preprocess_scan
     from brainmets.preprocess.settings import PreprocessSettings, SkullStripSettings
 
     settings = PreprocessSettings(
-        spacing_mm=(spacing_mm,) * 3, n4=False, skullstrip=SkullStripSettings(method=method), skull_stripped=skull_stripped
+        spacing_mm=(spacing_mm,) * 3,
+        n4=False,
+        skullstrip=SkullStripSettings(method=method),
+        skull_stripped=skull_stripped,
     )
     with tempfile.TemporaryDirectory() as out:
         wall, cpu = time.perf_counter(), time.process_time()
@@ -61,24 +70,30 @@ def head_row(data: Path, method: str, spacing_mm: float) -> str:
     """One line of figures for the raw head."""
     mask, f = native_brain_mask(data / HEAD, method, spacing_mm, None)
     reference = np.asarray(nib.load(data / HEAD_BRAIN).dataobj) > 0
-    return (f"{HEAD:34s} {method:8s} {spacing_mm:4.1f} mm  Dice {dice(mask, reference):.4f}  volume "
-            f"{mask.sum() / reference.sum():.3f} x reference  strip {f['strip_s']:6.1f} s  step {f['wall_s']:6.1f} s wall "
-            f"{f['cpu_s']:6.1f} s CPU  peak {f['peak_gb']:.2f} GB")
+    return (
+        f"{HEAD:34s} {method:8s} {spacing_mm:4.1f} mm  Dice {dice(mask, reference):.4f}  volume "
+        f"{mask.sum() / reference.sum():.3f} x reference  strip {f['strip_s']:6.1f} s  step {f['wall_s']:6.1f} s wall "
+        f"{f['cpu_s']:6.1f} s CPU  peak {f['peak_gb']:.2f} GB"
+    )
 
 
 def stripped_row(data: Path, method: str, spacing_mm: float, skull_stripped: bool | None) -> str:
     """One line of figures for the skull-stripped case: what its brain mask keeps of the given brain."""
     mask, f = native_brain_mask(data / STRIPPED, method, spacing_mm, skull_stripped)
     given = np.asarray(nib.load(data / STRIPPED).dataobj) > 0
-    return (f"{STRIPPED:34s} {f['extraction'][:40]:40s} {spacing_mm:4.1f} mm  keeps {(mask & given).sum() / given.sum():.4f} "
-            f"of the given brain, Dice {dice(mask, given):.4f}  step {f['wall_s']:6.1f} s wall  peak {f['peak_gb']:.2f} GB")
+    return (
+        f"{STRIPPED:34s} {f['extraction'][:40]:40s} {spacing_mm:4.1f} mm  keeps {(mask & given).sum() / given.sum():.4f} "
+        f"of the given brain, Dice {dice(mask, given):.4f}  step {f['wall_s']:6.1f} s wall  peak {f['peak_gb']:.2f} GB"
+    )
 
 
 def main() -> None:
     """Print the figures, one fresh process per run."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=["deepbet", "hdbet"], choices=("deepbet", "hdbet"))
-    parser.add_argument("--spacings", nargs="+", type=float, default=[1.0, 1.5, 2.0], help="patient-space spacings (mm)")
+    parser.add_argument(
+        "--spacings", nargs="+", type=float, default=[1.0, 1.5, 2.0], help="patient-space spacings (mm)"
+    )
     parser.add_argument("--data", type=Path, default=DATA, help="folder of the real scans")
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPUs, load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)

@@ -22,12 +22,11 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from nibabel.processing import resample_from_to, resample_to_output
-
 from brainmets.io import save_nifti
 from brainmets.training.cases import list_cases, prepare_case
 from brainmets.training.settings import load_settings
 from brainmets.training.synthetic import write_synthetic_cases
+from nibabel.processing import resample_from_to, resample_to_output
 
 
 def peak_rss_gb() -> float:
@@ -72,16 +71,19 @@ def demo_speed(cases_dir: Path, settings, iterations: int = 20) -> None:
 
     model = build_training_model(settings, False)
     step = make_train_step(model, make_optimizer(settings, False), settings)
-    batches = numpy_batches(build_pipeline(list_cases(cases_dir), settings.patch_size, settings.batch_size,
-                                           settings.augmentation, seed=0))
+    batches = numpy_batches(
+        build_pipeline(list_cases(cases_dir), settings.patch_size, settings.batch_size, settings.augmentation, seed=0)
+    )
     step(*next(batches))
     started = time.perf_counter()
     for _ in range(iterations):
         step(*next(batches))
     rate = iterations / (time.perf_counter() - started)
-    print(f"demo preset ({settings.preset}, {model.count_params():,} parameters, patch {settings.patch_size}, "
-          f"batch {settings.batch_size}): {rate:.2f} iterations/s, {rate * settings.batch_size:.2f} volumes/s, "
-          f"peak RSS {peak_rss_gb():.2f} GB")
+    print(
+        f"demo preset ({settings.preset}, {model.count_params():,} parameters, patch {settings.patch_size}, "
+        f"batch {settings.batch_size}): {rate:.2f} iterations/s, {rate * settings.batch_size:.2f} volumes/s, "
+        f"peak RSS {peak_rss_gb():.2f} GB"
+    )
 
 
 def paper_step(size: int) -> None:
@@ -100,8 +102,10 @@ def paper_step(size: int) -> None:
     first = time.perf_counter() - started
     started = time.perf_counter()
     step(image, label, 1 + label)
-    print(f"paper preset ({model.count_params():,} parameters) at {size}^3, batch 2: first step {first:.1f} s "
-          f"(with tracing), next step {time.perf_counter() - started:.1f} s, peak RSS {peak_rss_gb():.2f} GB")
+    print(
+        f"paper preset ({model.count_params():,} parameters) at {size}^3, batch 2: first step {first:.1f} s "
+        f"(with tracing), next step {time.perf_counter() - started:.1f} s, peak RSS {peak_rss_gb():.2f} GB"
+    )
 
 
 def main() -> None:
@@ -121,8 +125,10 @@ def main() -> None:
     started = time.perf_counter()
     cases_dir = prepare(args.demo_dir, args.work, settings, args.spacing)
     cases = list_cases(cases_dir)
-    print(f"{len(cases)} cases prepared in {time.perf_counter() - started:.0f} s; shapes "
-          f"{sorted({c.shape for c in cases})[:3]}...")
+    print(
+        f"{len(cases)} cases prepared in {time.perf_counter() - started:.0f} s; shapes "
+        f"{sorted({c.shape for c in cases})[:3]}..."
+    )
     demo_speed(cases_dir, settings)
     dices = []
     for fold in args.folds:
@@ -130,9 +136,12 @@ def main() -> None:
         state = train_fold(cases_dir, fold, args.work / "model", settings, verbose=1 if sys.stdout.isatty() else 0)
         dices.append(state["best_dice"])
         seconds = time.perf_counter() - started
-        print(f"fold {fold}: {seconds:.0f} s for {settings.epochs} x {settings.iterations_per_epoch} "
-              f"iterations, best validation Dice {state['best_dice']:.3f} at epoch {state['best_epoch']} on "
-              f"{len(state['validation_cases'])} held-out case(s) {state['validation_cases']}", flush=True)
+        print(
+            f"fold {fold}: {seconds:.0f} s for {settings.epochs} x {settings.iterations_per_epoch} "
+            f"iterations, best validation Dice {state['best_dice']:.3f} at epoch {state['best_epoch']} on "
+            f"{len(state['validation_cases'])} held-out case(s) {state['validation_cases']}",
+            flush=True,
+        )
     print(f"mean best validation Dice over folds {args.folds}: {np.mean(dices):.3f}; peak RSS {peak_rss_gb():.2f} GB")
     if args.paper_size:
         paper_step(args.paper_size)

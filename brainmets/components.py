@@ -18,8 +18,10 @@ def label_lesions(mask: np.ndarray) -> tuple[np.ndarray, int]:
     if not lesion.any():
         return labels, 0
     # label inside the bounding box of the lesion voxels only: masks are mostly background
-    box = tuple(slice(int(np.flatnonzero(hit)[0]), int(np.flatnonzero(hit)[-1]) + 1) for hit in (
-        lesion.any(axis=(1, 2)), lesion.any(axis=(0, 2)), lesion.any(axis=(0, 1))))
+    box = tuple(
+        slice(int(np.flatnonzero(hit)[0]), int(np.flatnonzero(hit)[-1]) + 1)
+        for hit in (lesion.any(axis=(1, 2)), lesion.any(axis=(0, 2)), lesion.any(axis=(0, 1)))
+    )
     n = ndimage.label(lesion[box], structure=CONNECTIVITY_26, output=labels[box])
     return labels, int(n)
 

@@ -37,7 +37,9 @@ def _parsed_text(value: str, subschema: dict[str, Any]) -> Any:
     """A text value read as YAML where the schema wants a number, boolean or null there; else the text."""
     wanted = subschema.get("type", [])
     wanted = {wanted} if isinstance(wanted, str) else set(wanted)
-    if "string" in wanted or (not wanted & _PARSED_TYPES and all(isinstance(v, str) for v in subschema.get("enum", []))):
+    if "string" in wanted or (
+        not wanted & _PARSED_TYPES and all(isinstance(v, str) for v in subschema.get("enum", []))
+    ):
         return value
     try:
         parsed = yaml.safe_load(value)

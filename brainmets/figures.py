@@ -85,11 +85,19 @@ def three_plane_figure(
         index[axis] = cut[axis]
         take = tuple(index)
         extent = (0, volume.shape[h_axis] * spacing[h_axis], 0, volume.shape[v_axis] * spacing[v_axis])
-        ax.imshow(volume[take].T, cmap="gray", vmin=low, vmax=high, origin="lower", extent=extent, interpolation="nearest")
+        ax.imshow(
+            volume[take].T, cmap="gray", vmin=low, vmax=high, origin="lower", extent=extent, interpolation="nearest"
+        )
         if overlay is not None:
             layer = np.ma.masked_where(values[take] <= o_low, values[take])
             shown = ax.imshow(
-                layer.T, cmap=overlay_cmap, vmin=o_low, vmax=o_high, alpha=0.6, origin="lower", extent=extent,
+                layer.T,
+                cmap=overlay_cmap,
+                vmin=o_low,
+                vmax=o_high,
+                alpha=0.6,
+                origin="lower",
+                extent=extent,
                 interpolation="nearest",
             )
             if k == 2:
@@ -103,11 +111,17 @@ def three_plane_figure(
                 rows = (np.arange(labels.shape[0]) + 0.5) * spacing[v_axis]
                 cols = (np.arange(labels.shape[1]) + 0.5) * spacing[h_axis]
                 for value in np.unique(labels[labels > 0]):
-                    ax.contour(cols, rows, (labels == value).astype(float), levels=[0.5], colors=outline_color, linewidths=1.0)
+                    ax.contour(
+                        cols, rows, (labels == value).astype(float), levels=[0.5], colors=outline_color, linewidths=1.0
+                    )
         ax.set_title(f"{plane} {cut[axis]}", color="white", fontsize=10)
         ax.set_axis_off()
-        for x, y, text, ha, va in ((0.01, 0.5, left, "left", "center"), (0.99, 0.5, right, "right", "center"),
-                                   (0.5, 0.01, bottom, "center", "bottom"), (0.5, 0.99, top, "center", "top")):
+        for x, y, text, ha, va in (
+            (0.01, 0.5, left, "left", "center"),
+            (0.99, 0.5, right, "right", "center"),
+            (0.5, 0.01, bottom, "center", "bottom"),
+            (0.5, 0.99, top, "center", "top"),
+        ):
             ax.text(x, y, text, color="yellow", fontsize=9, ha=ha, va=va, transform=ax.transAxes)
     if title:
         figure.suptitle(title, color="white", fontsize=11)

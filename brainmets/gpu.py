@@ -63,8 +63,13 @@ def parse_visible_devices(value: str | None) -> list[str] | None:
 def detect_gpus() -> list[str]:
     """Indices of the GPUs nvidia-smi reports ([] when there is none or no driver)."""
     try:
-        result = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
-                                capture_output=True, text=True, timeout=30, check=True)
+        result = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return []
     return [line.strip() for line in result.stdout.splitlines() if line.strip()]
@@ -85,9 +90,13 @@ def _try_lock(path: Path) -> IO[str] | None:
     return handle
 
 
-def claim_gpu(lock_dir: str | os.PathLike[str] | None = None, devices: Sequence[str] | None = None,
-              env: MutableMapping[str, str] | None = None, timeout_s: float = 24 * 3600.0,
-              poll_s: float = 2.0) -> GpuClaim:
+def claim_gpu(
+    lock_dir: str | os.PathLike[str] | None = None,
+    devices: Sequence[str] | None = None,
+    env: MutableMapping[str, str] | None = None,
+    timeout_s: float = 24 * 3600.0,
+    poll_s: float = 2.0,
+) -> GpuClaim:
     """Choose this job's GPU and set CUDA_VISIBLE_DEVICES in `env` (os.environ by default); waits while all are taken.
 
     `devices` replaces the nvidia-smi listing (for tests and unusual drivers); an existing

@@ -130,7 +130,9 @@ def load_nifti(path: str | os.PathLike[str], *, allow_constant: bool = False) ->
         img = nib.load(str(p))
         data = np.asanyarray(img.dataobj)
     except Exception as error:  # nibabel raises many types for corrupt input
-        raise BrainmetsError(f"{p}: not a readable NIfTI image ({type(error).__name__}: {error})".splitlines()[0]) from None
+        raise BrainmetsError(
+            f"{p}: not a readable NIfTI image ({type(error).__name__}: {error})".splitlines()[0]
+        ) from None
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
         img = nib.Nifti1Image(data, img.affine, img.header)
@@ -192,13 +194,22 @@ def same_grid(affine_a: np.ndarray, shape_a: tuple[int, ...], affine_b: np.ndarr
 def corner_offset_mm(affine_a: np.ndarray, affine_b: np.ndarray, shape: tuple[int, ...]) -> float:
     """Largest distance (mm) between where two affines place the eight corner voxels of a grid of `shape`."""
     corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape[:3]], indexing="ij")).reshape(3, -1).T
-    return float(np.linalg.norm(
-        nib.affines.apply_affine(affine_a, corners) - nib.affines.apply_affine(affine_b, corners), axis=1
-    ).max())
+    return float(
+        np.linalg.norm(
+            nib.affines.apply_affine(affine_a, corners) - nib.affines.apply_affine(affine_b, corners), axis=1
+        ).max()
+    )
 
 
-def check_same_grid(reference: Grid, other: Grid, reference_path: str | os.PathLike[str],
-                    other_path: str | os.PathLike[str], fix: str, *, tolerance_mm: float | None = None) -> None:
+def check_same_grid(
+    reference: Grid,
+    other: Grid,
+    reference_path: str | os.PathLike[str],
+    other_path: str | os.PathLike[str],
+    fix: str,
+    *,
+    tolerance_mm: float | None = None,
+) -> None:
     """Refuse `other` unless it has the reference's shape and affine, naming both files and `fix`.
 
     Affines match when their entries agree to AFFINE_TOLERANCE_MM, or, when `tolerance_mm` is given,
@@ -280,8 +291,9 @@ def write_tsv(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
-def read_tsv(path: str | os.PathLike[str], required: list[str] | None = None,
-             text_columns: Sequence[str] = ()) -> pd.DataFrame:
+def read_tsv(
+    path: str | os.PathLike[str], required: list[str] | None = None, text_columns: Sequence[str] = ()
+) -> pd.DataFrame:
     """Read a tab-separated table, checking that the required columns are present.
 
     Columns named in `text_columns` keep the text as written (`007` stays `007`, `NA` and empty cells
@@ -300,8 +312,14 @@ def read_tsv(path: str | os.PathLike[str], required: list[str] | None = None,
     return table
 
 
-def _read_mapping(path: str | os.PathLike[str], parse: Callable[[str], Any], errors: tuple[type[Exception], ...],
-                  kind: str, expected: str, allow_empty: bool = False) -> dict[str, Any]:
+def _read_mapping(
+    path: str | os.PathLike[str],
+    parse: Callable[[str], Any],
+    errors: tuple[type[Exception], ...],
+    kind: str,
+    expected: str,
+    allow_empty: bool = False,
+) -> dict[str, Any]:
     """Parse a text file that must hold a mapping, raising BrainmetsError naming the file."""
     p = Path(path)
     if not p.is_file():
@@ -319,8 +337,9 @@ def _read_mapping(path: str | os.PathLike[str], parse: Callable[[str], Any], err
 
 def read_yaml(path: str | os.PathLike[str], *, allow_empty: bool = False) -> dict[str, Any]:
     """Read a YAML mapping (an empty file is {} when `allow_empty`), or raise BrainmetsError naming the file."""
-    return _read_mapping(path, yaml.safe_load, (yaml.YAMLError,), "YAML",
-                         "a mapping of keys to values at the top level", allow_empty)
+    return _read_mapping(
+        path, yaml.safe_load, (yaml.YAMLError,), "YAML", "a mapping of keys to values at the top level", allow_empty
+    )
 
 
 def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:

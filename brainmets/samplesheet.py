@@ -201,7 +201,9 @@ def load_samples(
     for flag in ("training", "baseline"):
         values = table[flag] if flag in table else pd.Series("", index=table.index)
         frame[flag] = values.fillna("").astype(str).str.strip().str.lower().isin(_TRUE)
-    stripped = table["skull_stripped"] if "skull_stripped" in table else pd.Series(None, index=table.index, dtype=object)
+    stripped = (
+        table["skull_stripped"] if "skull_stripped" in table else pd.Series(None, index=table.index, dtype=object)
+    )
     frame["skull_stripped"] = [None if pd.isna(v) else str(v).strip().lower() in _TRUE for v in stripped]
     frame["steroid_dose_mg"] = pd.to_numeric(table["steroid_dose_mg"]) if "steroid_dose_mg" in table else float("nan")
     frame["clinical_status"] = (

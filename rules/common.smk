@@ -8,7 +8,6 @@ from snakemake.exceptions import WorkflowError
 from brainmets.config import check_config
 from brainmets.errors import BrainmetsError
 
-
 # workflow/schemas/config.schema.yaml, the schema the commands check their --config with: every key, its
 # range and default. Checked here rather than by snakemake.utils.validate, so that an unknown key is one
 # line naming its section and the closest known key, and so that remote jobs get the defaults too.
@@ -207,7 +206,6 @@ def get_evaluation_tables(wildcards):
         for timepoint in get_timepoints(patient)
         if has_truth(patient, timepoint)
     ]
-
 
 
 def write_stage_config(sections, path):

@@ -5,18 +5,18 @@
 rule stage_config:
     output:
         "results/config/{stage}.yaml",
-    params:
-        sections=lambda wildcards: {key: config.get(key) for key in STAGE_SECTIONS[wildcards.stage]},
     log:
         "logs/stage_config/{stage}.log",
     benchmark:
         "benchmarks/out/stage_config/{stage}.tsv"
+    localrule: True
     conda:
         "../envs/analysis.yaml"
-    localrule: True
     threads: 1
     resources:
         mem_mb=500,
         runtime=1,
+    params:
+        sections=lambda wildcards: {key: config.get(key) for key in STAGE_SECTIONS[wildcards.stage]},
     run:
         write_stage_config(params.sections, output[0])

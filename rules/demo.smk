@@ -8,13 +8,6 @@ if DEMO:
         output:
             get_demo_files(),
             sheet=f"{config['demo']['out']}/samples.tsv",
-        params:
-            out=lambda wildcards, output: Path(output.sheet).parent,
-            patients=config["demo"]["patients"],
-            timepoints=config["demo"]["timepoints"],
-            train=config["demo"]["train"],
-            seed=config["demo"]["seed"],
-            scale=config["demo"].get("scale", 1.0),
         log:
             "logs/demo_cohort.log",
         benchmark:
@@ -25,6 +18,13 @@ if DEMO:
         resources:
             mem_mb=6000,
             runtime=30,
+        params:
+            out=lambda wildcards, output: Path(output.sheet).parent,
+            patients=config["demo"]["patients"],
+            timepoints=config["demo"]["timepoints"],
+            train=config["demo"]["train"],
+            seed=config["demo"]["seed"],
+            scale=config["demo"].get("scale", 1.0),
         shell:
             "brainmets demo-cohort --out {params.out} --patients {params.patients} --timepoints {params.timepoints}"
             " --train {params.train} --seed {params.seed} --scale {params.scale} --workers {threads} > {log} 2>&1"

@@ -8,8 +8,6 @@ rule evaluate:
     output:
         metrics="results/{patient}/{timepoint}/evaluation.tsv",
         lesions="results/{patient}/{timepoint}/evaluation_lesions.tsv",
-    params:
-        definition=config.get("evaluation", {}).get("definition", "brats2023"),
     log:
         "logs/evaluate/{patient}/{timepoint}.log",
     benchmark:
@@ -20,6 +18,8 @@ rule evaluate:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        definition=config.get("evaluation", {}).get("definition", "brats2023"),
     shell:
         "brainmets evaluate --truth {input.truth} --pred {input.pred} --out {output.metrics}"
         " --lesions {output.lesions} --patient {wildcards.patient} --timepoint {wildcards.timepoint}"
@@ -43,8 +43,6 @@ rule evaluate_cohort:
             category="Cohort",
             labels={"figure": "lesion sensitivity by size"},
         ),
-    params:
-        definition=config.get("evaluation", {}).get("definition", "brats2023"),
     log:
         "logs/evaluate_cohort.log",
     benchmark:
@@ -55,6 +53,8 @@ rule evaluate_cohort:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        definition=config.get("evaluation", {}).get("definition", "brats2023"),
     shell:
         "brainmets evaluate-cohort {input} --out {output.table} --summary {output.summary}"
         " --figure {output.figure} --definition {params.definition} > {log} 2>&1"

@@ -11,8 +11,6 @@ rule track:
         manifest="results/{patient}/segmentations.tsv",
         # also writes results/{patient}/tracked/<timepoint>.nii.gz (label maps of lesion ids)
         lesions="results/{patient}/lesions.tsv",
-    params:
-        manifest=get_track_manifest,
     log:
         "logs/track/{patient}.log",
     benchmark:
@@ -23,6 +21,8 @@ rule track:
     resources:
         mem_mb=4000,
         runtime=20,
+    params:
+        manifest=get_track_manifest,
     shell:
         "printf '{params.manifest}' > {output.manifest} &&"
         " brainmets track {output.manifest} --out $(dirname {output.lesions}) --config {input.config}"

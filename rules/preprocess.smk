@@ -21,9 +21,6 @@ rule preprocess:
             subcategory="{patient}",
             labels={"patient": "{patient}", "timepoint": "{timepoint}", "figure": "preprocessing QC"},
         ),
-    params:
-        baseline=lambda wildcards, input: f"--baseline {input.baseline}" if input.baseline else "",
-        skull_stripped=get_skull_stripped_option,
     log:
         "logs/preprocess/{patient}/{timepoint}.log",
     benchmark:
@@ -35,6 +32,9 @@ rule preprocess:
     resources:
         mem_mb=6000,
         runtime=30,
+    params:
+        baseline=lambda wildcards, input: f"--baseline {input.baseline}" if input.baseline else "",
+        skull_stripped=get_skull_stripped_option,
     shell:
         "brainmets preprocess --image {input.image} {params.baseline} {params.skull_stripped} --config {input.config}"
         " --threads {threads}"
@@ -50,8 +50,6 @@ rule preprocess_training:
         zscore="results/training/{case}/t1ce_zscore.nii.gz",
         label="results/training/{case}/lesions.nii.gz",
         record="results/training/{case}/preprocessing.json",
-    params:
-        skull_stripped=get_training_skull_stripped_option,
     log:
         "logs/preprocess_training/{case}.log",
     benchmark:
@@ -62,6 +60,8 @@ rule preprocess_training:
     resources:
         mem_mb=6000,
         runtime=30,
+    params:
+        skull_stripped=get_training_skull_stripped_option,
     shell:
         "brainmets preprocess --image {input.image} --mask {input.mask} {params.skull_stripped} --config {input.config}"
         " --threads {threads}"

@@ -30,8 +30,6 @@ if not MODEL_GIVEN:
         output:
             data="results/training/{case}/data.npy",
             meta="results/training/{case}/case.json",
-        params:
-            patient=lambda wildcards: get_training_row(wildcards)["patient_id"],
         log:
             "logs/prepare_case/{case}.log",
         benchmark:
@@ -42,6 +40,8 @@ if not MODEL_GIVEN:
         resources:
             mem_mb=2000,
             runtime=10,
+        params:
+            patient=lambda wildcards: get_training_row(wildcards)["patient_id"],
         shell:
             "brainmets prepare-case --image {input.image} --label {input.label} --weights {input.weights}"
             " --patient {params.patient} --out-dir results/training/{wildcards.case} > {log} 2>&1"
@@ -55,8 +55,6 @@ if not MODEL_GIVEN:
             # latest checkpoint (latest.weights.h5 and state.json are left to the training loop)
             best=update(f"{MODEL_DIR}/fold_{{fold}}/best.weights.h5"),
             log=update(f"{MODEL_DIR}/fold_{{fold}}/log.csv"),
-        params:
-            model_dir=lambda wildcards, output: Path(output.best).parent.parent,
         log:
             "logs/train/fold_{fold}.log",
         benchmark:
@@ -68,6 +66,8 @@ if not MODEL_GIVEN:
             mem_mb=12000,
             runtime=1440,
             gpu=1,
+        params:
+            model_dir=lambda wildcards, output: Path(output.best).parent.parent,
         shell:
             "brainmets train --cases results/training --fold {wildcards.fold} --model-dir {params.model_dir}"
             " --config {input.config} > {log} 2>&1"
@@ -78,8 +78,6 @@ if not MODEL_GIVEN:
             config="results/config/train.yaml",
         output:
             f"{MODEL_DIR}/model.json",
-        params:
-            model_dir=lambda wildcards, output: Path(output[0]).parent,
         log:
             "logs/finalise_model.log",
         benchmark:
@@ -90,5 +88,7 @@ if not MODEL_GIVEN:
         resources:
             mem_mb=1000,
             runtime=5,
+        params:
+            model_dir=lambda wildcards, output: Path(output[0]).parent,
         shell:
             "brainmets finalise-model --model-dir {params.model_dir} --config {input.config} > {log} 2>&1"

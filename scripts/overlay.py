@@ -8,7 +8,6 @@ All inputs are the scan's patient-space files; drawing is brainmets.figures.thre
 import argparse
 
 import numpy as np
-
 from brainmets.figures import three_plane_figure
 from brainmets.io import load_nifti, voxel_spacing_mm
 

@@ -6,9 +6,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import guard
 import numpy as np
 import pytest
+
+import guard
 
 #: the guard of this session; None when BRAINMETS_SYSTEM_TESTS=1 asked for the system tests
 GUARD: guard.MachineGuard | None = None
@@ -47,6 +48,7 @@ def leave_the_machine_alone() -> Iterator[guard.MachineGuard | None]:
     found = GUARD.violations + GUARD.child_violations()
     if found:
         pytest.fail(f"the test changes the machine: {'; '.join(found)} (system tests need the marker `system`)")
+
 
 #: settings of the tiny demo cohort shared by the test suite
 TINY_COHORT = {"patients": 2, "timepoints": 3, "train": 2, "seed": 0, "scale": 2.0}
@@ -122,7 +124,6 @@ TINY_SPACING_MM = [2.0, 2.0, 2.0]  # the tiny demo cohort's patient-space spacin
 def randomised_unet(seed: int):
     """The tiny U-Net with seeded random weights, its normalisation scales and offsets randomised too."""
     import keras
-
     from brainmets.training.model import build_unet
 
     keras.utils.set_random_seed(seed)
@@ -159,7 +160,11 @@ PUBLISHED_TEST_FILTERS = (4, 8, 8, 16)
 def imported_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-fold model imported by `brainmets import-model` from a published-layout checkpoint (random weights)."""
     from brainmets.cli import main
-    from brainmets.demo.checkpoint import published_variable_shapes, random_published_weights, write_published_checkpoint
+    from brainmets.demo.checkpoint import (
+        published_variable_shapes,
+        random_published_weights,
+        write_published_checkpoint,
+    )
 
     root = tmp_path_factory.mktemp("imported_model")
     weights = random_published_weights(published_variable_shapes(PUBLISHED_TEST_FILTERS), seed=3)

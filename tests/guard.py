@@ -19,16 +19,38 @@ from typing import Any
 SYSTEM_TESTS_VARIABLE = "BRAINMETS_SYSTEM_TESTS"
 #: programs that install system packages or start (or reach) system daemons
 FORBIDDEN_PROGRAMS = (
-    "apt-get", "apt", "aptitude", "dpkg", "snap", "systemctl", "service", "sudo", "runuser",
-    "munged", "slurmctld", "slurmd", "slurmdbd",
+    "apt-get",
+    "apt",
+    "aptitude",
+    "dpkg",
+    "snap",
+    "systemctl",
+    "service",
+    "sudo",
+    "runuser",
+    "munged",
+    "slurmctld",
+    "slurmd",
+    "slurmdbd",
 )
 #: folder no test may write to
 PROTECTED = "/etc"
 #: audit events that write to the file system, with the positions of their path arguments
 WRITE_EVENTS = {
-    "os.mkdir": (0,), "os.rename": (0, 1), "os.remove": (0,), "os.rmdir": (0,), "os.symlink": (1,),
-    "os.link": (1,), "os.chmod": (0,), "os.chown": (0,), "os.truncate": (0,), "os.utime": (0,),
-    "shutil.copyfile": (1,), "shutil.copytree": (1,), "shutil.rmtree": (0,), "shutil.move": (0, 1),
+    "os.mkdir": (0,),
+    "os.rename": (0, 1),
+    "os.remove": (0,),
+    "os.rmdir": (0,),
+    "os.symlink": (1,),
+    "os.link": (1,),
+    "os.chmod": (0,),
+    "os.chown": (0,),
+    "os.truncate": (0,),
+    "os.utime": (0,),
+    "shutil.copyfile": (1,),
+    "shutil.copytree": (1,),
+    "shutil.rmtree": (0,),
+    "shutil.move": (0, 1),
 }
 #: shells whose -c scripts are searched for the forbidden programs
 SHELLS = ("sh", "bash", "dash", "zsh")
@@ -72,7 +94,7 @@ def forbidden_program(program: Any, args: Any) -> str | None:
     if found:
         return found.pop()
     if names & set(SHELLS) and "-c" in argv:
-        match = _PROGRAM.search(" ".join(argv[argv.index("-c") + 1:]))
+        match = _PROGRAM.search(" ".join(argv[argv.index("-c") + 1 :]))
         return match.group(1) if match else None
     return None
 

@@ -1,7 +1,6 @@
 """The `brainmets` command line: every registered subcommand loads and explains itself."""
 
 import pytest
-
 from brainmets.cli import COMMANDS, main
 
 
@@ -26,8 +25,8 @@ def test_commands_refuse_a_bad_header_in_one_line_and_write_nothing(
     tmp_path, write_bad_header, capsys: pytest.CaptureFixture[str], command: str, defect: str
 ) -> None:
     import numpy as np
-
     from brainmets.io import save_nifti
+
     from conftest import BAD_HEADERS
 
     mask = np.zeros((12, 12, 12), np.uint8)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from slurm.project import REPO, snakemake
-
 from brainmets.cli import main
 from brainmets.config import check_config, check_config_file
 from brainmets.errors import BrainmetsError
+
+from slurm.project import REPO, snakemake
 
 SHIPPED = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
@@ -75,8 +75,11 @@ def test_the_shipped_config_is_complete() -> None:
     """config/config.yaml passes and names every key of the stages' sections (only demo.scale is left out)."""
     filled = check_config(copy.deepcopy(SHIPPED))
     missing = [
-        f"{section}.{key}" for section, values in filled.items() if isinstance(values, dict)
-        for key in values if key not in (SHIPPED.get(section) or {})
+        f"{section}.{key}"
+        for section, values in filled.items()
+        if isinstance(values, dict)
+        for key in values
+        if key not in (SHIPPED.get(section) or {})
     ]
     assert missing == ["demo.scale"]
 
@@ -125,8 +128,14 @@ def test_a_value_out_of_range_names_the_key(section: str, value: dict, problem: 
 
 def test_numbers_and_booleans_given_as_text_are_read_as_yaml() -> None:
     """Snakemake's `--config rano={'max_targets': 4}` hands over '4': it is the number 4, and 'x' stays an error."""
-    config = check_config({"rano": {"max_targets": "4", "pr_relative": "0.5"}, "inference": {"jit_compile": "false"},
-                           "preprocess": {"skull_stripped": "true"}, "model": {"dir": "123"}})
+    config = check_config(
+        {
+            "rano": {"max_targets": "4", "pr_relative": "0.5"},
+            "inference": {"jit_compile": "false"},
+            "preprocess": {"skull_stripped": "true"},
+            "model": {"dir": "123"},
+        }
+    )
     assert config["rano"]["max_targets"] == 4 and config["rano"]["pr_relative"] == 0.5
     assert config["inference"]["jit_compile"] is False and config["preprocess"]["skull_stripped"] is True
     assert config["model"]["dir"] == "123"  # a text setting stays text

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from brainmets.training.cases import Case
 from brainmets.training.dali import build_pipeline, numpy_batches
 from brainmets.training.settings import load_preset
@@ -58,15 +57,18 @@ def test_without_augmentation_a_patch_is_a_plain_crop(position_case):
         assert _plain_crop_error(position_case, sample) < 1e-5
 
 
-@pytest.mark.parametrize("changes", [
-    {"noise_p": 1.0},
-    {"blur_p": 1.0},
-    {"brightness_p": 1.0, "brightness_range": [0.8, 0.8]},
-    {"contrast_p": 1.0, "contrast_range": [0.8, 0.8]},
-    {"low_resolution_p": 1.0, "low_resolution_zoom_range": [0.5, 0.5]},
-    {"gamma_p": 1.0, "gamma_range": [1.5, 1.5]},
-    {"inverted_gamma_p": 1.0, "gamma_range": [1.5, 1.5]},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"noise_p": 1.0},
+        {"blur_p": 1.0},
+        {"brightness_p": 1.0, "brightness_range": [0.8, 0.8]},
+        {"contrast_p": 1.0, "contrast_range": [0.8, 0.8]},
+        {"low_resolution_p": 1.0, "low_resolution_zoom_range": [0.5, 0.5]},
+        {"gamma_p": 1.0, "gamma_range": [1.5, 1.5]},
+        {"inverted_gamma_p": 1.0, "gamma_range": [1.5, 1.5]},
+    ],
+)
 def test_each_intensity_augmentation_changes_the_image_when_drawn(position_case, changes):
     image, _, _ = _first_batch([position_case], _aug(**changes))
     # values change by far more than rounding (the ramp spans 0-13.8)

@@ -9,11 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from scipy import ndimage
-
 from brainmets.cli import main
 from brainmets.demo import cohort
 from brainmets.samplesheet import load_samples
+from scipy import ndimage
 
 from conftest import TINY_COHORT
 

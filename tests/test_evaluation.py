@@ -10,11 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import surface_distance
-from medpy.metric import binary as medpy_binary
-from scipy import ndimage
-
 from brainmets.cli import main
-from brainmets.evaluation.surface import surfel_area_table
 from brainmets.evaluation.metrics import (
     HD95_MISSING_MM,
     dice_coefficient,
@@ -23,6 +19,9 @@ from brainmets.evaluation.metrics import (
     match_lesions,
     size_bin,
 )
+from brainmets.evaluation.surface import surfel_area_table
+from medpy.metric import binary as medpy_binary
+from scipy import ndimage
 
 SHAPE = (40, 32, 32)
 ISO = (1.0, 1.0, 1.0)
@@ -73,8 +72,9 @@ def test_every_lesion_hd95_agrees_with_the_surface_distance_package(seed: int) -
     truth, pred = blobs(seed), blobs(seed + 50)
     spacing = (1.0, 1.0, 1.0) if seed % 2 == 0 else (0.7, 1.1, 1.9)
     match = match_lesions(truth, pred, spacing)
-    dilated, _ = ndimage.label(ndimage.binary_dilation(truth, ndimage.generate_binary_structure(3, 2)),
-                               ndimage.generate_binary_structure(3, 3))
+    dilated, _ = ndimage.label(
+        ndimage.binary_dilation(truth, ndimage.generate_binary_structure(3, 2)), ndimage.generate_binary_structure(3, 3)
+    )
     components, _ = ndimage.label(pred, ndimage.generate_binary_structure(3, 3))
     checked = 0
     for row in match.lesions[match.lesions["detected"]].itertuples():
@@ -213,10 +213,19 @@ def test_size_bin_edges() -> None:
     assert size_bin(volumes).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
-@pytest.mark.parametrize(("voxels", "spacing", "scored"), [
-    (1, ISO, False), (2, ISO, False), (3, ISO, True), (2, (1.0, 1.0, 1.01), True), (3, (0.8, 0.8, 1.0), False),
-])
-def test_lesions_of_at_most_2_mm3_are_not_scored(voxels: int, spacing: tuple[float, float, float], scored: bool) -> None:
+@pytest.mark.parametrize(
+    ("voxels", "spacing", "scored"),
+    [
+        (1, ISO, False),
+        (2, ISO, False),
+        (3, ISO, True),
+        (2, (1.0, 1.0, 1.01), True),
+        (3, (0.8, 0.8, 1.0), False),
+    ],
+)
+def test_lesions_of_at_most_2_mm3_are_not_scored(
+    voxels: int, spacing: tuple[float, float, float], scored: bool
+) -> None:
     # BraTS-MET threshold: a lesion is left out when voxels * voxel volume <= 2 mm^3; a missed one then is no FN
     truth = box((5, 5, 5), (5, 5, 4 + voxels), box((20, 20, 20), (23, 23, 23)))
     row, match = evaluate_segmentation(truth, box((20, 20, 20), (23, 23, 23)), spacing)

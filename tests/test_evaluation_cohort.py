@@ -10,12 +10,11 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import ndimage
-
 from brainmets.cli import main
 from brainmets.evaluation.cohort import SUMMARY_COLUMNS, summarise_cohort
 from brainmets.evaluation.metrics import SIZE_BIN_LABELS, evaluate_segmentation
 from brainmets.io import load_mask, read_tsv, voxel_spacing_mm, write_tsv
+from scipy import ndimage
 
 
 def scan_row(**values: float) -> dict[str, float]:
@@ -239,8 +238,18 @@ def test_brats2025_cohort_pools_large_and_small_lesion_recall(tiny_cohort: Path,
         tables.append(str(out))
     scans = pd.concat([pd.read_csv(t, sep="\t") for t in tables])
     summary_path, figure = tmp_path / "summary.tsv", tmp_path / "recall.png"
-    argv = ["evaluate-cohort", *tables, "--out", str(tmp_path / "scans.tsv"), "--summary", str(summary_path),
-            "--figure", str(figure), "--definition", "brats2025"]
+    argv = [
+        "evaluate-cohort",
+        *tables,
+        "--out",
+        str(tmp_path / "scans.tsv"),
+        "--summary",
+        str(summary_path),
+        "--figure",
+        str(figure),
+        "--definition",
+        "brats2025",
+    ]
     assert main(argv) == 0
     summary = pd.read_csv(summary_path, sep="\t").set_index("metric")
     assert "lesionwise_nsd_mean" in summary.index and "lesion_dice" not in summary.index

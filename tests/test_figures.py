@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from matplotlib.image import imread
-
 from brainmets.errors import BrainmetsError
 from brainmets.figures import default_centre, three_plane_figure
+from matplotlib.image import imread
 
 
 def _volume() -> tuple[np.ndarray, np.ndarray]:
@@ -43,7 +42,9 @@ def test_outline_is_drawn_only_when_given(tmp_path: Path) -> None:
 def test_overlay_colours_the_masked_region(tmp_path: Path) -> None:
     image, mask = _volume()
     probability = np.where(mask, 0.9, 0.0).astype(np.float32)
-    picture = imread(three_plane_figure(image, tmp_path / "overlay.png", overlay=probability, overlay_label="probability"))
+    picture = imread(
+        three_plane_figure(image, tmp_path / "overlay.png", overlay=probability, overlay_label="probability")
+    )
     colourful = np.abs(picture[..., 0] - picture[..., 2]) > 0.3  # the grey image has r == g == b
     assert colourful.sum() > 100
 

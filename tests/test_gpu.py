@@ -6,7 +6,6 @@ import multiprocessing
 import time
 
 import pytest
-
 from brainmets.errors import BrainmetsError
 from brainmets.gpu import claim_gpu, parse_visible_devices
 

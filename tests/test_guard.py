@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+
 from guard import MachineChanged, MachineGuard, system_tests_enabled
 
 pytestmark = pytest.mark.skipif(system_tests_enabled(), reason="the guard is off when the system tests are asked for")
@@ -34,12 +35,16 @@ def test_a_daemon_started_through_a_shell_is_refused(guarded: MachineGuard) -> N
         os.system("/usr/sbin/munged")
 
 
-@pytest.mark.parametrize("write", [
-    lambda: open("/etc/slurm/slurm.conf", "w"),
-    lambda: os.open("/etc/brainmets.conf", os.O_WRONLY | os.O_CREAT),
-    lambda: os.makedirs("/etc/slurm-test", exist_ok=True),
-    lambda: os.replace("/tmp/x", "/etc/x"),
-], ids=["open", "os.open", "makedirs", "replace"])
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda: open("/etc/slurm/slurm.conf", "w"),
+        lambda: os.open("/etc/brainmets.conf", os.O_WRONLY | os.O_CREAT),
+        lambda: os.makedirs("/etc/slurm-test", exist_ok=True),
+        lambda: os.replace("/tmp/x", "/etc/x"),
+    ],
+    ids=["open", "os.open", "makedirs", "replace"],
+)
 def test_writing_under_etc_is_refused(guarded: MachineGuard, write) -> None:
     with pytest.raises(MachineChanged, match="/etc"):
         write()

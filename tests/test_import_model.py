@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from brainmets.cli import main
 from brainmets.demo.checkpoint import published_variable_shapes, random_published_weights, write_published_checkpoint
 from brainmets.training.model import build_unet
@@ -109,7 +108,10 @@ def test_imported_model_computes_the_published_network(tmp_path: Path, capsys: p
         assert np.abs(expected).max() > 0.5  # a meaningful output, not a collapsed one
         assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
     # the epsilon matters: the paper preset's 1e-5 gives a measurably different network on the same weights
-    assert np.abs(published_logits(written[0], x, len(FILTERS), epsilon=1e-5) - published_logits(written[0], x, 4)).max() > 1e-4
+    assert (
+        np.abs(published_logits(written[0], x, len(FILTERS), epsilon=1e-5) - published_logits(written[0], x, 4)).max()
+        > 1e-4
+    )
 
 
 def test_one_model_folder_imports_as_its_fold(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -138,9 +140,14 @@ RESHAPED = "downsamples/1/conv2/conv/kernel"
     ("change", "message"),
     [
         (lambda w: w.pop(MISSING), f"network variable {checkpoint_key(MISSING)} is missing"),
-        (lambda w: w.__setitem__(EXTRA, np.ones(8, np.float32)), f"network variable {checkpoint_key(EXTRA)} has no place"),
-        (lambda w: w.__setitem__(RESHAPED, np.ones((3, 3, 3, 8, 4), np.float32)),
-         f"variable {checkpoint_key(RESHAPED)} has shape [3, 3, 3, 8, 4], the network needs [3, 3, 3, 8, 8]"),
+        (
+            lambda w: w.__setitem__(EXTRA, np.ones(8, np.float32)),
+            f"network variable {checkpoint_key(EXTRA)} has no place",
+        ),
+        (
+            lambda w: w.__setitem__(RESHAPED, np.ones((3, 3, 3, 8, 4), np.float32)),
+            f"variable {checkpoint_key(RESHAPED)} has shape [3, 3, 3, 8, 4], the network needs [3, 3, 3, 8, 8]",
+        ),
     ],
     ids=["missing", "left-over", "wrong-shape"],
 )

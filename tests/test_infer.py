@@ -7,7 +7,6 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
 from brainmets.cli import main
 from brainmets.errors import BrainmetsError
 from brainmets.inference.pipeline import (
@@ -19,7 +18,7 @@ from brainmets.inference.pipeline import (
     windows_per_call,
 )
 from brainmets.io import save_nifti
-from conftest import TINY_NETWORK as NETWORK
+
 from conftest import TINY_PATCH as PATCH
 from conftest import TINY_SPACING_MM as SPACING_MM
 from conftest import randomised_unet, write_tiny_model
@@ -67,8 +66,29 @@ def test_compiled_predictor_matches_the_keras_model():
 def test_predict_writes_consistent_maps_on_the_input_grid(model_dir, scan, tmp_path):
     image_path, mask_path, affine = scan
     out = tmp_path / "out"
-    assert main(["predict", "--image", str(image_path), "--brain-mask", str(mask_path), "--model", str(model_dir),
-                 "--out-dir", str(out), "--mirror-axes", "0", "2", "--overlap", "0.5", "--threads", "2"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--image",
+                str(image_path),
+                "--brain-mask",
+                str(mask_path),
+                "--model",
+                str(model_dir),
+                "--out-dir",
+                str(out),
+                "--mirror-axes",
+                "0",
+                "2",
+                "--overlap",
+                "0.5",
+                "--threads",
+                "2",
+            ]
+        )
+        == 0
+    )
     maps = {name: nib.load(out / f) for name, f in MAP_FILES.items()}
     for img in maps.values():
         assert img.shape == (27, 22, 19)
@@ -79,9 +99,7 @@ def test_predict_writes_consistent_maps_on_the_input_grid(model_dir, scan, tmp_p
     assert (p >= 0).all() and (p <= 1).all() and (p[~brain] == 0).all()
     assert 0 < p[brain].min() < p[brain].max() < 1
     np.testing.assert_array_equal(data["segmentation"], (p > 0.5).astype(np.uint8))
-    np.testing.assert_allclose(
-        data["total_entropy"], data["expected_entropy"] + data["mutual_information"], atol=1e-6
-    )
+    np.testing.assert_allclose(data["total_entropy"], data["expected_entropy"] + data["mutual_information"], atol=1e-6)
     assert all((data[k] >= 0).all() for k in ("total_entropy", "expected_entropy", "mutual_information"))
     assert data["mutual_information"][brain].max() > 0  # 2 folds x 4 mirrorings disagree somewhere
     table = pd.read_csv(out / "lesions.tsv", sep="\t")
@@ -99,8 +117,10 @@ def test_segmenter_averages_over_folds(model_dir, scan, tmp_path):
     brain = np.asarray(nib.load(mask_path).dataobj) > 0
     from brainmets.inference.ensemble import predict_ensemble
 
-    members = [predict_ensemble(image, [p], both.patch_size, brain_mask=brain, mirror_axes=()).probability
-               for p in both.predictors]
+    members = [
+        predict_ensemble(image, [p], both.patch_size, brain_mask=brain, mirror_axes=()).probability
+        for p in both.predictors
+    ]
     together = both.predict(image, brain).probability
     np.testing.assert_allclose(together, (members[0] + members[1]) / 2, atol=1e-6)
     assert np.abs(members[0] - members[1]).max() > 0.01
@@ -122,8 +142,19 @@ def test_unnormalised_or_mismatched_inputs_are_refused(model_dir, scan, tmp_path
 
 def test_bad_model_directory_and_settings_end_in_one_line(scan, tmp_path, capsys):
     image_path, mask_path, _ = scan
-    code = main(["predict", "--image", str(image_path), "--brain-mask", str(mask_path),
-                 "--model", str(tmp_path / "nomodel"), "--out-dir", str(tmp_path / "o")])
+    code = main(
+        [
+            "predict",
+            "--image",
+            str(image_path),
+            "--brain-mask",
+            str(mask_path),
+            "--model",
+            str(tmp_path / "nomodel"),
+            "--out-dir",
+            str(tmp_path / "o"),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert "nomodel" in err and len(err.splitlines()) == 1
@@ -178,16 +209,19 @@ def test_a_cropped_network_input_gives_maps_on_the_brain_mask_grid(model_dir, sc
 def test_segment_raw_scans_gives_native_maps_on_the_exact_input_grid(model_dir, tiny_cohort, tmp_path, capsys):
     """Two oblique demo scans through preprocessing (deepbet, 2 mm), the 2-fold model and back."""
     import yaml
-
     from brainmets.preprocess.pipeline import RECORD
 
     sheet = pd.read_csv(tiny_cohort / "samples.tsv", sep="\t")
     images = [Path(sheet[sheet["patient_id"] == p]["image"].iloc[0]) for p in ("patient01", "patient02")]
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "preprocess": {"spacing_mm": SPACING_MM, "skullstrip": {"method": "deepbet"}},
-        "inference": {"mirror_axes": [], "overlap": 0.25},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "preprocess": {"spacing_mm": SPACING_MM, "skullstrip": {"method": "deepbet"}},
+                "inference": {"mirror_axes": [], "overlap": 0.25},
+            }
+        )
+    )
     out = tmp_path / "segmented"
     argv = ["segment", *map(str, images), "--model", str(model_dir), "--out-dir", str(out), "--config", str(config)]
     assert main(argv) == 0
@@ -209,7 +243,9 @@ def test_result_folders_are_named_after_the_inputs_and_stay_apart(tmp_path):
     from brainmets.inference.segment import scan_names
 
     assert scan_names(["/d/P01/2024-01-15/t1ce.nii.gz", "/d/P01/2024-03-01/t1ce.nii"]) == [
-        "2024-01-15_t1ce", "2024-03-01_t1ce"]
+        "2024-01-15_t1ce",
+        "2024-03-01_t1ce",
+    ]
     assert scan_names(["/d/a/x/t1.nii.gz", "/d/b/x/t1.nii.gz"]) == ["a_x_t1", "b_x_t1"]
     assert scan_names(["/d/one.nii.gz", "/e/two.nii.gz"]) == ["one", "two"]
     with pytest.raises(BrainmetsError, match="given twice"):
@@ -226,8 +262,9 @@ def test_segment_reports_a_missing_scan_in_one_line(model_dir, tmp_path, capsys)
     assert not (tmp_path / "o").exists()
 
 
-def test_segment_refuses_a_zero_spacing_before_writing_anything(model_dir, tiny_cohort, tmp_path, capsys,
-                                                                 write_bad_header):
+def test_segment_refuses_a_zero_spacing_before_writing_anything(
+    model_dir, tiny_cohort, tmp_path, capsys, write_bad_header
+):
     # the good scan comes first: it must not be segmented when a later input is refused
     good = tiny_cohort / "patient01" / sorted(p.name for p in (tiny_cohort / "patient01").iterdir())[0] / "t1ce.nii.gz"
     bad = write_bad_header(good, "zero-spacing-qform", tmp_path / "bad.nii.gz")
@@ -241,7 +278,6 @@ def test_segment_refuses_a_zero_spacing_before_writing_anything(model_dir, tiny_
 
 def test_asking_for_a_gpu_without_one_is_a_clear_error(model_dir, monkeypatch):
     import tensorflow as tf
-
     from brainmets.inference.runtime import resolve_device
 
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])  # a machine without GPUs
@@ -263,8 +299,23 @@ def test_predict_claims_a_gpu_that_no_other_job_holds(model_dir, scan, tmp_path,
     monkeypatch.setenv("BRAINMETS_GPU_LOCK_DIR", str(locks))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     image_path, mask_path, _ = scan
-    assert main(["predict", "--image", str(image_path), "--brain-mask", str(mask_path), "--model", str(model_dir),
-                 "--out-dir", str(tmp_path / "out"), "--mirror-axes"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--image",
+                str(image_path),
+                "--brain-mask",
+                str(mask_path),
+                "--model",
+                str(model_dir),
+                "--out-dir",
+                str(tmp_path / "out"),
+                "--mirror-axes",
+            ]
+        )
+        == 0
+    )
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
     del other_job
 
@@ -275,7 +326,9 @@ def test_bfloat16_labels_agree_with_float32_on_a_small_case(model_dir, scan):
     image = np.asarray(nib.load(image_path).dataobj, dtype=np.float32)
     brain = np.asarray(nib.load(mask_path).dataobj) > 0
     maps = {
-        precision: load_segmenter(model_dir, InferenceSettings(mirror_axes=(0,), precision=precision)).predict(image, brain)
+        precision: load_segmenter(model_dir, InferenceSettings(mirror_axes=(0,), precision=precision)).predict(
+            image, brain
+        )
         for precision in ("float32", "bfloat16")
     }
     p32, p16 = maps["float32"].probability, maps["bfloat16"].probability
@@ -321,7 +374,9 @@ def test_precision_comes_from_the_config_and_the_command_line(tmp_path, capsys):
 
     assert settings_from_config({}).precision == "auto"
     assert settings_from_config({"inference": {"precision": "bfloat16"}}).precision == "bfloat16"
-    with pytest.raises(BrainmetsError, match="cfg.yaml: inference precision 'float16' must be auto, float32 or bfloat16"):
+    with pytest.raises(
+        BrainmetsError, match="cfg.yaml: inference precision 'float16' must be auto, float32 or bfloat16"
+    ):
         settings_from_config({"inference": {"precision": "float16"}}, "cfg.yaml")
     config = tmp_path / "config.yaml"
     config.write_text("inference:\n  precision: float32\n")

@@ -11,10 +11,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
 from brainmets.cli import main
 from brainmets.components import label_lesions, largest_component
-from conftest import BAD_HEADERS
 from brainmets.errors import BrainmetsError
 from brainmets.io import (
     atomic_path,
@@ -30,6 +28,8 @@ from brainmets.io import (
     write_json,
     write_tsv,
 )
+
+from conftest import BAD_HEADERS
 
 
 def test_text_columns_keep_ids_as_written(tmp_path: Path) -> None:
@@ -58,10 +58,14 @@ def test_load_mask_binary_or_labels(tmp_path: Path) -> None:
 def test_check_same_grid_names_both_files(tmp_path: Path) -> None:
     reference = nib.Nifti1Image(np.zeros((10, 10, 10), np.uint8), np.eye(4))
     check_same_grid(reference, nib.Nifti1Image(np.zeros((10, 10, 10), np.uint8), np.eye(4)), "a.nii", "b.nii", "fix")
-    with pytest.raises(BrainmetsError, match=r"b.nii: grid \(10, 10, 9\) does not match: its shape differs from that "
-                                             r"of a.nii \(10, 10, 10\); resample"):
-        check_same_grid(reference, nib.Nifti1Image(np.zeros((10, 10, 9), np.uint8), np.eye(4)), "a.nii", "b.nii",
-                        "resample")
+    with pytest.raises(
+        BrainmetsError,
+        match=r"b.nii: grid \(10, 10, 9\) does not match: its shape differs from that "
+        r"of a.nii \(10, 10, 10\); resample",
+    ):
+        check_same_grid(
+            reference, nib.Nifti1Image(np.zeros((10, 10, 9), np.uint8), np.eye(4)), "a.nii", "b.nii", "resample"
+        )
     shifted = np.eye(4)
     shifted[0, 3] = 0.005
     moved = nib.Nifti1Image(np.zeros((10, 10, 10), np.uint8), shifted)

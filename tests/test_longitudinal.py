@@ -8,13 +8,23 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
 from brainmets.cli import main
 from brainmets.io import save_nifti
 
 #: columns compared exactly (strings) and approximately (numbers); target_ids are compared through the id map
-EXACT = ["patient_id", "timepoint", "days_from_baseline", "n_lesions", "target_response", "nontarget_response",
-         "new_lesions", "overall_response", "confirmed", "progression_date", "assessment"]
+EXACT = [
+    "patient_id",
+    "timepoint",
+    "days_from_baseline",
+    "n_lesions",
+    "target_response",
+    "nontarget_response",
+    "new_lesions",
+    "overall_response",
+    "confirmed",
+    "progression_date",
+    "assessment",
+]
 NUMBERS = ["total_volume_ml", "sum_ld_mm", "nadir_mm", "change_from_baseline_pct", "change_from_nadir_pct"]
 
 
@@ -39,8 +49,18 @@ def tracked_truth(tiny_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -
         manifest.to_csv(out / f"{patient}.tsv", sep="\t", index=False)
         assert main(["track", str(out / f"{patient}.tsv"), "--out", str(out / patient), "--patient", patient]) == 0
     lesion_tables = [str(out / p / "lesions.tsv") for p in patients]
-    code = main(["rano", *lesion_tables, "--clinical", str(tiny_cohort / "samples.tsv"), "--out",
-                 str(out / "response.tsv"), "--best-out", str(out / "best.tsv")])
+    code = main(
+        [
+            "rano",
+            *lesion_tables,
+            "--clinical",
+            str(tiny_cohort / "samples.tsv"),
+            "--out",
+            str(out / "response.tsv"),
+            "--best-out",
+            str(out / "best.tsv"),
+        ]
+    )
     assert code == 0
     return {"out": out, "patients": patients, "expected": expected, "cohort": tiny_cohort}
 
@@ -64,8 +84,9 @@ def test_truth_masks_reproduce_the_expected_response(tracked_truth):
     assert len(response) == len(expected)
     pd.testing.assert_frame_equal(response[EXACT], expected[EXACT], check_dtype=False)
     for column in NUMBERS:
-        assert response[column].to_numpy(dtype=float) == pytest.approx(expected[column].to_numpy(dtype=float),
-                                                                         abs=1e-6, nan_ok=True), column
+        assert response[column].to_numpy(dtype=float) == pytest.approx(
+            expected[column].to_numpy(dtype=float), abs=1e-6, nan_ok=True
+        ), column
     for patient in tracked_truth["patients"]:
         mapping = id_map(tracked_truth["cohort"], out, patient)
         ours = response.loc[response["patient_id"] == patient, "target_ids"].astype(str)
@@ -119,8 +140,18 @@ def test_responses_are_the_scenarios_intended_ones_and_best_response_follows(tra
 def test_rano_command_draws_the_pictures(tracked_truth, tmp_path):
     out = tracked_truth["out"]
     lesions = [str(out / p / "lesions.tsv") for p in tracked_truth["patients"]]
-    code = main(["rano", *lesions, "--out", str(tmp_path / "r.tsv"), "--trajectory", str(tmp_path / "{patient}_trajectory.png"),
-                 "--timeline", str(tmp_path / "{patient}_timeline.png")])
+    code = main(
+        [
+            "rano",
+            *lesions,
+            "--out",
+            str(tmp_path / "r.tsv"),
+            "--trajectory",
+            str(tmp_path / "{patient}_trajectory.png"),
+            "--timeline",
+            str(tmp_path / "{patient}_timeline.png"),
+        ]
+    )
     assert code == 0
     for patient in tracked_truth["patients"]:
         for kind in ("trajectory", "timeline"):
@@ -146,9 +177,18 @@ def test_trajectory_of_a_patient_without_targets_shows_the_lesion_volume(tmp_pat
     from brainmets.longitudinal.rano import assess
 
     lesions = pd.DataFrame(
-        {"patient_id": "P9", "timepoint": ["2024-01-01", "2024-02-01"], "lesion_id": 1, "component": 1,
-         "event": ["baseline", "present"], "merged_into": None, "volume_ml": [0.2, 0.3],
-         "longest_diameter_mm": [6.0, 7.0], "perpendicular_diameter_mm": [5.0, 6.0], "n_axial_slices": 3}
+        {
+            "patient_id": "P9",
+            "timepoint": ["2024-01-01", "2024-02-01"],
+            "lesion_id": 1,
+            "component": 1,
+            "event": ["baseline", "present"],
+            "merged_into": None,
+            "volume_ml": [0.2, 0.3],
+            "longest_diameter_mm": [6.0, 7.0],
+            "perpendicular_diameter_mm": [5.0, 6.0],
+            "n_axial_slices": 3,
+        }
     )
     response = assess(lesions)
     assert response["target_response"].tolist() == ["NA", "NA"]

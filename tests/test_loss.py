@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from brainmets.training.losses import (
     deep_supervision_weights,
     hard_dice,

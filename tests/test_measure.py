@@ -7,9 +7,6 @@ import math
 import nibabel as nib
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from brainmets.cli import main
 from brainmets.components import label_lesions
 from brainmets.errors import BrainmetsError
@@ -20,10 +17,18 @@ from brainmets.longitudinal.measure import (
     measure_lesions,
 )
 from brainmets.longitudinal.rano import RanoSettings, is_measurable
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
-def ellipse_prism(a_mm: float, b_mm: float, angle: float, spacing: tuple[float, float, float], offset: tuple[float, float],
-                  n_slices: int = 3) -> np.ndarray:
+def ellipse_prism(
+    a_mm: float,
+    b_mm: float,
+    angle: float,
+    spacing: tuple[float, float, float],
+    offset: tuple[float, float],
+    n_slices: int = 3,
+) -> np.ndarray:
     """Rasterised elliptic prism (pixel centres inside the ellipse) on `n_slices` axial slices."""
     sx, sy, _ = spacing
     ni, nj = math.ceil(2 * a_mm / sx) + 8, math.ceil(2 * a_mm / sy) + 8
@@ -137,8 +142,12 @@ def test_components_are_26_connected_and_centroids_are_world_ras():
     assert list(table.columns) == MEASUREMENT_COLUMNS
     assert list(table["component"]) == [1, 2]
     assert list(table["volume_ml"]) == pytest.approx([2 * 8 / 1000, 4 * 8 / 1000])
-    assert table.loc[0, ["centroid_x_mm", "centroid_y_mm", "centroid_z_mm"]].tolist() == pytest.approx([-7.0, 23.0, 8.0])
-    assert table.loc[1, ["centroid_x_mm", "centroid_y_mm", "centroid_z_mm"]].tolist() == pytest.approx([3.0, 33.0, 17.0])
+    assert table.loc[0, ["centroid_x_mm", "centroid_y_mm", "centroid_z_mm"]].tolist() == pytest.approx(
+        [-7.0, 23.0, 8.0]
+    )
+    assert table.loc[1, ["centroid_x_mm", "centroid_y_mm", "centroid_z_mm"]].tolist() == pytest.approx(
+        [3.0, 33.0, 17.0]
+    )
 
 
 def test_label_map_counts_as_binary():
@@ -164,7 +173,9 @@ def test_measurability_rule(ld, pd, slices, measurable):
 def test_measured_lesions_carry_the_measurability_of_their_diameters():
     # an elliptic prism 2 x 14 mm by 2 x 6 mm on 4 slices is measurable; on 1 slice, or 2 x 4 mm wide, not
     affine = np.diag([0.5, 0.5, 1.0, 1.0])
-    assert bool(measure_lesions(ellipse_prism(14.0, 6.0, 0.4, (0.5, 0.5, 1.0), (0, 0), 4), affine).iloc[0]["measurable"])
+    assert bool(
+        measure_lesions(ellipse_prism(14.0, 6.0, 0.4, (0.5, 0.5, 1.0), (0, 0), 4), affine).iloc[0]["measurable"]
+    )
     one_slice = ellipse_prism(14.0, 6.0, 0.4, (0.5, 0.5, 1.0), (0, 0), 1)
     assert not measure_lesions(one_slice, affine).iloc[0]["measurable"]
     narrow = ellipse_prism(14.0, 2.0, 0.4, (0.5, 0.5, 1.0), (0, 0), 4)

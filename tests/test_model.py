@@ -5,7 +5,6 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-
 from brainmets.errors import BrainmetsError
 from brainmets.training.model import build_unet, full_resolution_model
 from brainmets.training.settings import load_preset, settings_from_config

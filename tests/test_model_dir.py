@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
 from brainmets.errors import BrainmetsError
 from brainmets.training.model import build_unet
 from brainmets.training.modeldir import fold_dir, load_model_dir, model_metadata, write_json

@@ -16,10 +16,9 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import ndimage
-
 from brainmets.evaluation.brats2025 import COLUMNS, evaluate_brats2025
 from brainmets.evaluation.cli import evaluate_files
+from scipy import ndimage
 
 SCORERS = Path(__file__).resolve().parents[1] / ".venv-scorers" / "bin"
 SHAPE = (48, 40, 36)
@@ -59,7 +58,10 @@ CASES: dict[str, tuple[np.ndarray, np.ndarray]] = {
     # one lesion split into two predicted components: one is matched, the other is a false positive
     "split_lesion": (CUBE, box((10, 10, 10), (15, 15, 11), box((10, 10, 13), (15, 15, 15)))),
     # one component over two lesions: matched to the one it overlaps most, the other lesion is missed
-    "merged_lesions": (box((10, 10, 10), (13, 13, 13), box((16, 10, 10), (17, 13, 13))), box((10, 10, 10), (17, 13, 13))),
+    "merged_lesions": (
+        box((10, 10, 10), (13, 13, 13), box((16, 10, 10), (17, 13, 13))),
+        box((10, 10, 10), (17, 13, 13)),
+    ),
     # a small lesion (8 voxels < 20 mm^3) matched with Dice 0.06 < 0.1: small false negative, plus a large hit
     "small_lesion_barely_hit": (
         box((30, 30, 30), (31, 31, 31), CUBE.copy()),
@@ -76,8 +78,9 @@ def write_label_map(path: Path, mask: np.ndarray, zooms: tuple[float, float, flo
     nib.save(nib.Nifti1Image(mask.astype(np.uint8) * ENHANCING, np.diag([*zooms, 1.0])), str(path))
 
 
-def official_scores(cases: dict[str, tuple[np.ndarray, np.ndarray]], folder: Path,
-                    zooms: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> dict[str, pd.Series]:
+def official_scores(
+    cases: dict[str, tuple[np.ndarray, np.ndarray]], folder: Path, zooms: tuple[float, float, float] = (1.0, 1.0, 1.0)
+) -> dict[str, pd.Series]:
     """Run `brats-evaluate --config mets` and `brats-parse-metrics mets` on the cases; one row per case."""
     if not (SCORERS / "brats-evaluate").is_file():
         pytest.fail(f"the official BraTS-2025 scorer is missing from {SCORERS.parent}: build it with `make scorers`")
@@ -90,12 +93,26 @@ def official_scores(cases: dict[str, tuple[np.ndarray, np.ndarray]], folder: Pat
         names[f"BraTS-MET-{number:05d}-000-seg.nii.gz"] = name
     summary, table = folder / "summary.json", folder / "metrics.csv"
     run = {"check": True, "capture_output": True, "cwd": folder}
-    subprocess.run([SCORERS / "brats-evaluate", "--ref_path", ref, "--pred_path", pred, "--config", "mets",
-                    "--summary_json", summary], **run)
+    subprocess.run(
+        [
+            SCORERS / "brats-evaluate",
+            "--ref_path",
+            ref,
+            "--pred_path",
+            pred,
+            "--config",
+            "mets",
+            "--summary_json",
+            summary,
+        ],
+        **run,
+    )
     subprocess.run([SCORERS / "brats-parse-metrics", "mets", "--json_path", summary, "--output_csv_path", table], **run)
     rows = pd.read_csv(table).set_index("subject_id")
-    return {name: rows.loc[subject, [f"{c}_et" for c in COLUMNS]].set_axis(COLUMNS).astype(float)
-            for subject, name in names.items()}
+    return {
+        name: rows.loc[subject, [f"{c}_et" for c in COLUMNS]].set_axis(COLUMNS).astype(float)
+        for subject, name in names.items()
+    }
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ methods, registration to the baseline against known poses, and the way back to t
 from __future__ import annotations
 
 import dataclasses
-
 import gzip
 import json
 from pathlib import Path
@@ -14,9 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from scipy import ndimage
-from scipy.spatial.transform import Rotation
-
 from brainmets.cli import main
 from brainmets.errors import BrainmetsError
 from brainmets.preprocess import load_scan, load_settings, read_record, settings_from_config, to_native, to_patient
@@ -44,7 +40,18 @@ from brainmets.preprocess.registration import (
 )
 from brainmets.preprocess.settings import PreprocessSettings
 from brainmets.preprocess.skullstrip import hdbet_mask
-from brainmets.preprocess.space import bounding_box, crop, from_ants, grid_image, resample_labels, resample_to_spacing, to_ants, uncrop
+from brainmets.preprocess.space import (
+    bounding_box,
+    crop,
+    from_ants,
+    grid_image,
+    resample_labels,
+    resample_to_spacing,
+    to_ants,
+    uncrop,
+)
+from scipy import ndimage
+from scipy.spatial.transform import Rotation
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -167,16 +174,24 @@ def test_configuration_defaults_match_config_yaml_and_bad_values_name_the_key(tm
     shipped = load_settings(REPO / "config" / "config.yaml")
     assert shipped.skullstrip.method == "deepbet" and PreprocessSettings().skullstrip.method == "hdbet"
     assert shipped.spacing_mm == (1.5, 1.5, 1.5) and PreprocessSettings().spacing_mm == (1.0, 1.0, 1.0)
-    demo = dataclasses.replace(shipped, skullstrip=dataclasses.replace(shipped.skullstrip, method="hdbet"), spacing_mm=(1.0,) * 3)
+    demo = dataclasses.replace(
+        shipped, skullstrip=dataclasses.replace(shipped.skullstrip, method="hdbet"), spacing_mm=(1.0,) * 3
+    )
     assert demo == PreprocessSettings()
     assert load_settings(None) == PreprocessSettings()
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"preprocess": {"skullstrip": {"method": "bet2"}}}))
-    with pytest.raises(BrainmetsError, match=r"bad.yaml: preprocess.skullstrip.method is 'bet2'; use one of hdbet, deepbet"):
+    with pytest.raises(
+        BrainmetsError, match=r"bad.yaml: preprocess.skullstrip.method is 'bet2'; use one of hdbet, deepbet"
+    ):
         load_settings(bad)
-    for section, key in (({"spacing_mm": [1, 1]}, "spacing_mm"), ({"registration": ["SyN"]}, "registration"),
-                         ({"n4": "yes"}, "n4"), ({"skullstrip": {"device": "tpu"}}, "skullstrip.device"),
-                         ({"registration_grid_mm": 0}, "registration_grid_mm")):
+    for section, key in (
+        ({"spacing_mm": [1, 1]}, "spacing_mm"),
+        ({"registration": ["SyN"]}, "registration"),
+        ({"n4": "yes"}, "n4"),
+        ({"skullstrip": {"device": "tpu"}}, "skullstrip.device"),
+        ({"registration_grid_mm": 0}, "registration_grid_mm"),
+    ):
         with pytest.raises(BrainmetsError, match=f"preprocess.{key} is"):
             settings_from_config({"preprocess": section})
 
@@ -201,7 +216,9 @@ def test_load_scan_reorients_to_ras_and_keeps_the_native_grid(tmp_path: Path) ->
     np.testing.assert_array_equal(scan.native_affine, lps)
     assert scan.native_shape == (4, 5, 6)
     # the same voxel sits at the same place in mm
-    np.testing.assert_allclose(nib.affines.apply_affine(scan.affine, [0, 0, 2]), nib.affines.apply_affine(lps, [3, 4, 2]))
+    np.testing.assert_allclose(
+        nib.affines.apply_affine(scan.affine, [0, 0, 2]), nib.affines.apply_affine(lps, [3, 4, 2])
+    )
     np.testing.assert_allclose(scan.spacing_mm, [2, 2, 3])
 
 
@@ -210,7 +227,9 @@ def test_resampling_to_the_configured_spacing_keeps_every_position() -> None:
     affine[:3, 3] = [-20, 10, 5]
     ijk = np.indices((20, 20, 20)).reshape(3, -1).T
     xyz = nib.affines.apply_affine(affine, ijk)
-    ramp = (xyz @ [1.0, 2.0, -3.0]).reshape(20, 20, 20).astype(np.float32)  # linear in mm: exact under linear interpolation
+    ramp = (
+        (xyz @ [1.0, 2.0, -3.0]).reshape(20, 20, 20).astype(np.float32)
+    )  # linear in mm: exact under linear interpolation
     data, out_affine = from_ants(resample_to_spacing(to_ants(ramp, affine), (1.0, 1.0, 1.0)))
     np.testing.assert_allclose(np.sqrt((out_affine[:3, :3] ** 2).sum(0)), [1, 1, 1])
     np.testing.assert_allclose(nib.affines.apply_affine(out_affine, [0, 0, 0]), [-20, 10, 5], atol=1e-4)
@@ -227,7 +246,9 @@ def test_n4_removes_a_smooth_bias_field_inside_the_mask() -> None:
     brain = radius < 20
     tissue = np.where(radius < 10, 100.0, 60.0).astype(np.float32) * brain + 1.0
     bias = np.exp(0.35 * (grid[0] - 23.5) / 23.5 + 0.25 * (grid[2] - 23.5) / 23.5).astype(np.float32)
-    corrected = n4_correct(to_ants(tissue * bias, np.eye(4)), to_ants(brain.astype(np.float32), np.eye(4)), shrink_factor=2)
+    corrected = n4_correct(
+        to_ants(tissue * bias, np.eye(4)), to_ants(brain.astype(np.float32), np.eye(4)), shrink_factor=2
+    )
     before, after = tissue * bias, from_ants(corrected)[0]
     outer = brain & (radius >= 12)  # one tissue class: its spread is the bias
     cv = lambda v: float(v[outer].std() / v[outer].mean())  # noqa: E731
@@ -249,7 +270,9 @@ def test_zscore_over_brain_and_crop_with_remembered_offsets() -> None:
     affine = np.diag([1.0, 1.2, 1.5, 1.0])
     cropped, cropped_affine = crop(z, affine, start, stop)
     np.testing.assert_array_equal(uncrop(cropped, start, z.shape), z)
-    np.testing.assert_allclose(nib.affines.apply_affine(cropped_affine, [0, 0, 0]), nib.affines.apply_affine(affine, start))
+    np.testing.assert_allclose(
+        nib.affines.apply_affine(cropped_affine, [0, 0, 0]), nib.affines.apply_affine(affine, start)
+    )
     with pytest.raises(BrainmetsError, match="brain mask is empty"):
         zscore_over_brain(image, np.zeros(image.shape, bool))
 
@@ -264,8 +287,14 @@ def _rigid(angles_deg: tuple[float, float, float], shift_mm: tuple[float, float,
     return matrix
 
 
-def _scan_dir(path: Path, native_affine: np.ndarray, native_shape: tuple[int, ...], patient_affine: np.ndarray,
-              patient_shape: tuple[int, ...], pose: np.ndarray) -> Path:
+def _scan_dir(
+    path: Path,
+    native_affine: np.ndarray,
+    native_shape: tuple[int, ...],
+    patient_affine: np.ndarray,
+    patient_shape: tuple[int, ...],
+    pose: np.ndarray,
+) -> Path:
     """A scan directory whose transform is a known pose (patient mm -> scan mm), without running preprocessing."""
     path.mkdir(parents=True)
     transform = affine_transform_ras(pose)
@@ -285,7 +314,9 @@ def _scan_dir(path: Path, native_affine: np.ndarray, native_shape: tuple[int, ..
 ROUND_TRIP_DIAMETERS = (5.0, 6.0, 8.0, 10.0, 15.0)
 
 
-def _round_trip_case(tmp_path: Path, spacing: tuple[float, float, float], storage: np.ndarray) -> tuple[Path, np.ndarray, np.ndarray, dict[int, float]]:
+def _round_trip_case(
+    tmp_path: Path, spacing: tuple[float, float, float], storage: np.ndarray
+) -> tuple[Path, np.ndarray, np.ndarray, dict[int, float]]:
     """Spheres in a 1 mm patient space and a scan dir whose native grid (spacing, storage axes) is oblique and posed."""
     patient_shape = (64, 64, 64)
     patient_affine = np.eye(4)
@@ -294,7 +325,9 @@ def _round_trip_case(tmp_path: Path, spacing: tuple[float, float, float], storag
     native_shape = tuple(int(np.ceil(70 / s)) for s in spacing)
     native_affine = np.eye(4)
     native_affine[:3, :3] = oblique[:3, :3] @ storage @ np.diag(spacing)
-    native_affine[:3, 3] = -native_affine[:3, :3] @ (np.asarray(native_shape) - 1) / 2  # grid centred on the patient grid
+    native_affine[:3, 3] = (
+        -native_affine[:3, :3] @ (np.asarray(native_shape) - 1) / 2
+    )  # grid centred on the patient grid
     pose = _rigid((3, 4, -6), (1.3, -2.2, 0.7))
     scan_dir = _scan_dir(tmp_path / "scan", native_affine, native_shape, patient_affine, patient_shape, pose)
     grid = np.indices(patient_shape).transpose(1, 2, 3, 0)
@@ -322,7 +355,9 @@ def _round_trip_dice(labels: np.ndarray, patient_affine: np.ndarray, scan_dir: P
 
 def test_patient_native_patient_round_trip_keeps_lesions(tmp_path: Path) -> None:
     # native: 1 mm, stored LPS, oblique by (6, -4, 9) deg; the head moved by a rigid pose
-    scan_dir, labels, patient_affine, diameters = _round_trip_case(tmp_path, (1.0, 1.0, 1.0), np.diag([-1.0, -1.0, 1.0]))
+    scan_dir, labels, patient_affine, diameters = _round_trip_case(
+        tmp_path, (1.0, 1.0, 1.0), np.diag([-1.0, -1.0, 1.0])
+    )
     record = read_record(scan_dir)["native"]
     native, affine = to_native(labels, patient_affine, scan_dir, kind="label")
     assert native.shape == tuple(record["shape"]) and native.dtype == np.uint8
@@ -410,7 +445,17 @@ def test_to_native_moves_several_maps_at_once_or_none(tmp_path: Path) -> None:
     probability = save(tmp_path / "probability.nii.gz", labels.astype(np.float32) / 4, np.eye(4))
     off_grid = save(tmp_path / "entropy.nii.gz", labels.astype(np.float32), np.diag([2.0, 2.0, 2.0, 1.0]))
     out = tmp_path / "native"
-    argv = ["to-native", "--scan-dir", str(scan_dir), "--labels", str(segmentation), "--out-dir", str(out), "--maps", str(probability)]
+    argv = [
+        "to-native",
+        "--scan-dir",
+        str(scan_dir),
+        "--labels",
+        str(segmentation),
+        "--out-dir",
+        str(out),
+        "--maps",
+        str(probability),
+    ]
     assert main(argv + [str(off_grid)]) == 2
     assert main(argv + ["--label-interpolation", "cubic"]) == 2
     assert not out.exists()
@@ -434,7 +479,9 @@ def demo_patient(tiny_cohort: Path, tmp_path_factory: pytest.TempPathFactory) ->
     visits = visits[visits["patient_id"] == "patient01"].sort_values("timepoint").reset_index(drop=True)
     work = tmp_path_factory.mktemp("preprocessed")
     config = work / "config.yaml"
-    config.write_text(yaml.safe_dump({"preprocess": {"spacing_mm": [2.0, 2.0, 2.0], "skullstrip": {"method": "deepbet"}}}))
+    config.write_text(
+        yaml.safe_dump({"preprocess": {"spacing_mm": [2.0, 2.0, 2.0], "skullstrip": {"method": "deepbet"}}})
+    )
     dirs = [work / "patient01" / t for t in visits["timepoint"]]
     for k in (0, 1):
         baseline = [] if k == 0 else ["--reference", str(dirs[0] / IMAGE)]
@@ -501,7 +548,10 @@ def test_to_native_command_restores_the_truth_on_the_exact_input_grid(demo_patie
     follow_up = demo_patient["dirs"][1]
     native_truth = nib.load(demo_patient["visits"]["mask"][1])
     out = tmp_path / "native" / "lesions.nii.gz"
-    assert main(["to-native", str(follow_up / TRUTH), "--scan-dir", str(follow_up), "--kind", "label", "--out", str(out)]) == 0
+    assert (
+        main(["to-native", str(follow_up / TRUTH), "--scan-dir", str(follow_up), "--kind", "label", "--out", str(out)])
+        == 0
+    )
     written = nib.load(out)
     assert written.shape == native_truth.shape
     np.testing.assert_array_equal(written.affine, native_truth.affine)
@@ -529,7 +579,10 @@ def test_hdbet_brain_mask_matches_the_truth(tiny_cohort: Path, tmp_path: Path) -
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"preprocess": {"spacing_mm": [2.0, 2.0, 2.0], "n4": False}}))
     out = tmp_path / "scan"
-    assert main(["preprocess", visit["image"], "--out-dir", str(out), "--config", str(config), "--skullstrip", "hdbet"]) == 0
+    assert (
+        main(["preprocess", visit["image"], "--out-dir", str(out), "--config", str(config), "--skullstrip", "hdbet"])
+        == 0
+    )
     assert read_record(out)["settings"]["skullstrip"]["method"] == "hdbet"
     mask = nib.load(out / BRAIN_MASK)
     native, _ = to_native(np.asarray(mask.dataobj), mask.affine, out, kind="label")

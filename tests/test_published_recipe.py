@@ -9,13 +9,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 import tensorflow as tf
-from scipy import signal
-
 from brainmets.cli import main
 from brainmets.demo.checkpoint import published_variable_shapes, random_published_weights, write_published_checkpoint
 from brainmets.inference.published import predict_published, published_window_starts
 from brainmets.inference.runtime import compile_predictor
 from brainmets.training.modeldir import load_model_dir
+from scipy import signal
 
 FILTERS = (4, 8, 8, 16)
 
@@ -84,7 +83,10 @@ def imported_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for fold in (0, 1):
         weights = random_published_weights(published_variable_shapes(FILTERS), seed=10 + fold)
         write_published_checkpoint(root / "trained_models" / f"Model_{fold}", weights, epoch=50)
-    assert main(["import-model", str(root / "trained_models"), "--format", "brain-mets-seg", "--out", str(root / "model")]) == 0
+    assert (
+        main(["import-model", str(root / "trained_models"), "--format", "brain-mets-seg", "--out", str(root / "model")])
+        == 0
+    )
     return root / "model"
 
 
@@ -137,10 +139,23 @@ def test_predict_with_published_recipe_writes_the_published_maps(imported_model:
     mask[5:75, 2:122, 3:63][brain] = 1
     nib.save(nib.Nifti1Image(image, affine_crop), tmp_path / "t1ce_zscore.nii.gz")
     nib.save(nib.Nifti1Image(mask, affine), tmp_path / "brain_mask.nii.gz")
-    status = main([
-        "predict", "--image", str(tmp_path / "t1ce_zscore.nii.gz"), "--brain-mask", str(tmp_path / "brain_mask.nii.gz"),
-        "--out-dir", str(tmp_path / "out"), "--model", str(imported_model), "--recipe", "published", "--device", "cpu",
-    ])
+    status = main(
+        [
+            "predict",
+            "--image",
+            str(tmp_path / "t1ce_zscore.nii.gz"),
+            "--brain-mask",
+            str(tmp_path / "brain_mask.nii.gz"),
+            "--out-dir",
+            str(tmp_path / "out"),
+            "--model",
+            str(imported_model),
+            "--recipe",
+            "published",
+            "--device",
+            "cpu",
+        ]
+    )
     assert status == 0
     label, probability, entropy = reference_predict(image, models, patch=128)
     full = (slice(5, 75), slice(2, 122), slice(3, 63))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 from brainmets.cli import main
 from brainmets.errors import BrainmetsError
 from brainmets.io import read_tsv, write_tsv
@@ -148,7 +147,11 @@ def test_missing_rows_count_as_zero_like_resolved_rows():
 
 
 def test_split_target_counts_the_sum_of_its_fragments():
-    rows = [lesion(0, 1, 30), lesion(1, 1, 12, component=1, event="split"), lesion(1, 1, 10, component=2, event="split")]
+    rows = [
+        lesion(0, 1, 30),
+        lesion(1, 1, 12, component=1, event="split"),
+        lesion(1, 1, 10, component=2, event="split"),
+    ]
     table = responses(rows)
     assert table.loc[DATES[1], "sum_ld_mm"] == 22
     assert table.loc[DATES[1], "target_response"] == "SD"  # 22 > 0.7 x 30 = 21
@@ -390,8 +393,14 @@ def test_after_target_growth_the_nadir_and_baseline_restart_from_the_progression
 
 def test_after_non_target_growth_the_non_target_nadir_restarts():
     # lesion 2 is non-measurable (PD 4.8 mm): its volume doubles at visit 1 (non-target PD), then stays
-    rows = [lesion(0, 1, 20), lesion(0, 2, 6, volume_ml=0.5), lesion(1, 1, 20), lesion(1, 2, 6), lesion(2, 1, 20),
-            lesion(2, 2, 6)]
+    rows = [
+        lesion(0, 1, 20),
+        lesion(0, 2, 6, volume_ml=0.5),
+        lesion(1, 1, 20),
+        lesion(1, 2, 6),
+        lesion(2, 1, 20),
+        lesion(2, 2, 6),
+    ]
     stop, rebaseline = both_rules(rows)
     assert stop["nontarget_response"].tolist() == ["BL", "PD", None]
     assert overall(stop) == ["BL", "PD", None]
@@ -452,8 +461,14 @@ def test_an_equivocal_lesion_on_the_progression_scan_is_not_new_in_the_next_peri
     assert overall(stop) == ["BL", "PD", None]
     assert overall(rebaseline) == ["BL", "PD", "SD"]
     # an equivocal lesion that appears within period 2 is confirmed at the next visit, back-dated within it
-    rows = [lesion(0, 1, 20), lesion(1, 1, 30), lesion(2, 1, 30), lesion(2, 2, 3, event="new"), lesion(3, 1, 30),
-            lesion(3, 2, 3)]
+    rows = [
+        lesion(0, 1, 20),
+        lesion(1, 1, 30),
+        lesion(2, 1, 30),
+        lesion(2, 2, 3, event="new"),
+        lesion(3, 1, 30),
+        lesion(3, 2, 3),
+    ]
     rebaseline = responses(rows, after_progression="rebaseline")
     assert overall(rebaseline) == ["BL", "PD", "SD", "PD"]
     assert rebaseline.loc[DATES[3], "progression_date"] == DATES[2]
@@ -465,8 +480,10 @@ def test_after_progression_comes_from_the_config_or_the_command(tmp_path, capsys
     (tmp_path / "config.yaml").write_text("rano:\n  after_progression: rebaseline\n")
     command = ["rano", str(tmp_path / "P1" / "lesions.tsv"), "--out", str(tmp_path / "r.tsv")]
     pictures = ["--trajectory", str(tmp_path / "trajectory.png"), "--timeline", str(tmp_path / "timeline.png")]
-    assert main([*command, "--config", str(tmp_path / "config.yaml"), "--best-out", str(tmp_path / "b.tsv"),
-                 *pictures]) == 0
+    assert (
+        main([*command, "--config", str(tmp_path / "config.yaml"), "--best-out", str(tmp_path / "b.tsv"), *pictures])
+        == 0
+    )
     assert read_tsv(tmp_path / "r.tsv")["period"].tolist() == [1, 1, 1, 2]
     assert read_tsv(tmp_path / "b.tsv")["period"].tolist() == [1, 2]
     (tmp_path / "trajectory.png").unlink()
@@ -518,8 +535,16 @@ def test_rano_command_writes_response_and_best_response(tmp_path):
     write_tsv(pd.DataFrame([lesion(0, 1, 20), lesion(1, 1, 12), lesion(2, 1, 12)]), folder / "lesions.tsv")
     write_tsv(clinical([0, 0, 0], ["stable", "stable", "improved"]).assign(patient_id="P7"), tmp_path / "clin.tsv")
     code = main(
-        ["rano", str(folder / "lesions.tsv"), "--clinical", str(tmp_path / "clin.tsv"), "--out",
-         str(tmp_path / "response.tsv"), "--best-out", str(tmp_path / "best.tsv")]
+        [
+            "rano",
+            str(folder / "lesions.tsv"),
+            "--clinical",
+            str(tmp_path / "clin.tsv"),
+            "--out",
+            str(tmp_path / "response.tsv"),
+            "--best-out",
+            str(tmp_path / "best.tsv"),
+        ]
     )
     assert code == 0
     response = read_tsv(tmp_path / "response.tsv")
@@ -555,9 +580,18 @@ def test_config_yaml_defaults_are_the_documented_rules():
 
     config = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
     assert RanoSettings.from_config(config) == RanoSettings(
-        measurable_min_ld_mm=10, measurable_min_pd_mm=5, measurable_min_slices=2, max_targets=5, pd_relative=0.2,
-        pd_absolute_mm=5, pr_relative=0.3, new_lesion_min_ld_mm=5, nontarget_pd_volume_ratio=1.728,
-        nontarget_pd_min_increase_ml=0.1, confirmation_days=28, after_progression="stop",
+        measurable_min_ld_mm=10,
+        measurable_min_pd_mm=5,
+        measurable_min_slices=2,
+        max_targets=5,
+        pd_relative=0.2,
+        pd_absolute_mm=5,
+        pr_relative=0.3,
+        new_lesion_min_ld_mm=5,
+        nontarget_pd_volume_ratio=1.728,
+        nontarget_pd_min_increase_ml=0.1,
+        confirmation_days=28,
+        after_progression="stop",
     )
     assert set(config["rano"]) == set(RanoSettings.__dataclass_fields__)
 
@@ -582,8 +616,10 @@ def test_patient_ids_stay_as_written(tmp_path):
     # "007" must not become 7, or the clinical rows of patient 007 would not be found
     write_tsv(pd.DataFrame([lesion(0, 1, 20), lesion(1, 1, 10)]).assign(patient_id="007"), tmp_path / "l.tsv")
     write_tsv(clinical([0, 0], ["stable", "worse"]).assign(patient_id="007"), tmp_path / "c.tsv")
-    assert main(["rano", str(tmp_path / "l.tsv"), "--clinical", str(tmp_path / "c.tsv"), "--out",
-                 str(tmp_path / "r.tsv")]) == 0
+    assert (
+        main(["rano", str(tmp_path / "l.tsv"), "--clinical", str(tmp_path / "c.tsv"), "--out", str(tmp_path / "r.tsv")])
+        == 0
+    )
     response = pd.read_csv(tmp_path / "r.tsv", sep="\t", dtype=str)
     assert response["patient_id"].tolist() == ["007", "007"]
     assert response["overall_response"].tolist() == ["BL", "PD"]

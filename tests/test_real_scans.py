@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from brainmets.cli import main
 from brainmets.inference.pipeline import MAP_FILES
 from brainmets.preprocess.native import to_patient
@@ -62,8 +61,12 @@ def ellipsoid(shape: tuple[int, int, int], radii_vox: tuple[float, float, float]
 
 @pytest.mark.parametrize(
     ("case", "stripped"),
-    [("brain", True), ("brain with specks of noise", False), ("head with zeroed background", False),
-     ("head slab with zeroed background", False)],
+    [
+        ("brain", True),
+        ("brain with specks of noise", False),
+        ("head with zeroed background", False),
+        ("head slab with zeroed background", False),
+    ],
 )
 def test_skull_stripped_detection_tells_brains_from_heads_with_a_zero_background(case: str, stripped: bool) -> None:
     """2 mm grids: a 1.5 L brain on zero is skull-stripped; a 4 L head or a brain-sized head slab on zero is not."""
@@ -74,7 +77,9 @@ def test_skull_stripped_detection_tells_brains_from_heads_with_a_zero_background
     else:
         tissue = ellipsoid(shape, (45, 55, 48))  # 90 x 110 x 96 mm half-axes: 4 L
     if case.startswith("head slab"):
-        tissue = tissue[:, :, 38:62]  # 48 mm of slices through the middle of the head: 1.46 L, 37 % background, 42 % of the faces
+        tissue = tissue[
+            :, :, 38:62
+        ]  # 48 mm of slices through the middle of the head: 1.46 L, 37 % background, 42 % of the faces
     data = np.where(tissue, rng.uniform(100, 200, tissue.shape), 0).astype(np.float32)
     if "specks" in case:
         data[rng.random(data.shape) < 0.02] = 5.0  # noise outside the brain: 2 % of the voxels
@@ -98,12 +103,21 @@ def segmented(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     spacing = json.loads((model / "model.json").read_text())["spacing_mm"]
     root = tmp_path_factory.mktemp("real")
     config = root / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "preprocess": {"spacing_mm": spacing, "skullstrip": {"method": "deepbet"}},
-        "inference": {"mirror_axes": [], "overlap": 0.0},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "preprocess": {"spacing_mm": spacing, "skullstrip": {"method": "deepbet"}},
+                "inference": {"mirror_axes": [], "overlap": 0.0},
+            }
+        )
+    )
     out = root / "segmented"
-    assert main(["segment", str(STRIPPED), str(HEAD), "--model", str(model), "--out-dir", str(out), "--config", str(config)]) == 0
+    assert (
+        main(
+            ["segment", str(STRIPPED), str(HEAD), "--model", str(model), "--out-dir", str(out), "--config", str(config)]
+        )
+        == 0
+    )
     return out
 
 

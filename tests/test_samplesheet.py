@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from brainmets.cli import main
 from brainmets.errors import BrainmetsError
 from brainmets.io import save_nifti
@@ -36,12 +35,36 @@ def scans(tmp_path: Path) -> dict[str, Path]:
 def _rows(scans: dict[str, Path]) -> list[dict[str, str]]:
     """A valid sheet: one patient with two visits (clinical columns) and one training scan."""
     return [
-        {"patient_id": "p01", "timepoint": "2024-01-10", "image": str(scans["a"]), "mask": str(scans["mask"]),
-         "training": "false", "baseline": "true", "steroid_dose_mg": "4", "clinical_status": "stable"},
-        {"patient_id": "p01", "timepoint": "2024-03-01", "image": str(scans["b"]), "mask": "",
-         "training": "false", "baseline": "false", "steroid_dose_mg": "2.5", "clinical_status": "improved"},
-        {"patient_id": "t-1", "timepoint": "2023-12-24", "image": str(scans["c"]), "mask": str(scans["mask"]),
-         "training": "true", "baseline": "", "steroid_dose_mg": "", "clinical_status": ""},
+        {
+            "patient_id": "p01",
+            "timepoint": "2024-01-10",
+            "image": str(scans["a"]),
+            "mask": str(scans["mask"]),
+            "training": "false",
+            "baseline": "true",
+            "steroid_dose_mg": "4",
+            "clinical_status": "stable",
+        },
+        {
+            "patient_id": "p01",
+            "timepoint": "2024-03-01",
+            "image": str(scans["b"]),
+            "mask": "",
+            "training": "false",
+            "baseline": "false",
+            "steroid_dose_mg": "2.5",
+            "clinical_status": "improved",
+        },
+        {
+            "patient_id": "t-1",
+            "timepoint": "2023-12-24",
+            "image": str(scans["c"]),
+            "mask": str(scans["mask"]),
+            "training": "true",
+            "baseline": "",
+            "steroid_dose_mg": "",
+            "clinical_status": "",
+        },
     ]
 
 
@@ -92,9 +115,13 @@ def test_only_required_columns_are_enough(tmp_path: Path, scans: dict[str, Path]
 
 #: (row index, column, new value, fragments the one-line error must contain); {tmp}/{text}/{small} are files
 BAD_CELLS = [
-    pytest.param(1, "timepoint", "2024-01-10", ["row 2", "column timepoint", "row 1", "already has a scan"], id="duplicate-rows"),
+    pytest.param(
+        1, "timepoint", "2024-01-10", ["row 2", "column timepoint", "row 1", "already has a scan"], id="duplicate-rows"
+    ),
     pytest.param(2, "patient_id", "../x", ["row 3", "column patient_id", "'../x'"], id="path-like-id"),
-    pytest.param(0, "patient_id", "model", ["row 1", "column patient_id", "result folders"], id="id-of-a-result-folder"),
+    pytest.param(
+        0, "patient_id", "model", ["row 1", "column patient_id", "result folders"], id="id-of-a-result-folder"
+    ),
     pytest.param(0, "patient_id", "-p", ["row 1", "column patient_id"], id="id-starting-with-dash"),
     pytest.param(0, "patient_id", "p 1", ["row 1", "column patient_id"], id="id-with-space"),
     pytest.param(1, "image", "{tmp}/gone.nii.gz", ["row 2", "column image", "not found"], id="missing-file"),
@@ -106,7 +133,9 @@ BAD_CELLS = [
     pytest.param(2, "mask", "", ["row 3", "column mask", "training row needs"], id="training-row-without-mask"),
     pytest.param(1, "baseline", "true", ["row 2", "column baseline", "already has a baseline"], id="two-baselines"),
     pytest.param(2, "mask", "{small}", ["row 3", "column mask", "grid"], id="mask-on-another-grid"),
-    pytest.param(0, "clinical_status", "better", ["row 1", "column clinical_status", "stable or worse"], id="bad-status"),
+    pytest.param(
+        0, "clinical_status", "better", ["row 1", "column clinical_status", "stable or worse"], id="bad-status"
+    ),
     pytest.param(0, "training", "maybe", ["row 1", "column training", "true or false"], id="bad-boolean"),
     pytest.param(0, "steroid_dose_mg", "-1", ["row 1", "column steroid_dose_mg", "non-negative"], id="negative-dose"),
 ]
@@ -184,7 +213,9 @@ def test_committed_sheet_is_valid() -> None:
     assert len(patients) == config["demo"]["patients"]
 
 
-def test_cli_reports_valid_and_invalid_sheets(tmp_path: Path, scans: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_reports_valid_and_invalid_sheets(
+    tmp_path: Path, scans: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     good = _write(tmp_path / "good.tsv", _rows(scans))
     assert main(["check-samples", str(good)]) == 0
     assert "valid: 3 scans of 2 patients" in capsys.readouterr().out
@@ -246,7 +277,9 @@ def test_check_samples_reads_every_file_completely(
     assert main(["check-samples", "--headers-only", str(sheet)]) == 0
 
 
-def test_a_bad_header_is_refused_by_the_quick_check_too(tmp_path: Path, scans: dict[str, Path], write_bad_header) -> None:
+def test_a_bad_header_is_refused_by_the_quick_check_too(
+    tmp_path: Path, scans: dict[str, Path], write_bad_header
+) -> None:
     rows = _rows(scans)
     rows[1]["image"] = str(write_bad_header(scans["b"], "zero-spacing-qform", tmp_path / "zero.nii.gz"))
     sheet = _write(tmp_path / "s.tsv", rows)
@@ -256,7 +289,9 @@ def test_a_bad_header_is_refused_by_the_quick_check_too(tmp_path: Path, scans: d
 
 
 @pytest.mark.parametrize("read_data", [False, True])
-def test_a_mask_on_another_grid_is_named_with_its_image(tmp_path: Path, scans: dict[str, Path], read_data: bool) -> None:
+def test_a_mask_on_another_grid_is_named_with_its_image(
+    tmp_path: Path, scans: dict[str, Path], read_data: bool
+) -> None:
     rows = _rows(scans)
     rows[2]["mask"] = str(scans["small_mask"])
     message = _error(_write(tmp_path / "s.tsv", rows), read_data=read_data)
@@ -267,7 +302,9 @@ def test_a_mask_on_another_grid_is_named_with_its_image(tmp_path: Path, scans: d
     moved = save_nifti(np.asarray(nib.load(str(scans["mask"])).dataobj), shifted, tmp_path / "moved.nii.gz")
     rows[2]["mask"] = str(moved)
     message = _error(_write(tmp_path / "s2.tsv", rows), read_data=read_data)
-    assert f"column mask: {moved}: grid (8, 9, 10) does not match: its affine differs from that of {scans['c']}" in message
+    assert (
+        f"column mask: {moved}: grid (8, 9, 10) does not match: its affine differs from that of {scans['c']}" in message
+    )
 
 
 def test_check_samples_refuses_a_mask_that_is_not_a_label_map(tmp_path: Path, scans: dict[str, Path]) -> None:
@@ -285,10 +322,16 @@ def test_real_scans_pass_the_complete_check_and_a_cut_copy_does_not(tmp_path: Pa
     real = REPO.parent / "shared" / "data" / "real"
     image, mask = real / "TCGA-FG-6692_raw_t1c.nii.gz", real / "TCGA-FG-6692_raw_t1c_brainmask.nii.gz"
     brats = real / "BraTS-MET-00110-000-t1c.nii.gz"
-    rows = [{"patient_id": "tcga", "timepoint": "2024-01-01", "image": str(image), "mask": str(mask)},
-            {"patient_id": "brats", "timepoint": "2024-01-01", "image": str(brats)}]
-    assert len(load_samples(_write(tmp_path / "s.tsv", rows, ["patient_id", "timepoint", "image", "mask"]),
-                            read_data=True)) == 2
+    rows = [
+        {"patient_id": "tcga", "timepoint": "2024-01-01", "image": str(image), "mask": str(mask)},
+        {"patient_id": "brats", "timepoint": "2024-01-01", "image": str(brats)},
+    ]
+    assert (
+        len(
+            load_samples(_write(tmp_path / "s.tsv", rows, ["patient_id", "timepoint", "image", "mask"]), read_data=True)
+        )
+        == 2
+    )
     cut = tmp_path / "cut.nii.gz"
     cut.write_bytes(image.read_bytes()[:-1000])
     rows[0]["image"] = str(cut)

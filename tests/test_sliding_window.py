@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from brainmets.errors import BrainmetsError
 from brainmets.inference.sliding import (
     brain_region,
@@ -178,6 +177,8 @@ def test_brain_region_widens_a_small_brain_to_one_patch_inside_the_volume():
 
 def test_a_mask_covering_everything_keeps_the_plain_placement():
     image = np.random.default_rng(4).normal(size=(37, 41, 23)).astype(np.float32)
-    with_mask = sliding_window_predict(image, window_dependent, PATCH, overlap=0.75, brain_mask=np.ones(image.shape, bool))
+    with_mask = sliding_window_predict(
+        image, window_dependent, PATCH, overlap=0.75, brain_mask=np.ones(image.shape, bool)
+    )
     without = sliding_window_predict(image, window_dependent, PATCH, overlap=0.75)
     np.testing.assert_array_equal(with_mask, without)

@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+
 from slurm.cluster import slurm_cluster
 from slurm.project import REPO, fold_gpus, make_training_project, overlapping_pairs, snakemake
 
@@ -28,7 +29,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def slurm_jobs() -> dict[str, tuple[float, float]]:
     """Start and end (epoch s) of every finished job SLURM still lists, keyed by Snakemake's job comment."""
-    out = subprocess.run(["squeue", "-h", "--states=all", "-o", "%k|%S|%e|%T"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["squeue", "-h", "--states=all", "-o", "%k|%S|%e|%T"], capture_output=True, text=True, check=True
+    )
     jobs = {}
     for line in out.stdout.splitlines():
         comment, start, end, state = line.split("|")
@@ -41,10 +44,16 @@ def test_training_through_slurm_gives_each_gpu_job_its_own_gpu(cluster: Path, tm
     """Three folds (gpu=1 each) on two GPUs: SLURM runs two at a time on different GPUs, the third waits."""
     project = make_training_project(tmp_path / "p", patients=3, folds=3, epochs=1)
     result = snakemake(
-        project, "results/model/model.json", "--workflow-profile", str(REPO / "workflow/profiles/slurm"), *SITE,
+        project,
+        "results/model/model.json",
+        "--workflow-profile",
+        str(REPO / "workflow/profiles/slurm"),
+        *SITE,
         timeout=600,
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:] + (cluster / "slurmctld.log").read_text()[-2000:]
+    assert result.returncode == 0, (
+        result.stdout[-3000:] + result.stderr[-3000:] + (cluster / "slurmctld.log").read_text()[-2000:]
+    )
     assert (project / "results/model/model.json").is_file()
     submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", result.stdout + result.stderr)
     assert len(submitted) >= 3, "the training jobs were not submitted to SLURM"

@@ -9,7 +9,6 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
 from brainmets.cli import main
 from brainmets.errors import BrainmetsError
 from brainmets.io import read_tsv, save_nifti
@@ -166,8 +165,9 @@ def test_track_command_writes_the_table_and_tracked_label_maps(tmp_path):
     a, b = ball((10, 10, 10), 4), ball((34, 34, 12), 4)
     names = write_masks(tmp_path / "masks", [a | b, a, a | b])
     # rows out of date order, relative paths
-    manifest = write_manifest(tmp_path, [DATES[2], DATES[0], DATES[1]], [f"masks/{names[2]}", f"masks/{names[0]}",
-                                                                          f"masks/{names[1]}"])
+    manifest = write_manifest(
+        tmp_path, [DATES[2], DATES[0], DATES[1]], [f"masks/{names[2]}", f"masks/{names[0]}", f"masks/{names[1]}"]
+    )
     out = tmp_path / "P1"
     assert main(["track", str(manifest), "--out", str(out), "--patient", "P1"]) == 0
     table = read_tsv(out / "lesions.tsv")
@@ -220,7 +220,9 @@ def test_track_command_reads_the_track_section_of_the_config(tmp_path):
     names = write_masks(tmp_path, [first, second])
     manifest = write_manifest(tmp_path, DATES[:2], names)
     (tmp_path / "config.yaml").write_text("track:\n  dilation_mm: 0.5\n  centroid_radius_mm: 0\n")
-    assert main(["track", str(manifest), "--out", str(tmp_path / "out"), "--config", str(tmp_path / "config.yaml")]) == 0
+    assert (
+        main(["track", str(manifest), "--out", str(tmp_path / "out"), "--config", str(tmp_path / "config.yaml")]) == 0
+    )
     assert read_tsv(tmp_path / "out" / "lesions.tsv")["event"].tolist() == ["baseline", "resolved", "new"]
 
 

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from brainmets.cli import main
 from brainmets.errors import BrainmetsError
 from brainmets.io import save_nifti
@@ -45,13 +44,17 @@ def workspace(tmp_path_factory):
 
 
 def _settings(workspace, **train):
-    return settings_from_config({"model": {"preset": str(workspace / "tiny.yaml")},
-                                 "train": {"folds": 2, "device": "cpu", **train}})
+    return settings_from_config(
+        {"model": {"preset": str(workspace / "tiny.yaml")}, "train": {"folds": 2, "device": "cpu", **train}}
+    )
 
 
 def _fake_cases(timepoints):
-    return [Case(f"{p}_{t}", Path(f"/x/{p}_{t}"), p, (1.0, 1.0, 1.0), (8, 8, 8))
-            for p, n in timepoints.items() for t in range(n)]
+    return [
+        Case(f"{p}_{t}", Path(f"/x/{p}_{t}"), p, (1.0, 1.0, 1.0), (8, 8, 8))
+        for p, n in timepoints.items()
+        for t in range(n)
+    ]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -81,15 +84,41 @@ def test_too_few_patients_or_a_missing_fold_is_refused():
 def test_prepare_case_command_and_its_errors(workspace, tmp_path, capsys):
     image = workspace / "nifti" / "P00_T0_image.nii.gz"
     label = workspace / "nifti" / "P00_T0_label.nii.gz"
-    assert main(["prepare-case", "--image", str(image), "--label", str(label), "--out-dir", str(tmp_path / "c"),
-                 "--patient", "P00"]) == 0
+    assert (
+        main(
+            [
+                "prepare-case",
+                "--image",
+                str(image),
+                "--label",
+                str(label),
+                "--out-dir",
+                str(tmp_path / "c"),
+                "--patient",
+                "P00",
+            ]
+        )
+        == 0
+    )
     data = np.load(tmp_path / "c" / "data.npy")
     assert data.shape == (32, 32, 32, 3) and set(np.unique(data[..., 1])) == {0.0, 1.0}
     assert data[..., 2].min() >= 1.0 and data[..., 2][data[..., 1] > 0].mean() > 1.5
     assert json.loads((tmp_path / "c" / "case.json").read_text())["patient"] == "P00"
     save_nifti(np.zeros((32, 32, 30), np.uint8), np.eye(4), tmp_path / "bad_label.nii.gz")
-    assert main(["prepare-case", "--image", str(image), "--label", str(tmp_path / "bad_label.nii.gz"),
-                 "--out-dir", str(tmp_path / "d")]) == 2
+    assert (
+        main(
+            [
+                "prepare-case",
+                "--image",
+                str(image),
+                "--label",
+                str(tmp_path / "bad_label.nii.gz"),
+                "--out-dir",
+                str(tmp_path / "d"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "bad_label.nii.gz: grid (32, 32, 30) does not match" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "d" / "data.npy").exists()
@@ -104,7 +133,8 @@ def test_train_fold_writes_checkpoints_log_state_and_a_loadable_model(workspace)
     fold = model_dir / "fold_0"
     assert state["finished"] and state["epoch"] == 2 and state["step"] == 6
     assert {"best.weights.h5", "latest.weights.h5", "latest.optimizer.npz", "log.csv", "state.json"} <= {
-        p.name for p in fold.iterdir()}
+        p.name for p in fold.iterdir()
+    }
     log = pd.read_csv(fold / "log.csv")
     assert list(log["epoch"]) == [0, 1] and list(log["step"]) == [3, 6]
     assert log["val_dice"].between(0, 1).all() and state["best_dice"] == pytest.approx(log["val_dice"].max())
@@ -131,10 +161,28 @@ def test_killed_training_resumes_from_the_latest_checkpoint(workspace, capsys):
 
     model_dir = workspace / "model_b"
     config = workspace / "long.yaml"
-    config.write_text(yaml.safe_dump({"model": {"preset": str(workspace / "tiny.yaml")},
-                                      "train": {"folds": 2, "device": "cpu", "epochs": 200}}))
-    job = subprocess.Popen([sys.executable, "-m", "brainmets.cli", "train", "--cases", str(workspace / "cases"),
-                            "--fold", "1", "--model-dir", str(model_dir), "--config", str(config), "--quiet"])
+    config.write_text(
+        yaml.safe_dump(
+            {"model": {"preset": str(workspace / "tiny.yaml")}, "train": {"folds": 2, "device": "cpu", "epochs": 200}}
+        )
+    )
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "brainmets.cli",
+            "train",
+            "--cases",
+            str(workspace / "cases"),
+            "--fold",
+            "1",
+            "--model-dir",
+            str(model_dir),
+            "--config",
+            str(config),
+            "--quiet",
+        ]
+    )
     state_path = model_dir / "fold_1" / "state.json"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and job.poll() is None:
@@ -162,8 +210,9 @@ def test_resume_with_another_network_is_refused(workspace):
 
     other = dict(TINY, network={"filters": [4, 8, 32], "deep_supervision_heads": 1})
     (workspace / "other.yaml").write_text(yaml.safe_dump(other))
-    settings = settings_from_config({"model": {"preset": str(workspace / "other.yaml")},
-                                     "train": {"folds": 2, "device": "cpu"}})
+    settings = settings_from_config(
+        {"model": {"preset": str(workspace / "other.yaml")}, "train": {"folds": 2, "device": "cpu"}}
+    )
     with pytest.raises(BrainmetsError, match="network differs from the interrupted run"):
         train_fold(workspace / "cases", 0, workspace / "model_a", settings, verbose=0)
 
@@ -179,7 +228,6 @@ def _step_data(size):
 @pytest.mark.slow
 def test_mixed_precision_and_xla_paths_run_on_cpu(workspace):
     import keras
-
     from brainmets.training.loop import build_training_model, make_optimizer, make_train_step
 
     settings = _settings(workspace, mixed_precision=True, xla=True)

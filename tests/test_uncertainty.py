@@ -4,20 +4,19 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
-
 from brainmets.errors import BrainmetsError
 from brainmets.inference.ensemble import mirror_combinations, predict_ensemble
 from brainmets.inference.uncertainty import (
     binary_entropy_bits,
     ensemble_maps,
-    threshold_lesions,
     lesion_table,
     min_lesion_voxels,
     misclassification_auroc,
+    threshold_lesions,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 
 def test_binary_entropy_in_bits():

@@ -7,7 +7,6 @@ import math
 import nibabel as nib
 import numpy as np
 import pytest
-
 from brainmets.cli import main
 from brainmets.io import save_nifti
 from brainmets.training.settings import WeightMapSettings

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from slurm.project import REPO, SNAKEMAKE, dry_run_jobs, env, make_project, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -116,15 +117,26 @@ def test_sheet_skull_stripped_column_reaches_preprocessing(project: Path, tmp_pa
     sheet = copy / "config" / "samples.tsv"
     lines = sheet.read_text().splitlines()
     declared = {"P1": "true", "T1": "false"}
-    rows = [lines[0] + "\tskull_stripped"] + [f"{line}\t{declared.get(line.split(chr(9))[0], '')}" for line in lines[1:]]
+    rows = [lines[0] + "\tskull_stripped"] + [
+        f"{line}\t{declared.get(line.split(chr(9))[0], '')}" for line in lines[1:]
+    ]
     sheet.write_text("\n".join(rows) + "\n")
-    targets = ["results/P1/2024-01-15/preprocessing.json", "results/P2/2024-01-15/preprocessing.json",
-               "results/training/T1_2023-01-01/preprocessing.json"]
+    targets = [
+        "results/P1/2024-01-15/preprocessing.json",
+        "results/P2/2024-01-15/preprocessing.json",
+        "results/training/T1_2023-01-01/preprocessing.json",
+    ]
     result = snakemake(copy, *targets, "-n", "-p")
     assert result.returncode == 0, result.stdout + result.stderr
-    commands = {line.split("--image ")[1].split()[0]: line for line in result.stdout.splitlines() if "brainmets preprocess" in line}
+    commands = {
+        line.split("--image ")[1].split()[0]: line
+        for line in result.stdout.splitlines()
+        if "brainmets preprocess" in line
+    }
     options = {
-        Path(image).parent.name: next((o for o in ("--skull-stripped", "--no-skull-stripped") if f" {o} " in line), None)
+        Path(image).parent.name: next(
+            (o for o in ("--skull-stripped", "--no-skull-stripped") if f" {o} " in line), None
+        )
         for image, line in commands.items()
     }
     assert options == {"P1": "--skull-stripped", "P2": None, "T1": "--no-skull-stripped"}

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from slurm.project import (
     SNAKEMAKE,
     env,
@@ -39,9 +40,12 @@ def test_two_local_gpu_jobs_never_share_a_gpu(tmp_path: Path) -> None:
     """`--resources gpu=2` on a machine with GPUs 0 and 1: the two folds run at once, on different GPUs."""
     project = make_training_project(tmp_path / "p", patients=2, folds=2, epochs=1, gpu_lock_dir=tmp_path / "locks")
     result = subprocess.run(
-        [*SNAKEMAKE, MODEL, "-d", str(project), "--cores", "2", "--resources", "gpu=2",
-         "--set-threads", "train=1"],
-        cwd=project, env={**env(), "CUDA_VISIBLE_DEVICES": "0,1"}, capture_output=True, text=True, timeout=600,
+        [*SNAKEMAKE, MODEL, "-d", str(project), "--cores", "2", "--resources", "gpu=2", "--set-threads", "train=1"],
+        cwd=project,
+        env={**env(), "CUDA_VISIBLE_DEVICES": "0,1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     gpus = fold_gpus(project / "logs" / "train")
@@ -69,8 +73,9 @@ def test_killed_run_resumes_without_redoing_finished_jobs(tmp_path: Path) -> Non
     """Kill -9 the whole run while the second fold trains: the rerun keeps the first, resumes the second."""
     project = make_training_project(tmp_path / "p", patients=2, folds=2, epochs=3, gpu_lock_dir=tmp_path / "locks")
     command = [*SNAKEMAKE, MODEL, "-d", str(project), "--cores", "2"]
-    run = subprocess.Popen(command, cwd=project, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True)
+    run = subprocess.Popen(
+        command, cwd=project, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     finished = running = None
     deadline = time.monotonic() + 400
     try:

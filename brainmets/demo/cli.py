@@ -15,7 +15,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", type=int, default=12, help="training subjects, one scan each (default 12)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same cohort")
     parser.add_argument(
-        "--scale", type=float, default=1.0, help="voxel-size multiplier; 2 gives an 8x smaller cohort for tests (default 1)"
+        "--scale",
+        type=float,
+        default=1.0,
+        help="voxel-size multiplier; 2 gives an 8x smaller cohort for tests (default 1)",
     )
     parser.add_argument("--workers", type=int, default=1, help="subjects generated in parallel (default 1)")
 

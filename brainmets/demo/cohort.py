@@ -25,7 +25,16 @@ FIRST_DATE = dt.date(2024, 1, 1)
 #: follow-up interval range (days)
 INTERVAL_DAYS = (42, 84)
 #: columns of the sample sheet the generator writes
-SAMPLE_COLUMNS = ["patient_id", "timepoint", "image", "mask", "training", "baseline", "steroid_dose_mg", "clinical_status"]
+SAMPLE_COLUMNS = [
+    "patient_id",
+    "timepoint",
+    "image",
+    "mask",
+    "training",
+    "baseline",
+    "steroid_dose_mg",
+    "clinical_status",
+]
 
 
 @dataclass(frozen=True)
@@ -117,7 +126,9 @@ def _head_corners(template: head.Head) -> np.ndarray:
     return corners @ template.affine[:3, :3].T + template.affine[:3, 3]
 
 
-def generate_subject(subject: Subject, out: Path, prefix: PurePosixPath, seed: int, scale: float) -> dict[str, pd.DataFrame]:
+def generate_subject(
+    subject: Subject, out: Path, prefix: PurePosixPath, seed: int, scale: float
+) -> dict[str, pd.DataFrame]:
     """Simulate and write every scan of one subject; returns its rows of the sample sheet and truth tables."""
     kind_code = 0 if subject.kind == "longitudinal" else 1
     rng = np.random.default_rng([seed, kind_code, subject.number])
@@ -134,7 +145,9 @@ def generate_subject(subject: Subject, out: Path, prefix: PurePosixPath, seed: i
 
     poses, measurements, merges = [], [], []
     for t, date in enumerate(dates):
-        common_labels, merged = truth.merge_touching(lesions.rasterise(designed, t, anatomy.affine, anatomy.brain.shape))
+        common_labels, merged = truth.merge_touching(
+            lesions.rasterise(designed, t, anatomy.affine, anatomy.brain.shape)
+        )
         measurements.append(truth.measure_timepoint(common_labels, anatomy.affine))
         merges.append(merged)
         save_nifti(common_labels, anatomy.affine, truth_dir / f"{date}_lesions.nii.gz")

@@ -118,7 +118,9 @@ def make_lesion(
     )
 
 
-def _box(lesion: Lesion, timepoint: int, affine: np.ndarray, shape: tuple[int, ...], reach: float) -> tuple[slice, ...] | None:
+def _box(
+    lesion: Lesion, timepoint: int, affine: np.ndarray, shape: tuple[int, ...], reach: float
+) -> tuple[slice, ...] | None:
     """Voxel box of a grid (affine, shape) that holds the sphere of `reach` x the lesion's extent."""
     radius = lesion.extent_mm(timepoint) * reach + 1.0
     corners = np.array(np.meshgrid(*[[-radius, radius]] * 3, indexing="ij")).reshape(3, -1).T + lesion.centre_mm
@@ -154,7 +156,9 @@ def rasterise(lesions: list[Lesion], timepoint: int, affine: np.ndarray, shape: 
     return labels
 
 
-def paint(image: np.ndarray, lesions: list[Lesion], timepoint: int, affine: np.ndarray, rng: np.random.Generator) -> None:
+def paint(
+    image: np.ndarray, lesions: list[Lesion], timepoint: int, affine: np.ndarray, rng: np.random.Generator
+) -> None:
     """Add the lesions' T1-CE appearance (enhancing rim or solid, necrotic core, oedema) to an image in place."""
     voxel_mm = float(np.cbrt(abs(np.linalg.det(affine[:3, :3]))))
     for lesion in lesions:

@@ -59,7 +59,14 @@ class Scenario:
 
 
 SCENARIOS: tuple[Scenario, ...] = (
-    Scenario("partial-response", "every lesion shrinks to ~50 % of its diameter", (1.0, 0.5, 0.45, 0.42), (14, 24), 20, ("PR",)),
+    Scenario(
+        "partial-response",
+        "every lesion shrinks to ~50 % of its diameter",
+        (1.0, 0.5, 0.45, 0.42),
+        (14, 24),
+        20,
+        ("PR",),
+    ),
     Scenario(
         "progression-new-lesion",
         "lesions stable; a new >= 10 mm lesion appears at the first follow-up",
@@ -92,9 +99,15 @@ SCENARIOS: tuple[Scenario, ...] = (
         7,
         ("PD",),
     ),
-    Scenario("complete-response", "every lesion disappears from the first follow-up on", (1.0, 0.0), (12, 24), 20, ("CR",)),
-    Scenario("stable", "every lesion stays within +-3 % of its diameter", (1.0, 1.03, 0.98, 1.02), (12, 24), 20, ("SD",)),
-    Scenario("progression-growth", "every lesion grows by 50-80 % in diameter", (1.0, 1.5, 1.7, 1.8), (14, 16), 10, ("PD",)),
+    Scenario(
+        "complete-response", "every lesion disappears from the first follow-up on", (1.0, 0.0), (12, 24), 20, ("CR",)
+    ),
+    Scenario(
+        "stable", "every lesion stays within +-3 % of its diameter", (1.0, 1.03, 0.98, 1.02), (12, 24), 20, ("SD",)
+    ),
+    Scenario(
+        "progression-growth", "every lesion grows by 50-80 % in diameter", (1.0, 1.5, 1.7, 1.8), (14, 16), 10, ("PD",)
+    ),
 )
 
 
@@ -229,7 +242,9 @@ def design_lesions(
     else:
         first = _place(placer, rng, 1, (Blob(np.zeros(3), d1 / 2),), ordinary[None])
     if first is None:
-        raise BrainmetsError(f"demo: the leading lesion of scenario {name} does not fit in this brain; try another seed")
+        raise BrainmetsError(
+            f"demo: the leading lesion of scenario {name} does not fit in this brain; try another seed"
+        )
     lesions.insert(0, first)
 
     sizes = _diameters(rng, max(n_baseline - len(lesions), 0), min_diameter_mm, max(other_max, min_diameter_mm))
@@ -241,7 +256,9 @@ def design_lesions(
         diameter = max(float(rng.uniform(10.0, 12.0)), min_diameter_mm)
         lesion = _place(placer, rng, 0, (Blob(np.zeros(3), diameter / 2),), (times >= 1).astype(float)[None])
         if lesion is None:
-            raise BrainmetsError("demo: the new lesion of scenario progression-new-lesion does not fit; try another seed")
+            raise BrainmetsError(
+                "demo: the new lesion of scenario progression-new-lesion does not fit; try another seed"
+            )
         lesions.append(lesion)
     return [_renumber(lesion, i + 1) for i, lesion in enumerate(lesions)]
 

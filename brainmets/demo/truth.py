@@ -88,7 +88,9 @@ def lesion_table(
         previous = present
     table = pd.DataFrame(rows, columns=LESION_TABLE_COLUMNS)
     table["merged_into"] = table["merged_into"].astype("Int64")
-    return table.astype({"lesion_id": int, "component": int, "n_axial_slices": int, "ld_slice": int, "measurable": bool})
+    return table.astype(
+        {"lesion_id": int, "component": int, "n_axial_slices": int, "ld_slice": int, "measurable": bool}
+    )
 
 
 def expected_response(lesions: pd.DataFrame, clinical: pd.DataFrame | None) -> pd.DataFrame:

@@ -164,9 +164,17 @@ def evaluate_brats2025(
         if is_large:
             dice.append(lesion_dice), hd95.append(lesion_hd95), nsd.append(lesion_nsd)
         lesions.append(
-            {"lesion": lesion, "voxels": int(ref_voxels[lesion]), "volume_mm3": float(volume_mm3),
-             "large": bool(is_large), "matched": lesion in matched, "detected": detected,
-             "dice": lesion_dice, "hd95_mm": lesion_hd95, "nsd": lesion_nsd}
+            {
+                "lesion": lesion,
+                "voxels": int(ref_voxels[lesion]),
+                "volume_mm3": float(volume_mm3),
+                "large": bool(is_large),
+                "matched": lesion in matched,
+                "detected": detected,
+                "dice": lesion_dice,
+                "hd95_mm": lesion_hd95,
+                "nsd": lesion_nsd,
+            }
         )
     dice += [0.0] * false_positives
     hd95 += [HD95_PENALTY_MM] * false_positives

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from brainmets.errors import BrainmetsError
 from brainmets.evaluation.brats2025 import evaluate_brats2025
 from brainmets.evaluation.metrics import evaluate_segmentation
 from brainmets.io import check_same_grid, load_mask, voxel_spacing_mm, write_tsv
@@ -44,8 +43,14 @@ def evaluate_files(
     """Scores of a predicted mask file against a truth mask file on one grid (mm from the affine), and the lesion table."""
     truth_path, pred_path = Path(truth_path), Path(pred_path)
     (truth, truth_img), (pred, pred_img) = load_mask(truth_path, labels=True), load_mask(pred_path, labels=True)
-    check_same_grid(truth_img, pred_img, truth_path, pred_path, SAME_GRID_FIX,
-                    tolerance_mm=GRID_TOLERANCE_VOXELS * voxel_spacing_mm(truth_img.affine).min())
+    check_same_grid(
+        truth_img,
+        pred_img,
+        truth_path,
+        pred_path,
+        SAME_GRID_FIX,
+        tolerance_mm=GRID_TOLERANCE_VOXELS * voxel_spacing_mm(truth_img.affine).min(),
+    )
     spacing = tuple(float(s) for s in voxel_spacing_mm(truth_img.affine))
     if definition == "brats2025":
         return evaluate_brats2025(truth, pred, spacing)

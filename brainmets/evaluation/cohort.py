@@ -50,7 +50,17 @@ BIN_TITLES = {"lt0.05ml": "< 0.05 mL", "0.05to0.5ml": "0.05-0.5 mL", "0.5to4ml":
 
 #: columns of the cohort summary, one row per metric
 SUMMARY_COLUMNS = [
-    "metric", "n_scans", "mean", "median", "q1", "q3", "iqr", "pooled", "ci95_low", "ci95_high", "n_lesions"
+    "metric",
+    "n_scans",
+    "mean",
+    "median",
+    "q1",
+    "q3",
+    "iqr",
+    "pooled",
+    "ci95_low",
+    "ci95_high",
+    "n_lesions",
 ]
 
 
@@ -61,9 +71,7 @@ def _numeric_columns(definition: str) -> list[str]:
     return SCAN_METRICS + COUNT_COLUMNS + [f"sensitivity_{label}" for label in SIZE_BIN_LABELS]
 
 
-def read_scan_metrics(
-    paths: Sequence[str | os.PathLike[str]], definition: str = DEFAULT_DEFINITION
-) -> pd.DataFrame:
+def read_scan_metrics(paths: Sequence[str | os.PathLike[str]], definition: str = DEFAULT_DEFINITION) -> pd.DataFrame:
     """Concatenate per-scan metrics tables written by `brainmets evaluate`, checking columns and numbers."""
     if not paths:
         raise BrainmetsError("no per-scan metrics tables given; pass the TSV files written by `brainmets evaluate`")
@@ -115,7 +123,9 @@ def _summarise_brats2025(scans: pd.DataFrame) -> pd.DataFrame:
     rows = [_distribution(metric, scans[metric]) for metric in brats2025.COLUMNS]
     for prefix, _ in BRATS2025_CLASSES:
         tp, fn = int(scans[f"{prefix}_tp"].sum()), int(scans[f"{prefix}_fn"].sum())
-        next(r for r in rows if r["metric"] == f"{prefix}_rec").update(_pooled_proportion(tp, tp + fn), n_lesions=tp + fn)
+        next(r for r in rows if r["metric"] == f"{prefix}_rec").update(
+            _pooled_proportion(tp, tp + fn), n_lesions=tp + fn
+        )
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     return summary.astype({"n_scans": "Int64", "n_lesions": "Int64"})
 

@@ -30,23 +30,29 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML configuration whose `inference` section sets the defaults")
     parser.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1) (default 0.5)")
     parser.add_argument(
-        "--mirror-axes", type=int, nargs="*", metavar="AXIS",
+        "--mirror-axes",
+        type=int,
+        nargs="*",
+        metavar="AXIS",
         help="test-time mirroring axes (default 0 1 2: 8 flips); give none to switch mirroring off",
     )
     parser.add_argument("--min-lesion-ml", type=float, help="drop predicted lesions smaller than this (mL; default 0)")
     parser.add_argument(
-        "--batch-size", type=batch_size_argument,
+        "--batch-size",
+        type=batch_size_argument,
         help="windows per network call, or auto (default: as many as fill one 128^3 window, at most 8)",
     )
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), help="where the network runs (default auto)")
     parser.add_argument("--weights", choices=("best", "latest"), help="which checkpoint of each fold (default best)")
     parser.add_argument("--threads", type=int, help="CPU threads for TensorFlow (default: all)")
     parser.add_argument(
-        "--recipe", choices=("default", "published"),
+        "--recipe",
+        choices=("default", "published"),
         help="inference recipe: default (brainmets) or published (Brain-Mets-Seg predict.py: overlap 0.75, 8 flips)",
     )
     parser.add_argument(
-        "--precision", choices=("auto", "float32", "bfloat16"),
+        "--precision",
+        choices=("auto", "float32", "bfloat16"),
         help="network arithmetic (default auto: bfloat16 where the CPU or GPU has it natively, else float32)",
     )
 
@@ -87,10 +93,14 @@ def set_threads(threads: int | None) -> None:
 def configure(parser: argparse.ArgumentParser) -> None:
     """Declare the arguments of `brainmets predict`."""
     parser.add_argument(
-        "--image", type=Path, required=True,
+        "--image",
+        type=Path,
+        required=True,
         help="z-scored image in patient space (the preprocessing stage's t1ce_zscore.nii.gz brain crop, or the whole grid)",
     )
-    parser.add_argument("--brain-mask", type=Path, required=True, help="brain mask in patient space; maps are written on its grid")
+    parser.add_argument(
+        "--brain-mask", type=Path, required=True, help="brain mask in patient space; maps are written on its grid"
+    )
     parser.add_argument("--out-dir", type=Path, required=True, help="folder for the maps and lesions.tsv")
     add_inference_arguments(parser)
 

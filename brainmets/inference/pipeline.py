@@ -28,7 +28,7 @@ from brainmets.errors import BrainmetsError
 from brainmets.inference.ensemble import mirror_combinations, predict_ensemble
 from brainmets.inference.runtime import PRECISIONS
 from brainmets.inference.sliding import BatchPredictor
-from brainmets.inference.uncertainty import UNCERTAINTY_MAPS, EnsembleMaps, threshold_lesions, lesion_table
+from brainmets.inference.uncertainty import UNCERTAINTY_MAPS, EnsembleMaps, lesion_table, threshold_lesions
 from brainmets.io import load_nifti, save_nifti, voxel_spacing_mm, write_tsv
 from brainmets.preprocess.space import uncrop
 
@@ -82,7 +82,9 @@ def settings_from_config(config: Mapping[str, Any], source: str = "config") -> I
     known = {f.name for f in dataclasses.fields(InferenceSettings)}
     unknown = sorted(set(section) - known)
     if unknown:
-        raise BrainmetsError(f"{source}: unknown inference key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise BrainmetsError(
+            f"{source}: unknown inference key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
     try:
         settings = InferenceSettings(**section)
         settings = settings.replace(
@@ -176,10 +178,7 @@ def load_segmenter(model_dir: str | os.PathLike[str], settings: InferenceSetting
     with dtype_policy(resolve_precision(settings.precision, device, settings.recipe)):
         metadata, models = load_model_dir(model_dir, weights=settings.weights)
     jit = device.startswith("/GPU") if settings.jit_compile == "auto" else bool(settings.jit_compile)
-    predictors = [
-        compile_predictor(m, metadata["patch_size"], device=device, jit_compile=jit)
-        for m in models
-    ]
+    predictors = [compile_predictor(m, metadata["patch_size"], device=device, jit_compile=jit) for m in models]
     log.info("model %s: %d folds on %s loaded in %.1f s", model_dir, len(models), device, time.perf_counter() - started)
     return Segmenter(metadata, predictors, settings)
 

@@ -110,13 +110,19 @@ def published_fold_logits(
     """One fold's test-time-augmented logits on the image's grid (float32; 0 outside the nonzero bounding box)."""
     box = nonzero_box(image)
     crop = np.asarray(image[box], dtype=np.float32)
-    pads = [(max(int(p) - n, 0) // 2, max(int(p) - n, 0) - max(int(p) - n, 0) // 2) for n, p in zip(crop.shape, patch_size)]
+    pads = [
+        (max(int(p) - n, 0) // 2, max(int(p) - n, 0) - max(int(p) - n, 0) // 2) for n, p in zip(crop.shape, patch_size)
+    ]
     volume = np.pad(crop, pads, mode="constant")
     summed = np.zeros(volume.shape, dtype=np.float64)
     for flip in flips:
         started = time.perf_counter()
         logits = published_sliding_window(
-            np.ascontiguousarray(np.flip(volume, flip)), predict_batch, patch_size, overlap=overlap, batch_size=batch_size
+            np.ascontiguousarray(np.flip(volume, flip)),
+            predict_batch,
+            patch_size,
+            overlap=overlap,
+            batch_size=batch_size,
         )
         summed += np.flip(logits, flip)
         log.info("flip %s: %.1f s", flip or "none", time.perf_counter() - started)

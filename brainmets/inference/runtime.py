@@ -92,8 +92,12 @@ def resolve_precision(precision: str, device: str, recipe: str = "default") -> s
         log.info("precision float32 (auto under the published recipe) on %s", device)
         return "float32"
     chosen = "bfloat16" if native_bfloat16(device) else "float32"
-    log.info("precision %s (auto: %s bfloat16 arithmetic on %s)", chosen,
-             "native" if chosen == "bfloat16" else "no native", device)
+    log.info(
+        "precision %s (auto: %s bfloat16 arithmetic on %s)",
+        chosen,
+        "native" if chosen == "bfloat16" else "no native",
+        device,
+    )
     return chosen
 
 

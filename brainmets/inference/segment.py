@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from brainmets.errors import BrainmetsError
-from brainmets.inference.pipeline import LABEL_MAPS, MAP_FILES, LESIONS, Segmenter, predict_scan
+from brainmets.inference.pipeline import LABEL_MAPS, LESIONS, MAP_FILES, Segmenter, predict_scan
 from brainmets.io import read_nifti_header
 from brainmets.preprocess.settings import PreprocessSettings
 
@@ -60,7 +60,9 @@ def native_maps(scan_dir: str | os.PathLike[str]) -> dict[str, Path]:
     root = Path(scan_dir)
     files, labels = {**MAP_FILES, "brain_mask": BRAIN_MASK}, (*LABEL_MAPS, "brain_mask")
     return {
-        name: map_file_to_native(root / filename, root, root / NATIVE_DIR / filename, kind="label" if name in labels else "map")
+        name: map_file_to_native(
+            root / filename, root, root / NATIVE_DIR / filename, kind="label" if name in labels else "map"
+        )
         for name, filename in files.items()
     }
 

@@ -39,7 +39,9 @@ def gaussian_importance_map(patch_size: Sequence[int], sigma_scale: float = SIGM
 def window_starts(size: int, patch: int, overlap: float) -> list[int]:
     """Start indices (voxels) of the windows along one axis of `size` voxels; windows overlap by >= `overlap`."""
     if not 0.0 <= overlap < 1.0:
-        raise BrainmetsError(f"inference overlap {overlap} must be in [0, 1); nnU-Net uses 0.5, the published system 0.75")
+        raise BrainmetsError(
+            f"inference overlap {overlap} must be in [0, 1); nnU-Net uses 0.5, the published system 0.75"
+        )
     if size <= patch:
         return [0]
     target_step = max(patch * (1.0 - overlap), 1.0)
@@ -48,9 +50,7 @@ def window_starts(size: int, patch: int, overlap: float) -> list[int]:
     return [int(round(step * i)) for i in range(n_windows)]
 
 
-def window_slices(
-    shape: Sequence[int], patch_size: Sequence[int], overlap: float
-) -> list[tuple[slice, slice, slice]]:
+def window_slices(shape: Sequence[int], patch_size: Sequence[int], overlap: float) -> list[tuple[slice, slice, slice]]:
     """Every window of a volume of `shape` (already at least the patch size), as index slices."""
     starts = [window_starts(int(s), int(p), overlap) for s, p in zip(shape, patch_size)]
     return [
@@ -79,9 +79,7 @@ def brain_region(mask: np.ndarray, patch_size: Sequence[int]) -> tuple[slice, sl
     return tuple(region)
 
 
-def brain_windows(
-    mask: np.ndarray, patch_size: Sequence[int], overlap: float
-) -> list[tuple[slice, slice, slice]]:
+def brain_windows(mask: np.ndarray, patch_size: Sequence[int], overlap: float) -> list[tuple[slice, slice, slice]]:
     """The windows worth computing on a volume with this brain mask: those tiling its brain region that hold brain."""
     region = brain_region(mask, patch_size)
     if region is None:

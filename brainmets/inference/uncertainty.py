@@ -19,9 +19,9 @@ from scipy.special import entr
 from scipy.stats import mannwhitneyu
 from skimage.morphology import remove_small_objects
 
+from brainmets.components import label_lesions
 from brainmets.errors import BrainmetsError
 from brainmets.io import voxel_volume_ml
-from brainmets.components import label_lesions
 
 #: names of the uncertainty maps, in the order they are written and tabulated
 UNCERTAINTY_MAPS = ("total_entropy", "expected_entropy", "mutual_information")

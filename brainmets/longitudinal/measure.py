@@ -40,6 +40,7 @@ MEASUREMENT_COLUMNS: list[str] = [
     "centroid_z_mm",
 ]
 
+
 class AxialDiameters(NamedTuple):
     """The longest and perpendicular axial diameters (mm) of one lesion and where the LD lies."""
 
@@ -169,7 +170,9 @@ def measure_components(
     table.insert(
         MEASUREMENT_COLUMNS.index("measurable"),
         "measurable",
-        is_measurable(table["longest_diameter_mm"], table["perpendicular_diameter_mm"], table["n_axial_slices"], settings),
+        is_measurable(
+            table["longest_diameter_mm"], table["perpendicular_diameter_mm"], table["n_axial_slices"], settings
+        ),
     )
     return table
 

@@ -76,8 +76,15 @@ def plot_trajectory(lesions: pd.DataFrame, response: pd.DataFrame, path: str | o
         if not isinstance(row.overall_response, str):  # not assessed after progression
             continue
         label = row.overall_response + ("*" if bool(row.confirmed) else "")
-        ax.annotate(label, (x, 0 if np.isnan(y) else y), textcoords="offset points", xytext=(0, 8), ha="center",
-                    fontsize=9, fontweight="bold")
+        ax.annotate(
+            label,
+            (x, 0 if np.isnan(y) else y),
+            textcoords="offset points",
+            xytext=(0, 8),
+            ha="center",
+            fontsize=9,
+            fontweight="bold",
+        )
     new = response["new_lesions"].to_numpy() > 0
     if new.any():
         ax.scatter(days[new], np.zeros(new.sum()), marker="^", s=90, color="#d62728", zorder=5, label="new lesion(s)")
@@ -89,8 +96,13 @@ def plot_trajectory(lesions: pd.DataFrame, response: pd.DataFrame, path: str | o
     if "period" in response:  # under rano.after_progression: rebaseline, each PD scan opens a new period
         periods = response["period"].to_numpy()
         for index in np.flatnonzero(periods[1:] > periods[:-1]):
-            ax.axvline(days[index], color="#7f7f7f", ls=":", lw=1.5,
-                       label=f"period {periods[index + 1]} from {response['timepoint'].iloc[index]}")
+            ax.axvline(
+                days[index],
+                color="#7f7f7f",
+                ls=":",
+                lw=1.5,
+                label=f"period {periods[index + 1]} from {response['timepoint'].iloc[index]}",
+            )
     ax.set_ylim(bottom=-0.05 * top, top=1.2 * top + 1e-6)
     ax.set_xticks(days, [f"{d}\n(day {int(x)})" for d, x in zip(response["timepoint"], days, strict=True)], fontsize=8)
     ax.set_title(f"RANO-BM trajectory: {response['patient_id'].iloc[0]}  (* confirmed)")
@@ -119,13 +131,16 @@ def plot_lesion_timeline(lesions: pd.DataFrame, response: pd.DataFrame, path: st
             colour = EVENT_COLOURS.get(visit.event, "black")
             if visit.ld > 0:
                 ax.scatter(x, y, s=30 + 400 * visit.ld / largest, color=colour, zorder=2)
-                ax.annotate(f"{visit.ld:.0f}", (x, y), textcoords="offset points", xytext=(0, -14), ha="center", fontsize=7)
+                ax.annotate(
+                    f"{visit.ld:.0f}", (x, y), textcoords="offset points", xytext=(0, -14), ha="center", fontsize=7
+                )
             else:
                 ax.scatter(x, y, marker="x", s=40, color=colour, zorder=2)
             if visit.event not in ("present", "baseline"):
                 text = visit.event if pd.isna(visit.merged_into) else f"merged into {int(visit.merged_into)}"
-                ax.annotate(text, (x, y), textcoords="offset points", xytext=(0, 9), ha="center", fontsize=7,
-                            color=colour)
+                ax.annotate(
+                    text, (x, y), textcoords="offset points", xytext=(0, 9), ha="center", fontsize=7, color=colour
+                )
     ax.set_yticks(range(len(ids)), [f"{'T ' if i in targets else ''}lesion {i}" for i in ids], fontsize=8)
     ax.set_xticks(range(len(dates)), dates, fontsize=8)
     ax.set_ylim(-0.8, len(ids) - 0.2)

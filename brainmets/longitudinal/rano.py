@@ -99,8 +99,15 @@ AFTER_PROGRESSION = ("stop", "rebaseline")
 #: the assessment column of rows after the progression that ended the assessment (rule `stop`)
 AFTER_PROGRESSION_ASSESSMENT = "after progression"
 #: response columns left empty after progression under the rule `stop`
-_RESPONSE_ONLY = ("nadir_mm", "change_from_baseline_pct", "change_from_nadir_pct", "target_response",
-                  "nontarget_response", "overall_response", "progression_date")
+_RESPONSE_ONLY = (
+    "nadir_mm",
+    "change_from_baseline_pct",
+    "change_from_nadir_pct",
+    "target_response",
+    "nontarget_response",
+    "overall_response",
+    "progression_date",
+)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ TRACK_COLUMNS: list[str] = ["timepoint", "lesion_id", "component", "event", "mer
     c for c in MEASUREMENT_COLUMNS if c != "component"
 ]
 
+
 @dataclass(frozen=True)
 class TrackSettings:
     """Tracking settings (config section `track`), in mm."""
@@ -223,8 +224,10 @@ def track_lesions(
             track = tracks.get(lesion_id)
             if lesion_id in fragments:
                 event = _event(lesion_id, track, t, len(fragments[lesion_id]))
-                rows.extend({**records[r], "lesion_id": lesion_id, "event": event, "merged_into": None,
-                             "timepoint": timepoint} for r in fragments[lesion_id])
+                rows.extend(
+                    {**records[r], "lesion_id": lesion_id, "event": event, "merged_into": None, "timepoint": timepoint}
+                    for r in fragments[lesion_id]
+                )
             else:
                 host = merged.get(lesion_id)
                 rows.append({**absent_row(lesion_id, "merged" if host else "resolved", host), "timepoint": timepoint})
@@ -246,7 +249,9 @@ def track_lesions(
 
     table = pd.DataFrame(rows, columns=TRACK_COLUMNS)
     table["merged_into"] = table["merged_into"].astype("Int64")
-    table = table.astype({"lesion_id": int, "component": int, "n_axial_slices": int, "ld_slice": int, "measurable": bool})
+    table = table.astype(
+        {"lesion_id": int, "component": int, "n_axial_slices": int, "ld_slice": int, "measurable": bool}
+    )
     return table, label_maps
 
 
@@ -260,7 +265,9 @@ def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
     duplicated = dates.duplicated()
     if duplicated.any():
         row = int(np.flatnonzero(duplicated.to_numpy())[0])
-        raise BrainmetsError(f"{manifest_path}: row {row + 2}: timepoint {manifest['timepoint'].iloc[row]} appears twice")
+        raise BrainmetsError(
+            f"{manifest_path}: row {row + 2}: timepoint {manifest['timepoint'].iloc[row]} appears twice"
+        )
     masks = [Path(str(m)) for m in manifest["mask"]]
     masks = [m if m.is_absolute() else manifest_path.parent / m for m in masks]
     table = pd.DataFrame({"timepoint": dates.dt.strftime("%Y-%m-%d"), "mask": masks, "date": dates})
@@ -274,8 +281,9 @@ def load_masks_on_one_grid(paths: Sequence[Path]) -> tuple[list[np.ndarray], np.
     for path in paths:
         mask, img = load_mask(path)
         if images:
-            check_same_grid(images[0], img, paths[0], path,
-                            "register and resample every timepoint into the patient space first")
+            check_same_grid(
+                images[0], img, paths[0], path, "register and resample every timepoint into the patient space first"
+            )
         masks.append(mask)
         images.append(img)
     return masks, np.asarray(images[0].affine, dtype=float) if images else np.eye(4)

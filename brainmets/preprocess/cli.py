@@ -28,7 +28,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skullstrip", choices=("hdbet", "deepbet"), help="override preprocess.skullstrip.method")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="override preprocess.skullstrip.device")
     add_skull_stripped_argument(parser)
-    parser.add_argument("--threads", type=int, help="CPU threads for ANTs/ITK and the skull-stripping network (default: all)")
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads for ANTs/ITK and the skull-stripping network (default: all)"
+    )
 
 
 def add_skull_stripped_argument(parser: argparse.ArgumentParser) -> None:
@@ -42,8 +44,12 @@ def add_skull_stripped_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def override_skullstrip(
-    settings: "PreprocessSettings", *, method: str | None = None, device: str | None = None, skull_stripped: bool | None = None
-) -> "PreprocessSettings":
+    settings: PreprocessSettings,
+    *,
+    method: str | None = None,
+    device: str | None = None,
+    skull_stripped: bool | None = None,
+) -> PreprocessSettings:
     """The preprocessing settings with command-line overrides of the stripper, its device and --skull-stripped (None keeps)."""
     import dataclasses
 
@@ -91,4 +97,6 @@ def run(args: argparse.Namespace) -> None:
         load_settings(args.config), method=args.skullstrip, device=args.device, skull_stripped=args.skull_stripped
     )
     record = preprocess_scan(image, args.out_dir, settings=settings, mask=args.mask, baseline_dir=baseline)
-    print(f"{Path(args.out_dir) / RECORD}: {record['timings_s']['total']:.1f} s, brain {record['brain_volume_ml']:.0f} mL")
+    print(
+        f"{Path(args.out_dir) / RECORD}: {record['timings_s']['total']:.1f} s, brain {record['brain_volume_ml']:.0f} mL"
+    )

@@ -13,12 +13,12 @@ if TYPE_CHECKING:
 
 
 def n4_correct(
-    image: "ants.ANTsImage",
-    mask: "ants.ANTsImage | None" = None,
+    image: ants.ANTsImage,
+    mask: ants.ANTsImage | None = None,
     *,
     shrink_factor: int = 4,
     iterations: tuple[int, ...] = (20, 20, 10),
-) -> "ants.ANTsImage":
+) -> ants.ANTsImage:
     """N4 bias-field-corrected copy of an image, the field fitted inside `mask` (whole image if None)."""
     import ants
 

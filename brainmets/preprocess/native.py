@@ -33,7 +33,12 @@ def _check_kind(kind: str) -> None:
 
 
 def _move(
-    data: np.ndarray, affine: np.ndarray, transform: "ants.ANTsTransform", reference: "ants.ANTsImage", kind: str, labels: str
+    data: np.ndarray,
+    affine: np.ndarray,
+    transform: ants.ANTsTransform,
+    reference: ants.ANTsImage,
+    kind: str,
+    labels: str,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Resample RAS voxels with `transform` onto `reference`: labels by `labels` interpolation, maps linearly."""
     if kind == "label":
@@ -118,7 +123,10 @@ def file_to_native(
 
 
 def maps_to_native(
-    jobs: list[tuple[str | os.PathLike[str], str, str | os.PathLike[str]]], scan_dir: str | os.PathLike[str], *, labels: str = "distance"
+    jobs: list[tuple[str | os.PathLike[str], str, str | os.PathLike[str]]],
+    scan_dir: str | os.PathLike[str],
+    *,
+    labels: str = "distance",
 ) -> list[Path]:
     """Move each (map, kind, out) onto the native grid; every map is checked before any file is written."""
     results = [(file_to_native(source, scan_dir, kind=kind, labels=labels), out) for source, kind, out in jobs]
@@ -126,7 +134,11 @@ def maps_to_native(
 
 
 def map_file_to_native(
-    map_path: str | os.PathLike[str], scan_dir: str | os.PathLike[str], out: str | os.PathLike[str], *, kind: str = "label"
+    map_path: str | os.PathLike[str],
+    scan_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    kind: str = "label",
 ) -> Path:
     """Write a patient-space NIfTI map resampled onto the scan's native grid (atomic); returns `out`."""
     data, affine = file_to_native(map_path, scan_dir, kind=kind)

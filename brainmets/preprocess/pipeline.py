@@ -28,7 +28,16 @@ from brainmets.preprocess.intensity import n4_correct, zscore_over_brain
 from brainmets.preprocess.registration import identity_transform, register_to_baseline, write_transform
 from brainmets.preprocess.settings import PreprocessSettings
 from brainmets.preprocess.skullstrip import brain_mask, stripped_input_brain
-from brainmets.preprocess.space import Scan, bounding_box, crop, from_ants, load_scan, resample_labels, resample_to_spacing, to_ants
+from brainmets.preprocess.space import (
+    Scan,
+    bounding_box,
+    crop,
+    from_ants,
+    load_scan,
+    resample_labels,
+    resample_to_spacing,
+    to_ants,
+)
 
 if TYPE_CHECKING:
     import ants
@@ -70,7 +79,11 @@ def read_record(scan_dir: str | os.PathLike[str]) -> dict[str, Any]:
         record = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise BrainmetsError(f"{path}: not readable JSON ({error}); preprocess the scan again") from None
-    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT or record.get("format_version") != RECORD_VERSION:
+    if (
+        not isinstance(record, dict)
+        or record.get("format") != RECORD_FORMAT
+        or record.get("format_version") != RECORD_VERSION
+    ):
         raise BrainmetsError(f"{path}: not a {RECORD_FORMAT} v{RECORD_VERSION} record; preprocess the scan again")
     return record
 
@@ -88,7 +101,7 @@ def load_truth(mask_path: str | os.PathLike[str], scan: Scan) -> Scan:
     return truth
 
 
-def _load_baseline(baseline_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], "ants.ANTsImage"]:
+def _load_baseline(baseline_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], ants.ANTsImage]:
     """The baseline's record and its skull-stripped image in patient space (the registration target)."""
     record = read_record(baseline_dir)
     if record.get("baseline") is not None:
@@ -131,7 +144,9 @@ def preprocess_scan(
             inside = brain_mask(grid_data, grid_affine, settings.skullstrip)
             extraction = settings.skullstrip.method
         else:  # already skull-stripped: its brain is taken as given, carried onto the grid like the image
-            carried = from_ants(resample_to_spacing(to_ants(given.astype(np.float32), scan.affine), settings.spacing_mm))[0]
+            carried = from_ants(
+                resample_to_spacing(to_ants(given.astype(np.float32), scan.affine), settings.spacing_mm)
+            )[0]
             inside = carried >= GIVEN_BRAIN_MIN_FRACTION
             extraction = "given: skull-stripped input, " + ("declared" if settings.skull_stripped else "detected")
     if inside.sum() * np.prod(voxel_spacing_mm(grid_affine)) < 100_000:  # < 100 mL: no plausible brain
@@ -142,7 +157,9 @@ def preprocess_scan(
     mask_image = to_ants(inside.astype(np.float32), grid_affine)
     with _timed(timings, "n4"):
         corrected = (
-            n4_correct(resampled, mask_image, shrink_factor=settings.n4_shrink_factor, iterations=settings.n4_iterations)
+            n4_correct(
+                resampled, mask_image, shrink_factor=settings.n4_shrink_factor, iterations=settings.n4_iterations
+            )
             if settings.n4
             else resampled
         )

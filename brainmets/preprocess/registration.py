@@ -23,11 +23,11 @@ _FLIP_XY = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 def register_to_baseline(
-    moving: "ants.ANTsImage",
-    fixed: "ants.ANTsImage",
+    moving: ants.ANTsImage,
+    fixed: ants.ANTsImage,
     stages: tuple[str, ...] = ("QuickRigid", "AffineFast"),
     grid_mm: float | None = 2.0,
-) -> "ants.ANTsTransform":
+) -> ants.ANTsTransform:
     """Affine transform that pulls `moving` onto `fixed` (maps fixed-space points to moving-space mm).
 
     Stages are ANTsPy linear presets run in order, each starting from the previous result;
@@ -50,7 +50,11 @@ def register_to_baseline(
         initial: str | None = None
         for k, stage in enumerate(stages):
             result = ants.registration(
-                fixed, moving, type_of_transform=stage, initial_transform=initial, outprefix=f"{work}/s{k}_",
+                fixed,
+                moving,
+                type_of_transform=stage,
+                initial_transform=initial,
+                outprefix=f"{work}/s{k}_",
                 aff_shrink_factors=shrink,
             )
             initial = result["fwdtransforms"][0]
@@ -59,12 +63,12 @@ def register_to_baseline(
         return ants.read_transform(initial)
 
 
-def identity_transform() -> "ants.ANTsTransform":
+def identity_transform() -> ants.ANTsTransform:
     """The 3-D affine identity, the baseline's transform into its own (patient) space."""
     return affine_transform_ras(np.eye(4))
 
 
-def affine_transform_ras(matrix: np.ndarray) -> "ants.ANTsTransform":
+def affine_transform_ras(matrix: np.ndarray) -> ants.ANTsTransform:
     """An ANTs affine transform from a 4x4 matrix (RAS mm -> RAS mm); the inverse of `affine_matrix_ras`."""
     import ants
 
@@ -75,7 +79,7 @@ def affine_transform_ras(matrix: np.ndarray) -> "ants.ANTsTransform":
     return transform
 
 
-def write_transform(transform: "ants.ANTsTransform", path: str | os.PathLike[str]) -> Path:
+def write_transform(transform: ants.ANTsTransform, path: str | os.PathLike[str]) -> Path:
     """Write an ANTs transform (.mat) atomically; returns the path."""
     import ants
 
@@ -84,7 +88,7 @@ def write_transform(transform: "ants.ANTsTransform", path: str | os.PathLike[str
     return Path(path)
 
 
-def read_transform(path: str | os.PathLike[str]) -> "ants.ANTsTransform":
+def read_transform(path: str | os.PathLike[str]) -> ants.ANTsTransform:
     """Read an ANTs transform file, refusing a missing or unreadable one."""
     import ants
 
@@ -97,7 +101,7 @@ def read_transform(path: str | os.PathLike[str]) -> "ants.ANTsTransform":
         raise BrainmetsError(f"{p}: not a readable ANTs transform ({type(error).__name__})") from None
 
 
-def affine_matrix_ras(transform: "ants.ANTsTransform") -> np.ndarray:
+def affine_matrix_ras(transform: ants.ANTsTransform) -> np.ndarray:
     """The 4x4 matrix (RAS mm -> RAS mm) of an ANTs affine transform."""
     params = np.asarray(transform.parameters, dtype=float)
     centre = np.asarray(transform.fixed_parameters, dtype=float)

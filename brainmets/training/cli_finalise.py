@@ -10,8 +10,9 @@ HELP = "Write the model directory's model.json after all folds have been trained
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the command's arguments."""
     parser.add_argument("--model-dir", required=True, help="model directory holding fold_<k>/ sub-directories")
-    parser.add_argument("--config",
-                        help="configuration whose train.folds lists the folds to require (default: every fold_<k>)")
+    parser.add_argument(
+        "--config", help="configuration whose train.folds lists the folds to require (default: every fold_<k>)"
+    )
 
 
 def run(args: argparse.Namespace) -> None:

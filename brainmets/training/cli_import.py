@@ -14,7 +14,9 @@ FORMATS = ("brain-mets-seg",)
 def configure(parser: argparse.ArgumentParser) -> None:
     """Declare the arguments of `brainmets import-model`."""
     parser.add_argument(
-        "src", type=Path, metavar="SRC",
+        "src",
+        type=Path,
+        metavar="SRC",
         help="the published trained_models folder (any of its Model_<k> folders) or one Model_<k> folder",
     )
     parser.add_argument("--format", choices=FORMATS, required=True, help="checkpoint format of SRC")

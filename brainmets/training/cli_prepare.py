@@ -12,8 +12,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", required=True, help="preprocessed image (z-scored brain, background 0; NIfTI)")
     parser.add_argument("--label", required=True, help="ground-truth lesion mask on the same grid (NIfTI)")
     parser.add_argument("--out-dir", required=True, help="case directory to write (data.npy, case.json)")
-    parser.add_argument("--patient",
-                        help="patient id that keeps all of a patient's scans in one fold (default: the directory name)")
+    parser.add_argument(
+        "--patient", help="patient id that keeps all of a patient's scans in one fold (default: the directory name)"
+    )
     parser.add_argument("--weights", help="precomputed weight map from `brainmets weight-map` (default: computed here)")
     parser.add_argument("--config", help="configuration whose train.weight_map sets the weight parameters")
 

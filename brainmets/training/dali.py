@@ -28,7 +28,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
-from nvidia.dali import fn, math as dmath, pipeline_def, types
+from nvidia.dali import fn, pipeline_def, types
+from nvidia.dali import math as dmath
 
 from brainmets.training.cases import Case
 
@@ -110,8 +111,14 @@ def augmented_patches(data: Any, patch: Sequence[int], aug: dict[str, Any], devi
         label, format="start_end", foreground_prob=_coin(aug["foreground_crop_p"]), cache_objects=True
     )
     anchor = fn.roi_random_crop(label, roi_start=roi_start, roi_end=roi_end, crop_shape=[int(p) for p in patch])
-    crop = fn.slice(data, fn.cast(anchor, dtype=types.INT32), types.Constant(np.asarray(patch, dtype=np.int32)),
-                    axis_names="DHW", out_of_bounds_policy="pad", fill_values=[0.0, 0.0, 1.0])
+    crop = fn.slice(
+        data,
+        fn.cast(anchor, dtype=types.INT32),
+        types.Constant(np.asarray(patch, dtype=np.int32)),
+        axis_names="DHW",
+        out_of_bounds_policy="pad",
+        fill_values=[0.0, 0.0, 1.0],
+    )
     if device == "gpu":
         crop = crop.gpu()
     image, targets = crop[:, :, :, 0:1], crop[:, :, :, 1:3]
@@ -129,15 +136,33 @@ def augmented_patches(data: Any, patch: Sequence[int], aug: dict[str, Any], devi
     return image, label, weights
 
 
-def build_pipeline(cases: Sequence[Case], patch: Sequence[int], batch_size: int, aug: dict[str, Any], seed: int,
-                   device: str = "cpu", num_threads: int = 2) -> Any:
+def build_pipeline(
+    cases: Sequence[Case],
+    patch: Sequence[int],
+    batch_size: int,
+    aug: dict[str, Any],
+    seed: int,
+    device: str = "cpu",
+    num_threads: int = 2,
+) -> Any:
     """A built DALI pipeline that yields (image, label, weights) batches of shape (batch, *patch, 1)."""
 
-    @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=0 if device == "gpu" else None,
-                  seed=seed, prefetch_queue_depth=2, exec_dynamic=True)
+    @pipeline_def(
+        batch_size=batch_size,
+        num_threads=num_threads,
+        device_id=0 if device == "gpu" else None,
+        seed=seed,
+        prefetch_queue_depth=2,
+        exec_dynamic=True,
+    )
     def training_pipeline() -> tuple[Any, Any, Any]:
-        data = fn.readers.numpy(files=[str(c.data_path) for c in cases], shuffle_after_epoch=True, seed=seed,
-                                name="reader", pad_last_batch=False)
+        data = fn.readers.numpy(
+            files=[str(c.data_path) for c in cases],
+            shuffle_after_epoch=True,
+            seed=seed,
+            name="reader",
+            pad_last_batch=False,
+        )
         return augmented_patches(data, patch, aug, device)
 
     pipe = training_pipeline()

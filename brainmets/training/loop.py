@@ -62,8 +62,11 @@ def make_optimizer(settings: TrainSettings, mixed_precision: bool) -> keras.opti
         float(opt["learning_rate"]), decay_steps=total_steps, end_learning_rate=0.0, power=float(opt["poly_power"])
     )
     sgd = keras.optimizers.SGD(
-        learning_rate=schedule, momentum=float(opt["momentum"]), nesterov=bool(opt["nesterov"]),
-        weight_decay=float(opt["weight_decay"]), global_clipnorm=float(opt["clip_norm"]),
+        learning_rate=schedule,
+        momentum=float(opt["momentum"]),
+        nesterov=bool(opt["nesterov"]),
+        weight_decay=float(opt["weight_decay"]),
+        global_clipnorm=float(opt["clip_norm"]),
     )
     return keras.optimizers.LossScaleOptimizer(sgd) if mixed_precision else sgd
 
@@ -79,8 +82,9 @@ def build_training_model(settings: TrainSettings, mixed_precision: bool) -> kera
         keras.config.set_dtype_policy(previous)
 
 
-def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, settings: TrainSettings,
-                    jit_compile: bool = False) -> Any:
+def make_train_step(
+    model: keras.Model, optimizer: keras.optimizers.Optimizer, settings: TrainSettings, jit_compile: bool = False
+) -> Any:
     """A compiled (image, label, weights) -> (loss, full-resolution Dice) function that updates the model."""
     smooth = float(settings.loss["dice_smooth"])
     ds_weights = [float(w) for w in settings.loss["deep_supervision_weights"]]
@@ -105,8 +109,9 @@ def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
     return 1.0 if total == 0 else float(2.0 * np.logical_and(prediction, truth).sum() / total)
 
 
-def validation_dice(model: keras.Model, cases: Sequence[Case], patch_size: Sequence[int], overlap: float,
-                    batch_size: int = 2) -> float:
+def validation_dice(
+    model: keras.Model, cases: Sequence[Case], patch_size: Sequence[int], overlap: float, batch_size: int = 2
+) -> float:
     """Mean over cases of the Dice of (logits > 0), predicted by a sliding window over the brain as at inference."""
     from brainmets.inference.sliding import sliding_window_predict
 
@@ -117,9 +122,15 @@ def validation_dice(model: keras.Model, cases: Sequence[Case], patch_size: Seque
     scores = []
     for case in cases:
         image, label = read_image_and_label(case)
-        logits = sliding_window_predict(image, lambda batch: full_resolution_logits(batch).numpy(), patch_size,
-                                        overlap=overlap, batch_size=batch_size, brain_mask=image != 0,
-                                        fill_value=-1.0)
+        logits = sliding_window_predict(
+            image,
+            lambda batch: full_resolution_logits(batch).numpy(),
+            patch_size,
+            overlap=overlap,
+            batch_size=batch_size,
+            brain_mask=image != 0,
+            fill_value=-1.0,
+        )
         scores.append(dice(logits > 0, label))
     return float(np.mean(scores))
 
@@ -141,8 +152,13 @@ def _batches(pipe: Any, device: str, patch: Sequence[int], batch_size: int) -> A
         if dali_tf is not None:
             shape = (batch_size, *patch, 1)
             with tf.device("/gpu:0"):
-                dataset = dali_tf.DALIDataset(pipeline=pipe, batch_size=batch_size, output_shapes=(shape,) * 3,
-                                              output_dtypes=(tf.float32,) * 3, device_id=0)
+                dataset = dali_tf.DALIDataset(
+                    pipeline=pipe,
+                    batch_size=batch_size,
+                    output_shapes=(shape,) * 3,
+                    output_dtypes=(tf.float32,) * 3,
+                    device_id=0,
+                )
             return iter(dataset)
     return numpy_batches(pipe)
 
@@ -185,8 +201,9 @@ def _common_spacing(cases: Sequence[Case]) -> list[float]:
     return [float(s) for s in spacing]
 
 
-def _resume(out: Path, state: dict[str, Any], model: keras.Model, optimizer: keras.optimizers.Optimizer,
-            epochs: int) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+def _resume(
+    out: Path, state: dict[str, Any], model: keras.Model, optimizer: keras.optimizers.Optimizer, epochs: int
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """Restore an interrupted fold into model, optimizer and state; returns (finished state or None, log rows)."""
     state_path = out / "state.json"
     if not (state_path.is_file() and (out / "latest.weights.h5").is_file()):
@@ -211,8 +228,9 @@ def _resume(out: Path, state: dict[str, Any], model: keras.Model, optimizer: ker
 def _run_epoch(train_step: Any, batches: Any, iterations: int, verbose: int) -> tuple[float, float]:
     """Run `iterations` training steps with a progress bar; returns the epoch's mean loss and mean batch Dice."""
     # a live bar on a terminal, one line per epoch in log files
-    bar = keras.utils.Progbar(iterations, verbose=(1 if sys.stdout.isatty() else 2) if verbose else 0,
-                              stateful_metrics=["loss", "dice"])
+    bar = keras.utils.Progbar(
+        iterations, verbose=(1 if sys.stdout.isatty() else 2) if verbose else 0, stateful_metrics=["loss", "dice"]
+    )
     losses, dices = [], []
     for iteration in range(iterations):
         loss, batch_dice = train_step(*next(batches))
@@ -231,8 +249,13 @@ def _save_checkpoint(out: Path, model: keras.Model, optimizer: keras.optimizers.
     _save_optimizer(optimizer, out / "latest.optimizer.npz")
 
 
-def train_fold(cases_dir: str | os.PathLike[str], fold: int, model_dir: str | os.PathLike[str],
-               settings: TrainSettings, verbose: int = 1) -> dict[str, Any]:
+def train_fold(
+    cases_dir: str | os.PathLike[str],
+    fold: int,
+    model_dir: str | os.PathLike[str],
+    settings: TrainSettings,
+    verbose: int = 1,
+) -> dict[str, Any]:
     """Train (or resume) one fold on the prepared cases; returns the fold's final state.json contents."""
     from brainmets.training.dali import build_pipeline
 
@@ -244,12 +267,26 @@ def train_fold(cases_dir: str | os.PathLike[str], fold: int, model_dir: str | os
     dali_device = device if settings.dali_device == "auto" else settings.dali_device
     mixed, xla = _switch(settings.mixed_precision, device), _switch(settings.xla, device)
     state: dict[str, Any] = {
-        "fold": fold, "epoch": 0, "step": 0, "best_dice": -1.0, "best_epoch": -1, "finished": False,
-        "preset": settings.preset, "network": settings.network, "patch_size": list(settings.patch_size),
-        "spacing_mm": _common_spacing(cases), "seed": settings.seed, "folds": settings.folds,
-        "epochs": settings.epochs, "iterations_per_epoch": settings.iterations_per_epoch,
-        "batch_size": settings.batch_size, "device": device, "mixed_precision": mixed, "xla": xla,
-        "train_cases": [c.name for c in train_cases], "validation_cases": [c.name for c in val_cases],
+        "fold": fold,
+        "epoch": 0,
+        "step": 0,
+        "best_dice": -1.0,
+        "best_epoch": -1,
+        "finished": False,
+        "preset": settings.preset,
+        "network": settings.network,
+        "patch_size": list(settings.patch_size),
+        "spacing_mm": _common_spacing(cases),
+        "seed": settings.seed,
+        "folds": settings.folds,
+        "epochs": settings.epochs,
+        "iterations_per_epoch": settings.iterations_per_epoch,
+        "batch_size": settings.batch_size,
+        "device": device,
+        "mixed_precision": mixed,
+        "xla": xla,
+        "train_cases": [c.name for c in train_cases],
+        "validation_cases": [c.name for c in val_cases],
     }
     keras.utils.set_random_seed(settings.seed + fold)
     model = build_training_model(settings, mixed)
@@ -258,11 +295,15 @@ def train_fold(cases_dir: str | os.PathLike[str], fold: int, model_dir: str | os
     if finished is not None:
         return finished
     if verbose and state["epoch"]:
-        print(f"fold {fold}: resuming after epoch {state['epoch']} (step {state['step']}) "
-              f"from {out / 'latest.weights.h5'}")
+        print(
+            f"fold {fold}: resuming after epoch {state['epoch']} (step {state['step']}) "
+            f"from {out / 'latest.weights.h5'}"
+        )
     elif verbose:
-        print(f"fold {fold}: {len(train_cases)} training / {len(val_cases)} validation cases, {device}, "
-              f"mixed precision {'on' if mixed else 'off'}, XLA {'on' if xla else 'off'}")
+        print(
+            f"fold {fold}: {len(train_cases)} training / {len(val_cases)} validation cases, {device}, "
+            f"mixed precision {'on' if mixed else 'off'}, XLA {'on' if xla else 'off'}"
+        )
 
     train_step = make_train_step(model, optimizer, settings, jit_compile=xla)
     threads = max(1, min(8, os.cpu_count() or 1))
@@ -270,10 +311,21 @@ def train_fold(cases_dir: str | os.PathLike[str], fold: int, model_dir: str | os
         started = time.perf_counter()
         if verbose:
             print(f"epoch {epoch + 1}/{settings.epochs}")
-        pipe = build_pipeline(train_cases, settings.patch_size, settings.batch_size, settings.augmentation,
-                              seed=_epoch_seed(settings.seed, fold, epoch), device=dali_device, num_threads=threads)
-        loss, train_dice = _run_epoch(train_step, _batches(pipe, dali_device, settings.patch_size, settings.batch_size),
-                                      settings.iterations_per_epoch, verbose)
+        pipe = build_pipeline(
+            train_cases,
+            settings.patch_size,
+            settings.batch_size,
+            settings.augmentation,
+            seed=_epoch_seed(settings.seed, fold, epoch),
+            device=dali_device,
+            num_threads=threads,
+        )
+        loss, train_dice = _run_epoch(
+            train_step,
+            _batches(pipe, dali_device, settings.patch_size, settings.batch_size),
+            settings.iterations_per_epoch,
+            verbose,
+        )
         del pipe
         last = epoch + 1 == settings.epochs
         due = (epoch + 1) % settings.validate_every == 0 or last
@@ -285,14 +337,24 @@ def train_fold(cases_dir: str | os.PathLike[str], fold: int, model_dir: str | os
         if improved:
             state["best_dice"], state["best_epoch"] = val, epoch + 1
         _save_checkpoint(out, model, optimizer, improved)
-        rows.append({"epoch": epoch, "step": state["step"], "loss": loss, "train_dice": train_dice, "val_dice": val,
-                     "learning_rate": float(optimizer.learning_rate.numpy()),
-                     "seconds": round(time.perf_counter() - started, 3)})
+        rows.append(
+            {
+                "epoch": epoch,
+                "step": state["step"],
+                "loss": loss,
+                "train_dice": train_dice,
+                "val_dice": val,
+                "learning_rate": float(optimizer.learning_rate.numpy()),
+                "seconds": round(time.perf_counter() - started, 3),
+            }
+        )
         _write_log(rows, out / "log.csv")
         write_json(state, out / "state.json")  # last: a checkpoint counts only once its state is written
         if verbose:
-            print(f"epoch {epoch + 1}: loss {loss:.4f}, train Dice {train_dice:.3f}, validation Dice {val:.3f} "
-                  f"(best {state['best_dice']:.3f} at epoch {state['best_epoch']})")
+            print(
+                f"epoch {epoch + 1}: loss {loss:.4f}, train Dice {train_dice:.3f}, validation Dice {val:.3f} "
+                f"(best {state['best_dice']:.3f} at epoch {state['best_epoch']})"
+            )
     if not state["finished"]:  # resumed with fewer epochs than already done
         state["finished"] = True
         write_json(state, out / "state.json")

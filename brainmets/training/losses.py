@@ -44,8 +44,13 @@ def deep_supervision_weights(n_outputs: int, weights: Sequence[float] = (1.0, 0.
     return [w / sum(chosen) for w in chosen]
 
 
-def segmentation_loss(outputs: Sequence[tf.Tensor], label: tf.Tensor, weights: tf.Tensor, smooth: float = 1e-5,
-                      ds_weights: Sequence[float] = (1.0, 0.5, 0.25)) -> tf.Tensor:
+def segmentation_loss(
+    outputs: Sequence[tf.Tensor],
+    label: tf.Tensor,
+    weights: tf.Tensor,
+    smooth: float = 1e-5,
+    ds_weights: Sequence[float] = (1.0, 0.5, 0.25),
+) -> tf.Tensor:
     """Deep-supervised soft Dice + weighted BCE of the network's outputs (full resolution first)."""
     total = tf.constant(0.0, tf.float32)
     for i, (logits, c) in enumerate(zip(outputs, deep_supervision_weights(len(outputs), ds_weights), strict=True)):

@@ -22,8 +22,16 @@ import keras
 from keras import layers
 
 
-def _block(x: keras.KerasTensor, filters: int, stride: int, kernel_size: int, conv_bias: bool,
-           norm_epsilon: float, negative_slope: float, name: str) -> keras.KerasTensor:
+def _block(
+    x: keras.KerasTensor,
+    filters: int,
+    stride: int,
+    kernel_size: int,
+    conv_bias: bool,
+    norm_epsilon: float,
+    negative_slope: float,
+    name: str,
+) -> keras.KerasTensor:
     """conv -> instance norm (affine) -> LeakyReLU."""
     x = layers.Conv3D(filters, kernel_size, strides=stride, padding="same", use_bias=conv_bias, name=f"{name}_conv")(x)
     x = layers.GroupNormalization(groups=-1, epsilon=norm_epsilon, name=f"{name}_norm")(x)
@@ -56,7 +64,9 @@ def build_unet(
         raise ValueError(f"deep_supervision_heads must be between 0 and {n_levels - 2}")
     if output_prior is not None and not 0.0 < output_prior < 1.0:
         raise ValueError(f"output_prior must be a probability strictly between 0 and 1, got {output_prior}")
-    bias = "zeros" if output_prior is None else keras.initializers.Constant(math.log(output_prior / (1.0 - output_prior)))
+    bias = (
+        "zeros" if output_prior is None else keras.initializers.Constant(math.log(output_prior / (1.0 - output_prior)))
+    )
     block = dict(kernel_size=kernel_size, conv_bias=conv_bias, norm_epsilon=norm_epsilon, negative_slope=negative_slope)
 
     image = keras.Input(shape=(None, None, None, in_channels), name="image")
@@ -89,4 +99,3 @@ def full_resolution_model(model: keras.Model) -> keras.Model:
     """The same network with only the full-resolution logits as output (for inference)."""
     outputs = model.outputs
     return keras.Model(model.inputs[0], outputs[0] if isinstance(outputs, list) else outputs, name="unet_inference")
-

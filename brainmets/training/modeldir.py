@@ -34,8 +34,17 @@ NORMALISATION = "zscore-brain"
 
 MODEL_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["format", "format_version", "brainmets_version", "preset", "network", "patch_size",
-                 "spacing_mm", "normalisation", "folds"],
+    "required": [
+        "format",
+        "format_version",
+        "brainmets_version",
+        "preset",
+        "network",
+        "patch_size",
+        "spacing_mm",
+        "normalisation",
+        "folds",
+    ],
     "properties": {
         "format": {"const": FORMAT},
         "format_version": {"const": FORMAT_VERSION},
@@ -48,7 +57,10 @@ MODEL_SCHEMA: dict[str, Any] = {
         },
         "patch_size": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 3, "maxItems": 3},
         "spacing_mm": {
-            "type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 3, "maxItems": 3
+            "type": "array",
+            "items": {"type": "number", "exclusiveMinimum": 0},
+            "minItems": 3,
+            "maxItems": 3,
         },
         "normalisation": {"const": NORMALISATION},
         "folds": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "uniqueItems": True},
@@ -91,8 +103,9 @@ def fold_dir(model_dir: str | os.PathLike[str], fold: int) -> Path:
     return Path(model_dir) / f"fold_{fold}"
 
 
-def model_metadata(preset: str, network: dict[str, Any], patch_size: list[int], spacing_mm: list[float],
-                   folds: list[int]) -> dict[str, Any]:
+def model_metadata(
+    preset: str, network: dict[str, Any], patch_size: list[int], spacing_mm: list[float], folds: list[int]
+) -> dict[str, Any]:
     """The model.json document for a trained model (patch in voxels, spacing in mm)."""
     return {
         "format": FORMAT,

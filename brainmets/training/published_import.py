@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from brainmets.errors import BrainmetsError
-from brainmets.training.modeldir import fold_dir, model_metadata, validate_metadata
 from brainmets.io import write_json
+from brainmets.training.modeldir import fold_dir, model_metadata, validate_metadata
 
 SOURCE_FORMAT = "brain-mets-seg"
 #: tensorflow_addons InstanceNormalization's default epsilon, which the published network keeps
@@ -98,7 +98,9 @@ def network_settings(shapes: dict[str, list[int]], source: str) -> dict[str, Any
             raise BrainmetsError(f"{source}: network variable {checkpoint_key(path)} is missing")
     first = shapes[checkpoint_key(kernel_paths[0])]
     if len(first) != 5:
-        raise BrainmetsError(f"{source}: {checkpoint_key(kernel_paths[0])} has shape {first}, not a 3-D convolution kernel")
+        raise BrainmetsError(
+            f"{source}: {checkpoint_key(kernel_paths[0])} has shape {first}, not a 3-D convolution kernel"
+        )
     return {
         "filters": [int(shapes[checkpoint_key(p)][-1]) for p in kernel_paths],
         "in_channels": int(first[3]),
@@ -195,7 +197,9 @@ def load_into_network(network: Any, settings: dict[str, Any], arrays: dict[str, 
 def fold_folders(src: Path) -> dict[int, Path]:
     """Fold number -> folder: SRC itself when it is one Model_<k> folder, else its Model_<k> sub-folders."""
     if not src.is_dir():
-        raise BrainmetsError(f"{src}: folder not found; give the published trained_models folder or one Model_<k> in it")
+        raise BrainmetsError(
+            f"{src}: folder not found; give the published trained_models folder or one Model_<k> in it"
+        )
     if (src / "checkpoint").is_file():
         match = FOLD_FOLDER.fullmatch(src.name)
         return {int(match.group(1)) if match else 0: src}
@@ -223,12 +227,16 @@ def import_brain_mets_seg(src: str | os.PathLike[str], out_dir: str | os.PathLik
         shards = data_files(prefix)
         fold_settings, arrays = read_network_arrays(prefix)
         if settings is not None and fold_settings != settings:
-            raise BrainmetsError(f"{prefix}.index: network differs from fold {next(iter(folds))}'s ({fold_settings['filters']})")
+            raise BrainmetsError(
+                f"{prefix}.index: network differs from fold {next(iter(folds))}'s ({fold_settings['filters']})"
+            )
         settings = fold_settings
         try:
             network = build_unet(**settings)
         except ValueError as error:
-            raise BrainmetsError(f"{prefix}.index: the checkpoint's layers do not form the published U-Net ({error})") from None
+            raise BrainmetsError(
+                f"{prefix}.index: the checkpoint's layers do not form the published U-Net ({error})"
+            ) from None
         load_into_network(network, settings, arrays, f"{prefix}.index")
         weights[fold] = network
         sources[str(fold)] = {

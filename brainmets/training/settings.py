@@ -14,7 +14,12 @@ from brainmets.io import read_yaml
 
 #: `train.*` keys that, when not null, replace the preset's value
 PRESET_OVERRIDES = (
-    "epochs", "iterations_per_epoch", "batch_size", "patch_size", "validate_every", "validation_overlap"
+    "epochs",
+    "iterations_per_epoch",
+    "batch_size",
+    "patch_size",
+    "validate_every",
+    "validation_overlap",
 )
 CHOICES = {"device": ("auto", "cpu", "gpu"), "dali_device": ("auto", "cpu", "gpu")}
 SWITCHES = ("mixed_precision", "xla")

@@ -12,8 +12,12 @@ from brainmets.io import save_nifti
 from brainmets.training.cases import Case, prepare_case
 
 
-def synthetic_scan(rng: np.random.Generator, shape: tuple[int, int, int] = (64, 64, 64),
-                   lesions: int = 3, radius_mm: tuple[float, float] = (2.0, 7.0)) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_scan(
+    rng: np.random.Generator,
+    shape: tuple[int, int, int] = (64, 64, 64),
+    lesions: int = 3,
+    radius_mm: tuple[float, float] = (2.0, 7.0),
+) -> tuple[np.ndarray, np.ndarray]:
     """A z-scored 1-mm "brain" (background 0) with bright ellipsoidal lesions; returns (image, label)."""
     grid = np.indices(shape).astype(np.float32)
     centre = (np.asarray(shape) - 1) / 2.0
@@ -33,8 +37,13 @@ def synthetic_scan(rng: np.random.Generator, shape: tuple[int, int, int] = (64, 
     return image.astype(np.float32), label.astype(np.uint8)
 
 
-def write_synthetic_cases(root: str | os.PathLike[str], patients: int, timepoints: int = 1,
-                          shape: tuple[int, int, int] = (64, 64, 64), seed: int = 0) -> list[Case]:
+def write_synthetic_cases(
+    root: str | os.PathLike[str],
+    patients: int,
+    timepoints: int = 1,
+    shape: tuple[int, int, int] = (64, 64, 64),
+    seed: int = 0,
+) -> list[Case]:
     """Write `patients` x `timepoints` synthetic scans as NIfTI (root/nifti) and prepared cases (root/cases)."""
     out = Path(root)
     cases = []
@@ -46,6 +55,12 @@ def write_synthetic_cases(root: str | os.PathLike[str], patients: int, timepoint
             affine = np.eye(4)
             save_nifti(image, affine, out / "nifti" / f"{name}_image.nii.gz")
             save_nifti(label, affine, out / "nifti" / f"{name}_label.nii.gz")
-            cases.append(prepare_case(out / "nifti" / f"{name}_image.nii.gz", out / "nifti" / f"{name}_label.nii.gz",
-                                      out / "cases" / name, patient=f"P{p:02d}"))
+            cases.append(
+                prepare_case(
+                    out / "nifti" / f"{name}_image.nii.gz",
+                    out / "nifti" / f"{name}_label.nii.gz",
+                    out / "cases" / name,
+                    patient=f"P{p:02d}",
+                )
+            )
     return cases

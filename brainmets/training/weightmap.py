@@ -31,8 +31,9 @@ def distance_to_border_mm(mask: np.ndarray, spacing_mm: Sequence[float]) -> tupl
     return np.maximum(np.abs(signed) - 0.5 * min(spacing_mm), 0.0), nearest
 
 
-def boundary_weight_map(label: np.ndarray, spacing_mm: Sequence[float],
-                        params: WeightMapSettings | None = None) -> np.ndarray:
+def boundary_weight_map(
+    label: np.ndarray, spacing_mm: Sequence[float], params: WeightMapSettings | None = None
+) -> np.ndarray:
     """Cross-entropy weight of every voxel (dimensionless, >= 1) for a lesion mask on a grid of `spacing_mm` mm."""
     p = params or WeightMapSettings()
     mask = np.asarray(label) > 0

@@ -152,8 +152,16 @@ def write_tiny_model(model_dir: Path, spacing_mm: float, folds: int = 1, patch: 
     from brainmets.training.model import build_unet
     from brainmets.training.modeldir import fold_dir, model_metadata, write_json
 
-    network = {"filters": [4, 8, 16], "in_channels": 1, "out_channels": 1, "kernel_size": 3, "conv_bias": True,
-               "norm_epsilon": 1e-5, "negative_slope": 0.01, "deep_supervision_heads": 1}
+    network = {
+        "filters": [4, 8, 16],
+        "in_channels": 1,
+        "out_channels": 1,
+        "kernel_size": 3,
+        "conv_bias": True,
+        "norm_epsilon": 1e-5,
+        "negative_slope": 0.01,
+        "deep_supervision_heads": 1,
+    }
     for fold in range(folds):
         folder = fold_dir(model_dir, fold)
         folder.mkdir(parents=True, exist_ok=True)
@@ -166,8 +174,14 @@ def make_training_project(root: Path, patients: int, folds: int, epochs: int, gp
     """A project whose only work is training: prepared synthetic cases in results/training, one analysis scan."""
     from brainmets.training.synthetic import write_synthetic_cases
 
-    train = {"folds": folds, "epochs": epochs, "iterations_per_epoch": 2, "patch_size": [16, 16, 16],
-             "validate_every": 1, "gpu_lock_dir": str(gpu_lock_dir) if gpu_lock_dir else None}
+    train = {
+        "folds": folds,
+        "epochs": epochs,
+        "iterations_per_epoch": 2,
+        "patch_size": [16, 16, 16],
+        "validate_every": 1,
+        "gpu_lock_dir": str(gpu_lock_dir) if gpu_lock_dir else None,
+    }
     make_project(root, patients=1, timepoints=1, training=0, folds=folds, config_overrides={"train": train})
     write_synthetic_cases(root / "synthetic", patients=patients, shape=(32, 32, 32))
     (root / "results").mkdir(exist_ok=True)
