@@ -9,6 +9,13 @@ reference mask: Dice, volume ratio, wall and CPU seconds of the whole step, peak
 skull-stripped BraTS-METS case it prints whether the input is recognised as skull-stripped and, when
 it is stripped again regardless (`--no-skull-stripped`), how much of the given brain each stripper keeps.
 Each run is a fresh process, so the peak memory is its own; the load average is printed with the figures.
+
+    python benchmarks/real_scans.py --model DIR [--config FILE] [--skullstrip deepbet]
+
+instead runs `brainmets segment` with the model in DIR (e.g. the demo's `results/model`, or one made by
+`brainmets import-model`) on both scans, each in its own process, and prints per scan: wall and CPU
+seconds, peak memory, lesions found and their volume, whether every native map lies on the input's grid,
+and for the raw head the Dice of the native brain mask against the reference.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -87,6 +95,38 @@ def stripped_row(data: Path, method: str, spacing_mm: float, skull_stripped: boo
     )
 
 
+def segment_row(data: Path, scan: str, model: Path, config: Path | None, skullstrip: str) -> str:
+    """One line of figures for `brainmets segment` with `model` on one real scan (its own process)."""
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as out:
+        command = ["brainmets", "segment", str(data / scan), "--model", str(model), "--out-dir", out]
+        command += ["--skullstrip", skullstrip] + (["--config", str(config)] if config else [])
+        wall = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        wall = time.perf_counter() - wall
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if done.returncode:
+            return f"{scan:34s} segment failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}"
+        scan_dir = next(Path(out).iterdir())
+        native = nib.load(data / scan)
+        on_grid = all(
+            nib.load(f).shape == native.shape and np.allclose(nib.load(f).affine, native.affine)
+            for f in (scan_dir / "native").glob("*.nii.gz")
+        )
+        lesions = pd.read_csv(scan_dir / "lesions.tsv", sep="\t")
+        volume = lesions["volume_ml"].sum() if len(lesions) else 0.0
+        line = (
+            f"{scan:34s} {wall:6.1f} s wall {usage.ru_utime + usage.ru_stime:6.1f} s CPU  peak "
+            f"{usage.ru_maxrss / 1e6:.2f} GB  {len(lesions)} lesions, {volume:.2f} mL  native maps on the input grid: "
+            f"{on_grid}"
+        )
+        if scan == HEAD:
+            mask = np.asarray(nib.load(scan_dir / "native" / "brain_mask.nii.gz").dataobj) > 0
+            line += f"  brain Dice {dice(mask, np.asarray(nib.load(data / HEAD_BRAIN).dataobj) > 0):.4f}"
+    return line
+
+
 def main() -> None:
     """Print the figures, one fresh process per run."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -95,8 +135,18 @@ def main() -> None:
         "--spacings", nargs="+", type=float, default=[1.0, 1.5, 2.0], help="patient-space spacings (mm)"
     )
     parser.add_argument("--data", type=Path, default=DATA, help="folder of the real scans")
+    parser.add_argument("--model", type=Path, help="segment both scans with this model directory instead")
+    parser.add_argument("--config", type=Path, help="with --model: configuration whose inference section is used")
+    parser.add_argument("--skullstrip", default="deepbet", choices=("deepbet", "hdbet"), help="with --model")
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPUs, load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
+    if args.model:
+        for scan in (STRIPPED, HEAD):
+            with ProcessPoolExecutor(1, max_tasks_per_child=1) as pool:
+                row = pool.submit(segment_row, args.data, scan, args.model, args.config, args.skullstrip)
+                print(row.result(), flush=True)
+        print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+        return
     runs = [(head_row, (args.data, m, s)) for m in args.methods for s in args.spacings]
     runs += [(stripped_row, (args.data, args.methods[0], s, None)) for s in args.spacings]
     runs += [(stripped_row, (args.data, m, 1.0, False)) for m in args.methods]
