@@ -6,6 +6,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import brainmets  # noqa: F401  (first: sets TensorFlow's CPU kernels before a test module imports TensorFlow)
 import numpy as np
 import pytest
 
