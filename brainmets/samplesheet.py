@@ -2,8 +2,9 @@
 
 Columns: `patient_id`, `timepoint` (ISO date), `image`, and optionally `mask` (ground truth on the
 image's grid), `training` (true/false), `baseline` (true/false), `skull_stripped` (true/false, empty:
-the configuration decides), `steroid_dose_mg`, `clinical_status` (improved/stable/worse). Paths are relative to the working directory or absolute. Every problem is
-reported as one line naming the sheet, the row (1 = first row under the header), the column and the fix.
+the configuration decides), `steroid_dose_mg`, `clinical_status` (improved/stable/worse). Paths are
+relative to the working directory or absolute. Every problem is reported as one line naming the
+sheet, the row (1 = first row under the header), the column and the fix.
 
 The JSON schema `workflow/schemas/samples.schema.yaml` describes one row as `read_sheet` returns it
 (the workflow validates with `snakemake.utils.validate`); `load_samples` applies the same schema with
@@ -112,7 +113,7 @@ class _FileGrid:
 def _check_file(
     sheet: Path, row: int, column: str, path: str, read_data: bool, read_header: bool = True
 ) -> _FileGrid | None:
-    """Check that a sheet's file exists and (`read_header`) is a 3-D NIfTI with a usable header (`read_data`: and data)."""
+    """Check that a sheet's file exists and is a 3-D NIfTI with usable header (`read_header`) and data (`read_data`)."""
     from brainmets.io import check_gzip_stream, load_mask, load_nifti, read_nifti_header
 
     if not os.path.isfile(path):
@@ -193,7 +194,8 @@ def load_samples(
             dt.date.fromisoformat(record["timepoint"])
         except ValueError as error:
             raise BrainmetsError(
-                f"{_where(sheet, row, 'timepoint')}: {record['timepoint']!r} is not a calendar date ({error}); write YYYY-MM-DD"
+                f"{_where(sheet, row, 'timepoint')}: {record['timepoint']!r} is not a calendar date ({error}); "
+                "write YYYY-MM-DD"
             ) from None
 
     frame = pd.DataFrame({"patient_id": table["patient_id"], "timepoint": table["timepoint"], "image": table["image"]})
@@ -216,12 +218,13 @@ def load_samples(
         row, patient, timepoint = int(repeated.index[0]), repeated["patient_id"].iloc[0], repeated["timepoint"].iloc[0]
         first = int(frame.index[(frame["patient_id"] == patient) & (frame["timepoint"] == timepoint)][0])
         raise BrainmetsError(
-            f"{_where(sheet, row, 'timepoint')}: patient {patient} already has a scan on {timepoint} (row {first + 1}); "
-            "give each scan its own (patient_id, timepoint) or remove the duplicate"
+            f"{_where(sheet, row, 'timepoint')}: patient {patient} already has a scan on {timepoint} "
+            f"(row {first + 1}); give each scan its own (patient_id, timepoint) or remove the duplicate"
         )
     for row in frame.index[frame["training"] & frame["mask"].isna()]:
         raise BrainmetsError(
-            f"{_where(sheet, int(row), 'mask')}: a training row needs a ground-truth mask; add the mask or set training to false"
+            f"{_where(sheet, int(row), 'mask')}: a training row needs a ground-truth mask; "
+            "add the mask or set training to false"
         )
     baselines = frame[frame["baseline"]]
     extra = baselines.duplicated("patient_id", keep="first")

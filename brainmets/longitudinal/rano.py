@@ -23,7 +23,7 @@ Decisions made here:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from brainmets.errors import BrainmetsError
-from brainmets.io import read_tsv
+from brainmets.io import read_tsv, table_records
 from brainmets.longitudinal.settings import numeric_settings, read_config_section
 
 #: columns of the response table, in order: period numbers the assessment periods (1, then one more
@@ -153,9 +153,9 @@ def load_settings(path: str | os.PathLike[str] | None) -> RanoSettings:
 
 
 def is_measurable(
-    longest_mm: pd.Series | np.ndarray,
-    perpendicular_mm: pd.Series | np.ndarray,
-    n_axial_slices: pd.Series | np.ndarray,
+    longest_mm: Sequence[float] | pd.Series | np.ndarray,
+    perpendicular_mm: Sequence[float] | pd.Series | np.ndarray,
+    n_axial_slices: Sequence[int] | pd.Series | np.ndarray,
     settings: RanoSettings | None = None,
 ) -> np.ndarray:
     """RANO-BM measurability (LD >= 10 mm, PD >= 5 mm, >= 2 axial slices by default), element-wise."""
@@ -174,7 +174,8 @@ def iso_dates(values: pd.Series, source: str) -> pd.Series:
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise BrainmetsError(
-            f"{source}: row {row + 2}, column timepoint: {values.iloc[row]!r} is not an ISO date; write it as YYYY-MM-DD"
+            f"{source}: row {row + 2}, column timepoint: {values.iloc[row]!r} is not an ISO date; "
+            "write it as YYYY-MM-DD"
         )
     return parsed
 
@@ -578,7 +579,7 @@ def best_overall_response(response: pd.DataFrame) -> pd.DataFrame:
     ordered = response.assign(period=response["period"] if "period" in response else 1)
     ordered = ordered.sort_values(["patient_id", "period", "timepoint"], kind="stable")
     visits_of: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for record in ordered.to_dict("records"):
+    for record in table_records(ordered):
         visits_of.setdefault((str(record["patient_id"]), int(record["period"])), []).append(record)
     rows = []
     for (patient, period), visits in visits_of.items():

@@ -106,7 +106,8 @@ def _load_baseline(baseline_dir: str | os.PathLike[str]) -> tuple[dict[str, Any]
     record = read_record(baseline_dir)
     if record.get("baseline") is not None:
         raise BrainmetsError(
-            f"{baseline_dir}: this scan was itself registered to {record['baseline']}; pass the patient's baseline folder"
+            f"{baseline_dir}: this scan was itself registered to {record['baseline']}; "
+            "pass the patient's baseline folder"
         )
     brain = load_nifti(Path(baseline_dir) / BRAIN)
     return record, to_ants(np.asarray(brain.get_fdata(dtype=np.float32)), brain.affine)

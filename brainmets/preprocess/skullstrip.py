@@ -95,7 +95,7 @@ def given_brain(data: np.ndarray) -> np.ndarray:
 
 
 def detected_brain(data: np.ndarray, affine: np.ndarray) -> np.ndarray | None:
-    """The given brain (bool) when a volume (RAS affine, mm) looks already skull-stripped (thresholds above), else None."""
+    """The given brain (bool) when a volume (RAS affine, mm) looks skull-stripped (thresholds above), else None."""
     tissue = np.asarray(data) != np.min(data)
     if 1 - tissue.mean() < STRIPPED_MIN_BACKGROUND:  # the common case, a head with noisy background: decided cheaply
         return None
