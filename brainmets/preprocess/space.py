@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from brainmets.components import signed_distance_mm
 from brainmets.errors import BrainmetsError
-from brainmets.io import load_nifti, voxel_spacing_mm
+from brainmets.io import int_triple, load_nifti, voxel_spacing_mm
 
 if TYPE_CHECKING:
     import ants
@@ -50,7 +50,7 @@ def load_scan(path: str | os.PathLike[str], *, allow_constant: bool = False) -> 
         data=np.asarray(ras.get_fdata(dtype=np.float32)),
         affine=ras.affine.copy(),
         native_affine=img.affine.copy(),
-        native_shape=tuple(int(s) for s in img.shape[:3]),  # type: ignore[arg-type]
+        native_shape=int_triple(img.shape[:3]),
     )
 
 
