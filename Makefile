@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CORES  ?= all
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env scorers demo test test-fast lock clean
+.PHONY: env scorers demo lint test test-fast lock clean
 
 env: $(STAMP)
 
@@ -33,6 +33,14 @@ $(SCORERS)/.installed: requirements-scorers.lock
 	$(SCORERS)/bin/python -m pip install -q pip==26.3
 	$(SCORERS)/bin/python -m pip install -q -r requirements-scorers.lock
 	touch $@
+
+# Style and types, as CI checks them: lint and import order, formatting, mypy on the package, Snakefile
+# formatting (settings in pyproject.toml).
+lint: env
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy brainmets
+	$(BIN)/snakefmt --check Snakefile rules
 
 # Leaves the machine as it was: tests that install packages, write /etc or start daemons (the SLURM
 # cluster) are skipped unless BRAINMETS_SYSTEM_TESTS=1 (.ci/run sets it).

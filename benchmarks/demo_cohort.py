@@ -33,7 +33,8 @@ def main(out: Path, workers: int) -> None:
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_s = time.process_time() - cpu + children.ru_utime + children.ru_stime
     print(
-        f"default cohort (4 x 3 + 12 training, workers={workers}): wall {time.perf_counter() - start:.1f} s, CPU {cpu_s:.1f} s"
+        f"default cohort (4 x 3 + 12 training, workers={workers}): "
+        f"wall {time.perf_counter() - start:.1f} s, CPU {cpu_s:.1f} s"
     )
 
     lesions = pd.read_csv(out / "truth" / "lesions.tsv", sep="\t")
@@ -49,7 +50,8 @@ def main(out: Path, workers: int) -> None:
         if len(part):
             median, worst = 100 * part.median(), 100 * part.max()
             print(
-                f"scan vs truth volume, lesions {low}-{high} mL (n={len(part)}): median {median:.1f} %, max {worst:.1f} %"
+                f"scan vs truth volume, lesions {low}-{high} mL (n={len(part)}): "
+                f"median {median:.1f} %, max {worst:.1f} %"
             )
 
     poses = pd.read_csv(out / "truth" / "poses.tsv", sep="\t")

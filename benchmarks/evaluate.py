@@ -25,13 +25,13 @@ def synthetic_case(shape: tuple[int, int, int], lesions: int, seed: int) -> tupl
     for i in range(lesions):
         radius = rng.uniform(1.0, 12.0)
         centre = rng.uniform(15, np.array(shape) - 15)
-        sphere = sum((g - c) ** 2 for g, c in zip(grid, centre)) <= radius**2
+        sphere = sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) <= radius**2
         truth |= sphere
         if i % 5 != 4:  # every fifth lesion is missed
             pred |= np.roll(sphere, int(rng.integers(-2, 3)), axis=int(rng.integers(0, 3)))
     for _ in range(max(lesions // 4, 1)):  # false positives
         centre = rng.uniform(15, np.array(shape) - 15)
-        pred |= sum((g - c) ** 2 for g, c in zip(grid, centre)) <= rng.uniform(1.0, 4.0) ** 2
+        pred |= sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) <= rng.uniform(1.0, 4.0) ** 2
     return truth, ndimage.binary_dilation(pred, iterations=int(rng.integers(0, 2)))
 
 

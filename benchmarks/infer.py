@@ -124,7 +124,7 @@ def demo_brain(path: Path) -> None:
 
     head = template_head(1.0)
     start, stop = bounding_box(head.brain)
-    box = tuple(slice(a, b) for a, b in zip(start, stop))
+    box = tuple(slice(a, b) for a, b in zip(start, stop, strict=True))
     brain = head.brain[box]
     image, _, _ = zscore_over_brain(head.intensity[box].astype(np.float32), brain)
     np.save(path / "image.npy", image.astype(np.float32))
@@ -207,7 +207,10 @@ def demo_batch_speed(reps: int = 3) -> None:
 
 
 def part_scan_brainmets(data: Path, patch: int) -> dict:
-    """Sliding-window prediction of the demo brain with brainmets (1 random-weight fold, no mirroring, precision auto)."""
+    """Sliding-window prediction of the demo brain with brainmets (1 random-weight fold, no mirroring).
+
+    The precision is chosen by the `auto` setting.
+    """
     from brainmets.inference.cli_predict import set_threads
     from brainmets.inference.ensemble import predict_ensemble
     from brainmets.inference.runtime import resolve_precision
@@ -395,15 +398,13 @@ def demo_figures(model: Path, samples: Path, config: Path | None, limit: int | N
             scan_dir = Path(tmp) / str(k)
             preprocess_scan(row["image"], scan_dir, settings=load_settings(config), mask=row["mask"])
             predict_scan(segmenter, scan_dir / ZSCORE, scan_dir / BRAIN_MASK, scan_dir)
-            load = lambda name: np.asarray(load_nifti(scan_dir / name, allow_constant=True).dataobj)  # noqa: E731
             spacing = tuple(voxel_spacing_mm(load_nifti(scan_dir / BRAIN_MASK, allow_constant=True).affine))
+            truth, segmentation, entropy, brain = (
+                np.asarray(load_nifti(scan_dir / name, allow_constant=True).dataobj)
+                for name in (TRUTH, "segmentation.nii.gz", "uncertainty_total_entropy.nii.gz", BRAIN_MASK)
+            )
             scored, inside = score_scan(
-                f"{row['patient_id']}/{row['timepoint']}",
-                load(TRUTH),
-                load("segmentation.nii.gz"),
-                load("uncertainty_total_entropy.nii.gz"),
-                load(BRAIN_MASK),
-                spacing,
+                f"{row['patient_id']}/{row['timepoint']}", truth, segmentation, entropy, brain, spacing
             )
             rows.append(scored)
             voxels.append(inside)
@@ -602,8 +603,9 @@ def print_speed(
     for name, r in forward.items():
         gflops = FORWARD_TFLOP_128 * scale * 1000 / r["wall_s"]
         print(
-            f"  {name:9s} {r['wall_s']:7.2f} s wall  {r['cpu_s']:7.2f} s CPU  {r['cpu_s'] / r['wall_s']:4.2f} CPU s/wall s"
-            f"  {gflops:6.1f} GFLOP/s  x{forward[next(iter(forward))]['wall_s'] / r['wall_s']:.2f} of {next(iter(forward))}"
+            f"  {name:9s} {r['wall_s']:7.2f} s wall  {r['cpu_s']:7.2f} s CPU  "
+            f"{r['cpu_s'] / r['wall_s']:4.2f} CPU s/wall s  {gflops:6.1f} GFLOP/s  "
+            f"x{forward[next(iter(forward))]['wall_s'] / r['wall_s']:.2f} of {next(iter(forward))}"
             + ("  (emulated: no native bfloat16 here)" if r["emulated"] else "")
         )
     if "sign_agreement" in forward.get("bfloat16", {}):
@@ -616,13 +618,15 @@ def print_speed(
     print(f"one 1 mm demo brain {tuple(ours['shape'])}, 1 fold, no mirroring, overlap 0.5, patch {patch}^3:")
     print(
         f"  brainmets ({ours['precision']:8s}) {ours['wall_s']:7.1f} s wall  {ours['cpu_s']:7.1f} s CPU  "
-        f"{ours['cpu_s'] / ours['wall_s']:4.2f} CPU s/wall s  {ours['windows']} windows  peak {ours['peak_gib']:.2f} GiB"
+        f"{ours['cpu_s'] / ours['wall_s']:4.2f} CPU s/wall s  {ours['windows']} windows  "
+        f"peak {ours['peak_gib']:.2f} GiB"
     )
     if theirs is not None:
         their_windows = len(window_slices(theirs["shape"], (patch,) * 3, 0.5))
         print(
             f"  nnU-Net v2 (float32)  {theirs['wall_s']:7.1f} s wall  {theirs['cpu_s']:7.1f} s CPU  "
-            f"{theirs['cpu_s'] / theirs['wall_s']:4.2f} CPU s/wall s  {their_windows} windows  peak {theirs['peak_gib']:.2f} GiB"
+            f"{theirs['cpu_s'] / theirs['wall_s']:4.2f} CPU s/wall s  {their_windows} windows  "
+            f"peak {theirs['peak_gib']:.2f} GiB"
         )
         print(
             f"  ratio brainmets / nnU-Net: wall {ours['wall_s'] / theirs['wall_s']:.2f}, "

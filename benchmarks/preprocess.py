@@ -137,7 +137,8 @@ def timing(images: list[Path], methods: list[str], spacing: float, work: Path) -
                 if step != "total":
                     clock += seconds
     print(
-        f"scans {', '.join(map(str, images))} -> {spacing} mm, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        f"scans {', '.join(map(str, images))} -> {spacing} mm, "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.1f}"))
 
@@ -227,7 +228,10 @@ def accuracy(cohort: Path, methods: list[str], spacing: float, work: Path) -> No
 def spheres(
     rng: np.random.Generator, shape: tuple[int, int, int], spacing_mm: float, per_size: int
 ) -> tuple[np.ndarray, dict[int, float]]:
-    """A label map of non-touching balls, `per_size` of each diameter (mm) at random sub-voxel centres; returns (labels, diameter per label)."""
+    """A label map of non-touching balls, `per_size` of each diameter (mm) at random sub-voxel centres.
+
+    Returns the label map and the diameter (mm) of each label.
+    """
     points = np.indices(shape).transpose(1, 2, 3, 0) * spacing_mm
     labels = np.zeros(shape, np.uint8)
     taken = np.zeros(shape, bool)  # the balls so far, widened by 2 voxels
@@ -247,7 +251,7 @@ def spheres(
 
 
 def round_trip(seeds: int, spacing: float) -> None:
-    """Print round-trip Dice (patient -> native -> patient) of spheres on every demo protocol, per label interpolation."""
+    """Print round-trip Dice (patient -> native -> patient) of spheres per demo protocol and label interpolation."""
     shape = (int(round(120 / spacing)),) * 3
     patient_affine = np.diag([spacing, spacing, spacing, 1.0])
     corners = np.array([[x, y, z] for x in (0, 120) for y in (0, 120) for z in (0, 120)], float)
@@ -284,7 +288,8 @@ def round_trip(seeds: int, spacing: float) -> None:
                 ]
     table = pd.DataFrame(rows)
     print(
-        f"{seeds} poses per protocol, 2 spheres per diameter each, patient space {spacing} mm, load average {os.getloadavg()[0]:.1f}"
+        f"{seeds} poses per protocol, 2 spheres per diameter each, patient space {spacing} mm, "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     summary = table.pivot_table(
         index=["protocol", "diameter_mm"], columns="interpolation", values="dice", aggfunc=["min", "mean"]

@@ -134,8 +134,8 @@ def part_published(work: Path, scan: Path, full: bool, limit: int) -> dict:
 
     image = zscored_scan(scan)
     box = nonzero_box(image)
-    padded = [max(s.stop - s.start, p) for s, p in zip(box, PATCH)]
-    windows = int(np.prod([len(published_window_starts(n, p)) for n, p in zip(padded, PATCH)]))
+    padded = [max(s.stop - s.start, p) for s, p in zip(box, PATCH, strict=True)]
+    windows = int(np.prod([len(published_window_starts(n, p)) for n, p in zip(padded, PATCH, strict=True)]))
     folds, flips = (FOLDS, PUBLISHED_FLIPS) if full else (1, PUBLISHED_FLIPS[:1])
     predictors = _predictors(work, folds, 0 if full else limit)
     started = time.perf_counter()
@@ -155,7 +155,7 @@ def part_default(work: Path, scan: Path, full: bool, limit: int) -> dict:
     brain = image != 0
     windows = sum(
         1
-        for w in window_slices([max(s, p) for s, p in zip(image.shape, PATCH)], PATCH, DEFAULT_OVERLAP)
+        for w in window_slices([max(s, p) for s, p in zip(image.shape, PATCH, strict=True)], PATCH, DEFAULT_OVERLAP)
         if brain[w].any()
     )
     folds, axes = (FOLDS, (0, 1, 2)) if full else (1, ())

@@ -90,8 +90,9 @@ def stripped_row(data: Path, method: str, spacing_mm: float, skull_stripped: boo
     mask, f = native_brain_mask(data / STRIPPED, method, spacing_mm, skull_stripped)
     given = np.asarray(nib.load(data / STRIPPED).dataobj) > 0
     return (
-        f"{STRIPPED:34s} {f['extraction'][:40]:40s} {spacing_mm:4.1f} mm  keeps {(mask & given).sum() / given.sum():.4f} "
-        f"of the given brain, Dice {dice(mask, given):.4f}  step {f['wall_s']:6.1f} s wall  peak {f['peak_gb']:.2f} GB"
+        f"{STRIPPED:34s} {f['extraction'][:40]:40s} {spacing_mm:4.1f} mm  "
+        f"keeps {(mask & given).sum() / given.sum():.4f} of the given brain, Dice {dice(mask, given):.4f}  "
+        f"step {f['wall_s']:6.1f} s wall  peak {f['peak_gb']:.2f} GB"
     )
 
 

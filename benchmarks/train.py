@@ -5,9 +5,9 @@ Usage (from the repository root; run with `nice` on a shared machine):
     python benchmarks/train.py --demo-dir resources/demo --folds 0 1 2 3 4 --paper-size 64
 
 The demo cohort's training subjects are brought to the training input form with a quick stand-in for
-the preprocessing stage (RAS, linear resampling to `--spacing` (default 1 mm), z-score inside the cohort's own brain mask,
-background 0, crop to the brain; no N4, no skull-stripping network), prepared with
-`prepare_case`, and trained with the configured preset and fold count. Without --demo-dir, synthetic
+the preprocessing stage (RAS, linear resampling to `--spacing` (default 1 mm), z-score inside the
+cohort's own brain mask, background 0, crop to the brain; no N4, no skull-stripping network), prepared
+with `prepare_case`, and trained with the configured preset and fold count. Without --demo-dir, synthetic
 96^3 cases of brainmets.training.synthetic are used. Prints: iterations/s and peak memory of the demo
 preset, per-fold wall time and best held-out validation Dice, and one paper-preset training step.
 """

@@ -26,8 +26,11 @@ def label_lesions(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return labels, int(n)
 
 
-def signed_distance_mm(mask: np.ndarray, spacing_mm: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Distance (mm) from each voxel centre to the nearest one across the mask border (negative inside), and each voxel's nearest mask voxel (indices)."""
+def signed_distance_mm(mask: np.ndarray, spacing_mm: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Signed distance (mm) of each voxel centre to the mask border (negative inside), and its nearest mask voxel.
+
+    The second array holds, per voxel, the indices of the nearest voxel inside the mask.
+    """
     mask = np.asarray(mask, dtype=bool)
     spacing = np.asarray(spacing_mm, dtype=float)
     outside, nearest = ndimage.distance_transform_edt(~mask, sampling=spacing, return_indices=True)

@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from brainmets.errors import BrainmetsError
-from brainmets.io import atomic_path
+from brainmets.io import atomic_path, int_triple
 
 #: panel name -> (axis cut through, axes shown horizontally and vertically, their end labels)
 PLANES = {
@@ -31,11 +31,11 @@ def default_centre(
     """Voxel through which to cut: centre of mass of the outline, else of the overlay, else of the image."""
     for candidate in (outline, overlay):
         if candidate is not None and np.any(candidate):
-            return tuple(int(round(c)) for c in ndimage.center_of_mass(np.asarray(candidate) > 0))  # type: ignore[return-value]
+            return int_triple(round(c) for c in ndimage.center_of_mass(np.asarray(candidate) > 0))
     weights = np.clip(np.asarray(image, dtype=np.float64), 0, None)
     if weights.sum() > 0:
-        return tuple(int(round(c)) for c in ndimage.center_of_mass(weights))  # type: ignore[return-value]
-    return tuple(s // 2 for s in image.shape)  # type: ignore[return-value]
+        return int_triple(round(c) for c in ndimage.center_of_mass(weights))
+    return int_triple(s // 2 for s in image.shape)
 
 
 def three_plane_figure(
@@ -69,7 +69,7 @@ def three_plane_figure(
             raise BrainmetsError(f"{path}: {name} shape {np.shape(extra)} differs from the image shape {volume.shape}")
     spacing = np.asarray(spacing_mm, dtype=float)
     cut = tuple(default_centre(volume, outline, overlay) if centre is None else (int(c) for c in centre))
-    cut = tuple(int(np.clip(c, 0, n - 1)) for c, n in zip(cut, volume.shape))
+    cut = tuple(int(np.clip(c, 0, n - 1)) for c, n in zip(cut, volume.shape, strict=True))
     finite = volume[np.isfinite(volume)]
     low, high = np.percentile(finite, (0.5, 99.5)) if finite.size else (0.0, 1.0)
     if overlay is not None:
@@ -81,7 +81,7 @@ def three_plane_figure(
     FigureCanvasAgg(figure)
     for k, (plane, (axis, (h_axis, v_axis), (left, right, bottom, top))) in enumerate(PLANES.items()):
         ax = figure.add_subplot(1, 3, k + 1)
-        index = [slice(None)] * 3
+        index: list[slice | int] = [slice(None)] * 3
         index[axis] = cut[axis]
         take = tuple(index)
         extent = (0, volume.shape[h_axis] * spacing[h_axis], 0, volume.shape[v_axis] * spacing[v_axis])

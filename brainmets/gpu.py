@@ -106,7 +106,7 @@ def claim_gpu(
     if "SLURM_JOB_ID" in env:
         visible = parse_visible_devices(env.get(ENV))
         if visible is None:
-            visible = next((parse_visible_devices(env[v]) for v in SLURM_GPU_VARIABLES if env.get(v)), [])
+            visible = next((parse_visible_devices(env[v]) or [] for v in SLURM_GPU_VARIABLES if env.get(v)), [])
             env[ENV] = ",".join(visible)
         return GpuClaim(visible[0] if visible else None, "slurm")
     visible = parse_visible_devices(env.get(ENV))

@@ -12,7 +12,7 @@ import json
 import os
 import secrets
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -128,11 +128,14 @@ def load_nifti(path: str | os.PathLike[str], *, allow_constant: bool = False) ->
     read_nifti_header(p)
     try:
         img = nib.load(str(p))
-        data = np.asanyarray(img.dataobj)
+        if isinstance(img, nib.Nifti1Image):  # NIfTI-2 images are Nifti1Image too; a .hdr/.img pair is not
+            data = np.asanyarray(img.dataobj)
     except Exception as error:  # nibabel raises many types for corrupt input
         raise BrainmetsError(
             f"{p}: not a readable NIfTI image ({type(error).__name__}: {error})".splitlines()[0]
         ) from None
+    if not isinstance(img, nib.Nifti1Image):
+        raise BrainmetsError(f"{p}: not a single-file NIfTI image; convert it to .nii or .nii.gz")
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
         img = nib.Nifti1Image(data, img.affine, img.header)
@@ -170,6 +173,18 @@ def check_gzip_stream(path: str | os.PathLike[str]) -> None:
 def voxel_spacing_mm(affine: np.ndarray) -> np.ndarray:
     """Voxel edge lengths (mm) along the three array axes of an affine."""
     return np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+
+
+def float_triple(values: Iterable[Any]) -> tuple[float, float, float]:
+    """Three values (a spacing in mm, a position) as three Python floats; ValueError unless there are three."""
+    a, b, c = (float(v) for v in values)
+    return a, b, c
+
+
+def int_triple(values: Iterable[Any]) -> tuple[int, int, int]:
+    """Three values (a shape or patch size in voxels) as three Python ints; ValueError unless there are three."""
+    a, b, c = (int(v) for v in values)
+    return a, b, c
 
 
 class Grid(Protocol):
@@ -289,6 +304,11 @@ def write_tsv(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     with atomic_path(path) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
     return Path(path)
+
+
+def table_records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of a table whose columns are named by text, as dicts (column name -> value)."""
+    return [{str(name): value for name, value in row.items()} for row in table.to_dict("records")]
 
 
 def read_tsv(

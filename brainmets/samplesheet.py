@@ -2,8 +2,9 @@
 
 Columns: `patient_id`, `timepoint` (ISO date), `image`, and optionally `mask` (ground truth on the
 image's grid), `training` (true/false), `baseline` (true/false), `skull_stripped` (true/false, empty:
-the configuration decides), `steroid_dose_mg`, `clinical_status` (improved/stable/worse). Paths are relative to the working directory or absolute. Every problem is
-reported as one line naming the sheet, the row (1 = first row under the header), the column and the fix.
+the configuration decides), `steroid_dose_mg`, `clinical_status` (improved/stable/worse). Paths are
+relative to the working directory or absolute. Every problem is reported as one line naming the
+sheet, the row (1 = first row under the header), the column and the fix.
 
 The JSON schema `workflow/schemas/samples.schema.yaml` describes one row as `read_sheet` returns it
 (the workflow validates with `snakemake.utils.validate`); `load_samples` applies the same schema with
@@ -112,7 +113,7 @@ class _FileGrid:
 def _check_file(
     sheet: Path, row: int, column: str, path: str, read_data: bool, read_header: bool = True
 ) -> _FileGrid | None:
-    """Check that a sheet's file exists and (`read_header`) is a 3-D NIfTI with a usable header (`read_data`: and data)."""
+    """Check that a sheet's file exists and is a 3-D NIfTI with usable header (`read_header`) and data (`read_data`)."""
     from brainmets.io import check_gzip_stream, load_mask, load_nifti, read_nifti_header
 
     if not os.path.isfile(path):
@@ -140,6 +141,122 @@ def _check_file(
     return _FileGrid(shape, header.get_best_affine())
 
 
+def check_columns(sheet: Path, table: pd.DataFrame) -> None:
+    """Refuse a sheet without the required columns, without rows, or with a known column misspelt."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise BrainmetsError(
+            f"{sheet}: missing column(s) {', '.join(missing)}; the header needs {', '.join(REQUIRED_COLUMNS)} "
+            f"(optional: {', '.join(OPTIONAL_COLUMNS)}), separated by tabs"
+        )
+    if table.empty:
+        raise BrainmetsError(f"{sheet}: no rows under the header; add one row per scan")
+    known = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+    for column in table.columns:
+        near = [k for k in known if k.lower() == column.lower().replace(" ", "_") and k != column]
+        if near:
+            raise BrainmetsError(f"{sheet}: column {column!r} should be named {near[0]!r}; rename it in the header")
+
+
+def check_rows(sheet: Path, table: pd.DataFrame, schema: str | os.PathLike[str] = SCHEMA_PATH) -> None:
+    """Refuse the first row (of the text sheet) that breaks the schema or whose timepoint is not a calendar date."""
+    validator = _validator(os.fspath(schema))
+    columns = list(table.columns)
+
+    def column_order(error: Any) -> int:
+        """Position of the column an error is about (-1 for row-level errors such as a missing value)."""
+        path = list(error.absolute_path)
+        return columns.index(path[0]) if path and path[0] in columns else -1
+
+    for row, cells in enumerate(table.to_dict("records")):
+        record = {str(k): v for k, v in cells.items() if pd.notna(v)}
+        errors = sorted(validator.iter_errors(record), key=column_order)
+        if errors:
+            raise _schema_problem(sheet, row, errors[0], record)
+        try:
+            dt.date.fromisoformat(record["timepoint"])
+        except ValueError as error:
+            raise BrainmetsError(
+                f"{_where(sheet, row, 'timepoint')}: {record['timepoint']!r} is not a calendar date ({error}); "
+                "write YYYY-MM-DD"
+            ) from None
+
+
+def typed_sheet(table: pd.DataFrame) -> pd.DataFrame:
+    """The text sheet with typed columns: flags as bool, skull_stripped as bool or None, the dose as float (mg).
+
+    Missing optional columns are filled (no mask, not training, no baseline, no dose); `row` is the
+    1-based row in the sheet. The index is the text sheet's.
+    """
+    frame = pd.DataFrame({"patient_id": table["patient_id"], "timepoint": table["timepoint"], "image": table["image"]})
+    frame["mask"] = table["mask"].where(table["mask"].notna(), None) if "mask" in table else None
+    for flag in ("training", "baseline"):
+        values = table[flag] if flag in table else pd.Series("", index=table.index)
+        frame[flag] = values.fillna("").astype(str).str.strip().str.lower().isin(_TRUE)
+    stripped = (
+        table["skull_stripped"] if "skull_stripped" in table else pd.Series(None, index=table.index, dtype=object)
+    )
+    frame["skull_stripped"] = [None if pd.isna(v) else str(v).strip().lower() in _TRUE for v in stripped]
+    frame["steroid_dose_mg"] = pd.to_numeric(table["steroid_dose_mg"]) if "steroid_dose_mg" in table else float("nan")
+    frame["clinical_status"] = (
+        table["clinical_status"].where(table["clinical_status"].notna(), None) if "clinical_status" in table else None
+    )
+    frame["row"] = range(1, len(frame) + 1)
+    return frame
+
+
+def check_scans(sheet: Path, frame: pd.DataFrame) -> None:
+    """Refuse a typed sheet with a repeated (patient, timepoint), a training row without mask or two baselines."""
+    repeated = frame[frame.duplicated(["patient_id", "timepoint"], keep="first")]
+    if len(repeated):
+        row, patient, timepoint = int(repeated.index[0]), repeated["patient_id"].iloc[0], repeated["timepoint"].iloc[0]
+        first = int(frame.index[(frame["patient_id"] == patient) & (frame["timepoint"] == timepoint)][0])
+        raise BrainmetsError(
+            f"{_where(sheet, row, 'timepoint')}: patient {patient} already has a scan on {timepoint} "
+            f"(row {first + 1}); give each scan its own (patient_id, timepoint) or remove the duplicate"
+        )
+    for row in frame.index[frame["training"] & frame["mask"].isna()]:
+        raise BrainmetsError(
+            f"{_where(sheet, int(row), 'mask')}: a training row needs a ground-truth mask; "
+            "add the mask or set training to false"
+        )
+    baselines = frame[frame["baseline"]]
+    extra = baselines.duplicated("patient_id", keep="first")
+    if extra.any():
+        row = int(baselines.index[extra][0])
+        raise BrainmetsError(
+            f"{_where(sheet, row, 'baseline')}: patient {str(frame.loc[row, 'patient_id'])} already has a baseline "
+            "scan; mark at most one scan per patient as baseline"
+        )
+
+
+def check_sheet_files(
+    sheet: Path,
+    frame: pd.DataFrame,
+    produced_dirs: Iterable[str | os.PathLike[str]] = (),
+    read_data: bool = False,
+    header_limit: int | None = None,
+) -> None:
+    """Refuse the first image or mask of a typed sheet that is missing, unreadable or off its image's grid.
+
+    Options as for `load_samples`; files under `produced_dirs` are not checked.
+    """
+    from brainmets.io import check_same_grid
+
+    produced = [os.path.abspath(d) for d in produced_dirs]
+    headers = header_limit is None or len(frame) + int(frame["mask"].notna().sum()) <= header_limit
+    for row, image, mask in zip(frame.index, frame["image"], frame["mask"], strict=True):
+        grids = {}
+        for column, file in (("image", image), ("mask", mask)):
+            if file is not None and not _is_produced(file, produced):
+                grids[column] = _check_file(sheet, int(row), column, file, read_data, read_header=headers)
+        if len(grids) == 2 and grids["image"] is not None and grids["mask"] is not None:
+            try:
+                check_same_grid(grids["image"], grids["mask"], image, mask, "give the mask on the image's grid")
+            except BrainmetsError as error:
+                raise BrainmetsError(f"{_where(sheet, int(row), 'mask')}: {error}") from None
+
+
 def load_samples(
     path: str | os.PathLike[str],
     *,
@@ -163,89 +280,12 @@ def load_samples(
     """
     sheet = Path(path)
     table = read_sheet(sheet)
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
-    if missing:
-        raise BrainmetsError(
-            f"{sheet}: missing column(s) {', '.join(missing)}; the header needs {', '.join(REQUIRED_COLUMNS)} "
-            f"(optional: {', '.join(OPTIONAL_COLUMNS)}), separated by tabs"
-        )
-    if table.empty:
-        raise BrainmetsError(f"{sheet}: no rows under the header; add one row per scan")
-    known = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
-    for column in table.columns:
-        near = [k for k in known if k.lower() == column.lower().replace(" ", "_") and k != column]
-        if near:
-            raise BrainmetsError(f"{sheet}: column {column!r} should be named {near[0]!r}; rename it in the header")
-    validator = _validator(os.fspath(schema))
-    columns = list(table.columns)
-
-    def column_order(error: Any) -> int:
-        """Position of the column an error is about (-1 for row-level errors such as a missing value)."""
-        path = list(error.absolute_path)
-        return columns.index(path[0]) if path and path[0] in columns else -1
-
-    for row, record in enumerate(table.to_dict("records")):
-        record = {k: v for k, v in record.items() if pd.notna(v)}
-        errors = sorted(validator.iter_errors(record), key=column_order)
-        if errors:
-            raise _schema_problem(sheet, row, errors[0], record)
-        try:
-            dt.date.fromisoformat(record["timepoint"])
-        except ValueError as error:
-            raise BrainmetsError(
-                f"{_where(sheet, row, 'timepoint')}: {record['timepoint']!r} is not a calendar date ({error}); write YYYY-MM-DD"
-            ) from None
-
-    frame = pd.DataFrame({"patient_id": table["patient_id"], "timepoint": table["timepoint"], "image": table["image"]})
-    frame["mask"] = table["mask"].where(table["mask"].notna(), None) if "mask" in table else None
-    for flag in ("training", "baseline"):
-        values = table[flag] if flag in table else pd.Series("", index=table.index)
-        frame[flag] = values.fillna("").astype(str).str.strip().str.lower().isin(_TRUE)
-    stripped = (
-        table["skull_stripped"] if "skull_stripped" in table else pd.Series(None, index=table.index, dtype=object)
-    )
-    frame["skull_stripped"] = [None if pd.isna(v) else str(v).strip().lower() in _TRUE for v in stripped]
-    frame["steroid_dose_mg"] = pd.to_numeric(table["steroid_dose_mg"]) if "steroid_dose_mg" in table else float("nan")
-    frame["clinical_status"] = (
-        table["clinical_status"].where(table["clinical_status"].notna(), None) if "clinical_status" in table else None
-    )
-    frame["row"] = range(1, len(frame) + 1)
-
-    repeated = frame[frame.duplicated(["patient_id", "timepoint"], keep="first")]
-    if len(repeated):
-        row, patient, timepoint = int(repeated.index[0]), repeated["patient_id"].iloc[0], repeated["timepoint"].iloc[0]
-        first = int(frame.index[(frame["patient_id"] == patient) & (frame["timepoint"] == timepoint)][0])
-        raise BrainmetsError(
-            f"{_where(sheet, row, 'timepoint')}: patient {patient} already has a scan on {timepoint} (row {first + 1}); "
-            "give each scan its own (patient_id, timepoint) or remove the duplicate"
-        )
-    for row in frame.index[frame["training"] & frame["mask"].isna()]:
-        raise BrainmetsError(
-            f"{_where(sheet, int(row), 'mask')}: a training row needs a ground-truth mask; add the mask or set training to false"
-        )
-    baselines = frame[frame["baseline"]]
-    extra = baselines.duplicated("patient_id", keep="first")
-    if extra.any():
-        row = int(baselines.index[extra][0])
-        raise BrainmetsError(
-            f"{_where(sheet, row, 'baseline')}: patient {frame.loc[row, 'patient_id']} already has a baseline scan; "
-            "mark at most one scan per patient as baseline"
-        )
+    check_columns(sheet, table)
+    check_rows(sheet, table, schema)
+    frame = typed_sheet(table)
+    check_scans(sheet, frame)
     if check_files:
-        from brainmets.io import check_same_grid
-
-        produced = [os.path.abspath(d) for d in produced_dirs]
-        headers = header_limit is None or len(frame) + int(frame["mask"].notna().sum()) <= header_limit
-        for row, image, mask in zip(frame.index, frame["image"], frame["mask"], strict=True):
-            grids = {}
-            for column, file in (("image", image), ("mask", mask)):
-                if file is not None and not _is_produced(file, produced):
-                    grids[column] = _check_file(sheet, int(row), column, file, read_data, read_header=headers)
-            if len(grids) == 2 and grids["image"] is not None and grids["mask"] is not None:
-                try:
-                    check_same_grid(grids["image"], grids["mask"], image, mask, "give the mask on the image's grid")
-                except BrainmetsError as error:
-                    raise BrainmetsError(f"{_where(sheet, int(row), 'mask')}: {error}") from None
+        check_sheet_files(sheet, frame, produced_dirs, read_data, header_limit)
     return frame.set_index(["patient_id", "timepoint"]).sort_index()
 
 

@@ -30,7 +30,7 @@ ISO = (1.0, 1.0, 1.0)
 def box(lo: tuple[int, int, int], hi: tuple[int, int, int], mask: np.ndarray | None = None) -> np.ndarray:
     """Mark the voxels lo..hi (inclusive) in a new or given boolean mask."""
     mask = np.zeros(SHAPE, bool) if mask is None else mask
-    mask[tuple(slice(a, b + 1) for a, b in zip(lo, hi))] = True
+    mask[tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))] = True
     return mask
 
 

@@ -133,7 +133,7 @@ def metastases() -> tuple[np.ndarray, tuple[float, float, float]]:
     grid = np.indices((64, 64, 64))
     truth = np.zeros((64, 64, 64), bool)
     for centre, radius in (((16, 16, 16), 1.5), ((16, 44, 40), 3.0), ((44, 18, 42), 5.0), ((42, 44, 20), 8.0)):
-        truth |= sum((g - c) ** 2 for g, c in zip(grid, centre)) <= radius**2
+        truth |= sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) <= radius**2
     return truth, (1.0, 1.0, 1.2)
 
 

@@ -83,7 +83,7 @@ def test_full_size_checkpoint_maps_onto_the_paper_network() -> None:
     assert set(mapping) == set(real)
     targets = [getattr(network.get_layer(layer), attribute) for layer, attribute in mapping.values()]
     assert len({id(w) for w in targets}) == len(network.weights) == len(real)
-    for key, weight in zip(mapping, targets):
+    for key, weight in zip(mapping, targets, strict=True):
         assert tuple(weight.shape) == real[key], key
 
 

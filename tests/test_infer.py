@@ -186,7 +186,7 @@ def test_a_cropped_network_input_gives_maps_on_the_brain_mask_grid(model_dir, sc
     image_path, mask_path, affine = scan
     full = np.asarray(nib.load(image_path).dataobj)
     start = (3, 2, 1)
-    box = tuple(slice(b, n - 1) for b, n in zip(start, full.shape))
+    box = tuple(slice(b, n - 1) for b, n in zip(start, full.shape, strict=True))
     cropped_affine = affine.copy()
     cropped_affine[:3, 3] += affine[:3, :3] @ np.array(start, float)
     save_nifti(full[box], cropped_affine, tmp_path / "crop.nii.gz")

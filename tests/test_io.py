@@ -17,6 +17,8 @@ from brainmets.errors import BrainmetsError
 from brainmets.io import (
     atomic_path,
     check_same_grid,
+    float_triple,
+    int_triple,
     load_mask,
     load_nifti,
     read_json,
@@ -24,6 +26,7 @@ from brainmets.io import (
     read_tsv,
     read_yaml,
     save_nifti,
+    table_records,
     voxel_volume_ml,
     write_json,
     write_tsv,
@@ -176,3 +179,27 @@ def test_a_command_output_follows_the_umask(tmp_path: Path, umask: int) -> None:
     out = tmp_path / "lesions.tsv"
     assert main(["measure", str(tmp_path / "mask.nii.gz"), "--out", str(out)]) == 0
     assert stat.S_IMODE(out.stat().st_mode) == umask
+
+
+def test_a_nifti_pair_is_refused_as_not_a_single_file(tmp_path: Path) -> None:
+    """A .hdr/.img pair loads in nibabel as another image type; brainmets asks for .nii or .nii.gz."""
+    data = np.random.default_rng(0).random((6, 7, 8)).astype(np.float32)
+    nib.save(nib.Nifti1Pair(data, np.eye(4)), tmp_path / "scan.img")
+    with pytest.raises(BrainmetsError, match=r"scan\.hdr: not a single-file NIfTI image; convert it to \.nii"):
+        load_nifti(tmp_path / "scan.hdr")
+
+
+def test_triples_are_plain_numbers_and_refuse_another_length() -> None:
+    spacing = float_triple(np.array([1.5, 2, 3], dtype=np.float32))
+    assert spacing == (1.5, 2.0, 3.0) and all(type(v) is float for v in spacing)
+    shape = int_triple(np.array([4, 5, 6]))
+    assert shape == (4, 5, 6) and all(type(v) is int for v in shape)
+    with pytest.raises(ValueError):
+        int_triple((4, 5))
+    with pytest.raises(ValueError):
+        float_triple((1.0, 1.0, 1.0, 1.0))
+
+
+def test_table_records_name_columns_by_text() -> None:
+    table = pd.DataFrame({"lesion_id": [1, 2], 7: ["a", "b"]})
+    assert table_records(table) == [{"lesion_id": 1, "7": "a"}, {"lesion_id": 2, "7": "b"}]

@@ -506,7 +506,7 @@ def test_outputs_lie_in_patient_space_with_a_complete_record(demo_patient: dict)
         assert nib.aff2axcodes(grid.affine) == ("R", "A", "S")
         np.testing.assert_allclose(record["patient_space"]["spacing_mm"], [2, 2, 2])
         start, stop = record["crop"]["start"], record["crop"]["stop"]
-        assert list(zscore.shape) == [b - a for a, b in zip(start, stop)]
+        assert list(zscore.shape) == [b - a for a, b in zip(start, stop, strict=True)]
         full = uncrop(np.asarray(zscore.dataobj), start, grid.shape)
         brain = np.asarray(nib.load(scan_dir / BRAIN_MASK).dataobj) > 0
         assert abs(full[brain].mean()) < 1e-3 and abs(full[brain].std() - 1) < 1e-3 and not full[~brain].any()

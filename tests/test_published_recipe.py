@@ -50,7 +50,7 @@ def reference_predict(image: np.ndarray, models: list, patch: int, overlap: floa
         for start in itertools.product(*starts):
             window = tf.slice(inputs, (0, *start, 0), (1, patch, patch, patch, 1))
             pred = tf.cast(run_model(window), tf.float32) * importance
-            padding = [[0, 0]] + [[b, s - b - patch] for b, s in zip(start, size)] + [[0, 0]]
+            padding = [[0, 0]] + [[b, s - b - patch] for b, s in zip(start, size, strict=True)] + [[0, 0]]
             out_sum = out_sum + tf.pad(pred, padding)
             weight_sum = weight_sum + tf.pad(importance, padding)
         return out_sum / weight_sum
@@ -124,7 +124,7 @@ def test_recipe_reproduces_published_maps_on_a_small_patch(imported_model: Path)
 
 
 def test_predict_with_published_recipe_writes_the_published_maps(imported_model: Path, tmp_path: Path) -> None:
-    """`brainmets predict --recipe published` on a 1 mm z-scored brain crop writes the published maps on the mask grid."""
+    """`brainmets predict --recipe published` on a 1 mm z-scored brain crop writes the published maps on its grid."""
     _, models = load_model_dir(imported_model)
     shape, box = (70, 120, 60), (slice(4, 66), slice(3, 115), slice(2, 58))
     image = _brain_image(shape, box, seed=1)

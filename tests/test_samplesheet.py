@@ -97,7 +97,7 @@ def test_skull_stripped_column_declares_per_scan_and_empty_leaves_it_to_the_conf
     tmp_path: Path, scans: dict[str, Path]
 ) -> None:
     rows = _rows(scans)
-    for row, value in zip(rows, ("true", "", "FALSE")):
+    for row, value in zip(rows, ("true", "", "FALSE"), strict=True):
         row["skull_stripped"] = value
     samples = load_samples(_write(tmp_path / "s.tsv", rows, [*HEADER, "skull_stripped"]))
     assert samples["skull_stripped"].tolist() == [True, None, False]

@@ -46,7 +46,7 @@ def test_windows_cover_the_volume_and_stay_inside_it():
     assert max(np.diff(starts)) <= 64
     covered = np.zeros((37, 41, 23), bool)
     for w in window_slices(covered.shape, PATCH, 0.5):
-        assert all(s.stop <= n for s, n in zip(w, covered.shape))
+        assert all(s.stop <= n for s, n in zip(w, covered.shape, strict=True))
         covered[w] = True
     assert covered.all()
 

@@ -29,7 +29,7 @@ def test_lint_passes_on_default_config() -> None:
 
 
 def test_dry_run_on_default_config_plans_the_whole_demo(tmp_path: Path) -> None:
-    """On the shipped config and sheet: the demo cohort, then every stage for its 12 scans, 12 training cases, each fold."""
+    """Shipped config and sheet: the demo cohort, then every stage for its 12 scans, 12 training cases and each fold."""
     shutil.copytree(REPO / "config", tmp_path / "config")
     jobs = Counter(rule for rule, _ in dry_run_jobs(tmp_path))
     assert jobs["demo_cohort"] == 1
@@ -111,7 +111,7 @@ def test_invalid_config_is_refused(project: Path, tmp_path: Path) -> None:
 
 
 def test_sheet_skull_stripped_column_reaches_preprocessing(project: Path, tmp_path: Path) -> None:
-    """true / false in the sheet's skull_stripped column become --skull-stripped / --no-skull-stripped; empty adds nothing."""
+    """Sheet skull_stripped true / false become --skull-stripped / --no-skull-stripped; empty adds nothing."""
     copy = tmp_path / "project"
     shutil.copytree(project, copy, ignore=shutil.ignore_patterns(".snakemake", "results", "logs"))
     sheet = copy / "config" / "samples.tsv"

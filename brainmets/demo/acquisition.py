@@ -16,6 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from brainmets.demo.lesions import random_rotation
+from brainmets.io import int_triple
 
 #: largest head rotation (deg) and shift (mm) between the common frame and a scan
 MAX_ROTATION_DEG = 10.0
@@ -99,11 +100,11 @@ def plan_scan(
     along = posed @ directions
     low = along.min(axis=0) - FOV_MARGIN_MM
     high = along.max(axis=0) + FOV_MARGIN_MM
-    shape = tuple(int(n) for n in np.ceil((high - low) / spacing) + 1)
+    shape = int_triple(np.ceil((high - low) / spacing) + 1)
     affine = np.eye(4)
     affine[:3, :3] = directions * spacing
     affine[:3, 3] = directions @ (low + rng.uniform(0, 1, size=3) * spacing)
-    return Scan(protocol.name, orientation, pose, affine, shape, angle, shift)  # type: ignore[arg-type]
+    return Scan(protocol.name, orientation, pose, affine, shape, angle, shift)
 
 
 def resample_to_scan(volume: np.ndarray, volume_affine: np.ndarray, scan: Scan, order: int) -> np.ndarray:

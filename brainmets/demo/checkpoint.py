@@ -58,7 +58,10 @@ def published_variable_shapes(
 
 
 def random_published_weights(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, np.ndarray]:
-    """Random float32 weights for each path: He-scaled kernels, biases ~N(0, 0.1), gamma ~U(0.5, 1.5), beta ~N(0, 0.2)."""
+    """Random float32 weights for each path.
+
+    Kernels are He-scaled, biases ~N(0, 0.1), normalisation gamma ~U(0.5, 1.5) and beta ~N(0, 0.2).
+    """
     rng = np.random.default_rng(seed)
     weights = {}
     for path, shape in shapes.items():
@@ -91,7 +94,9 @@ def _tracked_tree(node: dict) -> object:
 def write_published_checkpoint(
     folder: str | os.PathLike[str], weights: dict[str, np.ndarray], epoch: int = 1, step: int = 1000
 ) -> Path:
-    """Save `weights` (path below model/model/ -> array) as `<folder>/ckpt-best-<epoch>` with a state file; returns the prefix.
+    """Save `weights` (path below model/model/ -> array) as `<folder>/ckpt-best-<epoch>`; returns the prefix.
+
+    The state file `checkpoint` beside it names the latest save, as tf.train.CheckpointManager writes it.
 
     Like the published training, the checkpoint also holds variables outside the network (a step
     counter and an optimizer iteration count), which an import must ignore.

@@ -2,9 +2,10 @@
 
 The brain comes from nilearn's MNI152 1 mm template and its brain mask (shipped with nilearn, loaded
 offline). Everything outside the brain is synthesised as shells at a distance from the brain surface:
-subarachnoid CSF with enhancing vessels, an enhancing dural layer, the skull (dark cortical tables around bright marrow) and
-the scalp (fat and muscle), so that skull stripping has real work to do. Each patient's anatomy is the
-template under a random smooth deformation (global scaling plus a separable low-frequency warp).
+subarachnoid CSF with enhancing vessels, an enhancing dural layer, the skull (dark cortical tables
+around bright marrow) and the scalp (fat and muscle), so that skull stripping has real work to do.
+Each patient's anatomy is the template under a random smooth deformation (global scaling plus a
+separable low-frequency warp).
 """
 
 from __future__ import annotations

@@ -200,7 +200,7 @@ def design_lesions(
     """Lesions (ids 1..n) of one patient following a scenario; None = a single training scan, 3-24 mm lesions."""
     placer = Placer(head, rng)
     times = np.arange(n_timepoints)
-    ordinary = np.array([scenario.factor(t) if scenario else 1.0 for t in times])
+    ordinary = np.array([scenario.factor(t) if scenario else 1.0 for t in range(n_timepoints)])
     name = scenario.name if scenario else "training"
     leading = scenario.leading_diameter_mm if scenario else (10.0, 24.0)
     other_max = scenario.other_max_diameter_mm if scenario else 24.0
@@ -220,7 +220,7 @@ def design_lesions(
         factors = np.stack([lobes, lobes, (times == 0).astype(float)])
         first = _place(placer, rng, 1, (Blob(axis, 6.5), Blob(-axis, 6.5), Blob(np.zeros(3), 5.0)), factors)
     elif name == "vanish-and-return":
-        factors = np.array([[1.0, 0.0, 0.6, 0.65][min(t, 3)] for t in times])
+        factors = np.array([[1.0, 0.0, 0.6, 0.65][min(t, 3)] for t in range(n_timepoints)])
         first = _place(placer, rng, 1, (Blob(np.zeros(3), d1 / 2),), factors)
     elif name == "merge":
         # lesion 1 gains a bridge towards lesion 2 (22 mm away in the axial plane) from the first follow-up on

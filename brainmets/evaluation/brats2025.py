@@ -33,6 +33,7 @@ from scipy.optimize import linear_sum_assignment
 
 from brainmets.components import label_lesions
 from brainmets.evaluation.surface import voxel_surface_distances
+from brainmets.io import float_triple
 
 #: HD95 (mm) given to a missed large lesion, a false-positive component, or masks that do not overlap
 HD95_PENALTY_MM = 373.0
@@ -114,7 +115,7 @@ def evaluate_brats2025(
     dice, and for large matched lesions hd95_mm and nsd.
     """
     t, p = np.asarray(truth).astype(bool), np.asarray(pred).astype(bool)
-    spacing = tuple(float(s) for s in spacing_mm)
+    spacing = float_triple(spacing_mm)
     references, n_ref = label_lesions(t)
     components, n_pred = label_lesions(p)
 
@@ -129,7 +130,7 @@ def evaluate_brats2025(
     eligible = pair_dice >= MATCHING_DICE
     cost[pair_ref[eligible] - 1, pair_pred[eligible] - 1] = 1.0 - pair_dice[eligible]
     rows, cols = linear_sum_assignment(cost)
-    matched = {int(r) + 1: int(c) + 1 for r, c in zip(rows, cols) if cost[r, c] < 1.0}
+    matched = {int(r) + 1: int(c) + 1 for r, c in zip(rows, cols, strict=True) if cost[r, c] < 1.0}
 
     tp = len(matched)
     row: dict[str, float] = {
@@ -162,7 +163,9 @@ def evaluate_brats2025(
         detected = lesion in matched and lesion_dice >= DETECTION_DICE
         counts["tp" if detected else "fn"] += 1
         if is_large:
-            dice.append(lesion_dice), hd95.append(lesion_hd95), nsd.append(lesion_nsd)
+            dice.append(lesion_dice)
+            hd95.append(lesion_hd95)
+            nsd.append(lesion_nsd)
         lesions.append(
             {
                 "lesion": lesion,

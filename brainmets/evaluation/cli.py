@@ -15,7 +15,7 @@ import pandas as pd
 
 from brainmets.evaluation.brats2025 import evaluate_brats2025
 from brainmets.evaluation.metrics import evaluate_segmentation
-from brainmets.io import check_same_grid, load_mask, voxel_spacing_mm, write_tsv
+from brainmets.io import check_same_grid, float_triple, load_mask, voxel_spacing_mm, write_tsv
 
 HELP = "Score a predicted lesion mask against the ground truth (BraTS-2023 or BraTS-2025 lesion-wise scores)."
 
@@ -40,7 +40,7 @@ def evaluate_files(
     pred_path: str | os.PathLike[str],
     definition: str = DEFAULT_DEFINITION,
 ) -> tuple[dict[str, float], pd.DataFrame]:
-    """Scores of a predicted mask file against a truth mask file on one grid (mm from the affine), and the lesion table."""
+    """Scores and lesion table of a predicted mask file against a truth mask file on one grid (mm from the affine)."""
     truth_path, pred_path = Path(truth_path), Path(pred_path)
     (truth, truth_img), (pred, pred_img) = load_mask(truth_path, labels=True), load_mask(pred_path, labels=True)
     check_same_grid(
@@ -51,7 +51,7 @@ def evaluate_files(
         SAME_GRID_FIX,
         tolerance_mm=GRID_TOLERANCE_VOXELS * voxel_spacing_mm(truth_img.affine).min(),
     )
-    spacing = tuple(float(s) for s in voxel_spacing_mm(truth_img.affine))
+    spacing = float_triple(voxel_spacing_mm(truth_img.affine))
     if definition == "brats2025":
         return evaluate_brats2025(truth, pred, spacing)
     metrics, match = evaluate_segmentation(truth, pred, spacing)

@@ -20,7 +20,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--definition",
         choices=list(DEFINITIONS),
         default=DEFAULT_DEFINITION,
-        help=f"the definition the per-scan tables were scored with (`brainmets evaluate`; default {DEFAULT_DEFINITION})",
+        help=(
+            f"the definition the per-scan tables were scored with (`brainmets evaluate`; default {DEFAULT_DEFINITION})"
+        ),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -101,7 +102,7 @@ def _pooled_proportion(successes: int, trials: int) -> dict[str, float]:
     return {"pooled": successes / trials, "ci95_low": interval.low, "ci95_high": interval.high}
 
 
-def _distribution(metric: str, values: pd.Series) -> dict[str, float]:
+def _distribution(metric: str, values: pd.Series) -> dict[str, Any]:
     """Number of scans with a value, mean, median, quartiles and IQR of one metric."""
     finite = values.dropna().to_numpy(dtype=float)
     if finite.size == 0:
@@ -152,7 +153,10 @@ def summarise_cohort(scans: pd.DataFrame, definition: str = DEFAULT_DEFINITION) 
 def plot_sensitivity_by_size(
     summary: pd.DataFrame, path: str | os.PathLike[str], definition: str = DEFAULT_DEFINITION
 ) -> Path:
-    """Bar chart (PNG) of pooled lesion sensitivity per size class with 95 % CIs (brats2023: and the published values)."""
+    """Bar chart (PNG) of pooled lesion sensitivity per size class with 95 % CIs.
+
+    With the brats2023 definition the published values are drawn beside them.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

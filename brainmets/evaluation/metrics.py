@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from brainmets.components import label_lesions
 from brainmets.evaluation.surface import robust_hausdorff_mm, surface_distances
-from brainmets.io import voxel_volume_ml
+from brainmets.io import float_triple, voxel_volume_ml
 
 #: HD95 (mm) given to a missed lesion, a false-positive lesion, or a mask compared with an empty one
 HD95_MISSING_MM = 374.0
@@ -78,11 +78,6 @@ def _pair(truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return t, p
 
 
-def _spacing(spacing_mm: tuple[float, float, float]) -> tuple[float, float, float]:
-    """Voxel spacing (mm) as a tuple of three Python floats."""
-    return tuple(float(s) for s in spacing_mm)
-
-
 def _union_box(boxes: list[tuple[slice, ...]], shape: tuple[int, ...], margin: int = 1) -> tuple[slice, ...]:
     """The smallest box holding every given box, grown by `margin` voxels and clipped to `shape`."""
     return tuple(
@@ -116,7 +111,7 @@ def hausdorff95_mm(truth: np.ndarray, pred: np.ndarray, spacing_mm: tuple[float,
         return 0.0
     if not t.any() or not p.any():
         return HD95_MISSING_MM
-    return _hd95_nonempty(t, p, _spacing(spacing_mm))
+    return _hd95_nonempty(t, p, float_triple(spacing_mm))
 
 
 def size_bin(volume_ml: float | np.ndarray) -> np.ndarray:
@@ -127,7 +122,7 @@ def size_bin(volume_ml: float | np.ndarray) -> np.ndarray:
 def match_lesions(truth: np.ndarray, pred: np.ndarray, spacing_mm: tuple[float, float, float]) -> LesionMatch:
     """Match ground-truth lesions to predicted components by the BraTS-2023 rules; Dice per lesion, HD95 in mm."""
     t, p = _pair(truth, pred)
-    spacing = _spacing(spacing_mm)
+    spacing = float_triple(spacing_mm)
     voxel_ml = voxel_volume_ml(spacing)
 
     # lesions: labels of the dilated truth, carried back onto the truth voxels, so touching lesions merge;
@@ -205,7 +200,7 @@ def evaluate_segmentation(
     truth_ml = np.count_nonzero(t) * voxel_ml
     pred_ml = np.count_nonzero(p) * voxel_ml
     if truth_ml > 0:
-        relative_error = (pred_ml - truth_ml) / truth_ml
+        relative_error = float((pred_ml - truth_ml) / truth_ml)
     else:
         relative_error = 0.0 if pred_ml == 0 else float("nan")
     match = match_lesions(t, p, spacing_mm)

@@ -96,7 +96,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--image",
         type=Path,
         required=True,
-        help="z-scored image in patient space (the preprocessing stage's t1ce_zscore.nii.gz brain crop, or the whole grid)",
+        help=(
+            "z-scored image in patient space "
+            "(the preprocessing stage's t1ce_zscore.nii.gz brain crop, or the whole grid)"
+        ),
     )
     parser.add_argument(
         "--brain-mask", type=Path, required=True, help="brain mask in patient space; maps are written on its grid"

@@ -29,7 +29,7 @@ from brainmets.inference.ensemble import mirror_combinations, predict_ensemble
 from brainmets.inference.runtime import PRECISIONS
 from brainmets.inference.sliding import BatchPredictor
 from brainmets.inference.uncertainty import UNCERTAINTY_MAPS, EnsembleMaps, lesion_table, threshold_lesions
-from brainmets.io import load_nifti, save_nifti, voxel_spacing_mm, write_tsv
+from brainmets.io import float_triple, int_triple, load_nifti, save_nifti, voxel_spacing_mm, write_tsv
 from brainmets.preprocess.space import uncrop
 
 log = logging.getLogger(__name__)
@@ -141,12 +141,12 @@ class Segmenter:
     @property
     def patch_size(self) -> tuple[int, int, int]:
         """The network's window (voxels)."""
-        return tuple(int(p) for p in self.metadata["patch_size"])
+        return int_triple(self.metadata["patch_size"])
 
     @property
     def spacing_mm(self) -> tuple[float, float, float]:
         """The voxel spacing (mm) the model was trained at."""
-        return tuple(float(s) for s in self.metadata["spacing_mm"])
+        return float_triple(self.metadata["spacing_mm"])
 
     def predict(self, image: np.ndarray, brain_mask: np.ndarray | None) -> EnsembleMaps:
         """Mean probability and uncertainty maps of one z-scored volume at the model's spacing."""
@@ -211,7 +211,7 @@ def scan_results(
     maps: EnsembleMaps, affine: np.ndarray, min_lesion_ml: float
 ) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """All maps to write (name -> array) and the lesion table of one predicted scan."""
-    spacing = tuple(float(s) for s in voxel_spacing_mm(affine))
+    spacing = float_triple(voxel_spacing_mm(affine))
     label = threshold_lesions(maps.probability if maps.label is None else maps.label, spacing, min_lesion_ml)
     table = lesion_table(label, maps.probability, maps.uncertainty(), spacing)
     centroids_mm = nib.affines.apply_affine(affine, table[["centroid_i", "centroid_j", "centroid_k"]].to_numpy(float))
@@ -240,7 +240,7 @@ def crop_start(
     if not (np.allclose(offset[:3, :3], np.eye(3), atol=1e-4) and np.allclose(start, np.rint(start), atol=1e-3)):
         return None
     begin = [int(v) for v in np.rint(start)]
-    if min(begin) < 0 or any(b + n > f for b, n, f in zip(begin, shape, full_shape)):
+    if min(begin) < 0 or any(b + n > f for b, n, f in zip(begin, shape, full_shape, strict=True)):
         return None
     return begin
 
@@ -267,7 +267,7 @@ def predict_scan(
         )
     check_spacing(image_img.affine, segmenter.spacing_mm, str(image_path))
     image = np.asarray(image_img.dataobj, dtype=np.float32)
-    box = tuple(slice(b, b + n) for b, n in zip(start, image.shape))
+    box = tuple(slice(b, b + n) for b, n in zip(start, image.shape, strict=True))
     full_mask = np.asarray(mask_img.dataobj) > 0
     brain_mask = full_mask[box]
     check_zscored(image, brain_mask, str(image_path))

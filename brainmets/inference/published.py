@@ -42,7 +42,7 @@ PUBLISHED_FLIPS: tuple[tuple[int, ...], ...] = ((), (0,), (1,), (2,), (0, 1), (0
 
 
 def published_window_starts(size: int, patch: int, overlap: float = PUBLISHED_OVERLAP) -> list[int]:
-    """Window starts (voxels) along an axis of `size` >= `patch`: every int(patch * (1 - overlap)), plus the last flush."""
+    """Window starts (voxels) along an axis of `size` >= `patch`: every int(patch * (1 - overlap)), one flush end."""
     step = patch if patch == size else int(patch * (1.0 - overlap))
     if step < 1:
         raise BrainmetsError(f"published sliding window: overlap {overlap} leaves no step for a {patch}-voxel patch")
@@ -71,11 +71,11 @@ def published_sliding_window(
 ) -> np.ndarray:
     """Blended logits (float32) of a volume at least the patch size: sum(w x logits) / (1 + sum(w))."""
     patch = tuple(int(p) for p in patch_size)
-    if any(s < p for s, p in zip(volume.shape, patch)):
+    if any(s < p for s, p in zip(volume.shape, patch, strict=True)):
         raise BrainmetsError(f"published sliding window: volume {volume.shape} is smaller than the patch {patch}")
-    starts = [published_window_starts(int(s), p, overlap) for s, p in zip(volume.shape, patch)]
+    starts = [published_window_starts(int(s), p, overlap) for s, p in zip(volume.shape, patch, strict=True)]
     windows = [
-        tuple(slice(b, b + p) for b, p in zip(begin, patch))
+        tuple(slice(b, b + p) for b, p in zip(begin, patch, strict=True))
         for begin in ((i, j, k) for i in starts[0] for j in starts[1] for k in starts[2])
     ]
     importance = published_importance_map(patch)
@@ -84,7 +84,7 @@ def published_sliding_window(
     for first in range(0, len(windows), batch_size):
         batch = windows[first : first + batch_size]
         outputs = np.asarray(predict_batch(np.stack([volume[w] for w in batch])[..., None]))
-        for w, out in zip(batch, outputs[..., 0]):
+        for w, out in zip(batch, outputs[..., 0], strict=True):
             total[w] += (out.astype(np.float32) * importance).astype(np.float64)
             weight[w] += importance
     return (total / weight).astype(np.float32)
@@ -111,7 +111,8 @@ def published_fold_logits(
     box = nonzero_box(image)
     crop = np.asarray(image[box], dtype=np.float32)
     pads = [
-        (max(int(p) - n, 0) // 2, max(int(p) - n, 0) - max(int(p) - n, 0) // 2) for n, p in zip(crop.shape, patch_size)
+        (max(int(p) - n, 0) // 2, max(int(p) - n, 0) - max(int(p) - n, 0) // 2)
+        for n, p in zip(crop.shape, patch_size, strict=True)
     ]
     volume = np.pad(crop, pads, mode="constant")
     summed = np.zeros(volume.shape, dtype=np.float64)
@@ -127,7 +128,7 @@ def published_fold_logits(
         summed += np.flip(logits, flip)
         log.info("flip %s: %.1f s", flip or "none", time.perf_counter() - started)
     mean = (summed / len(flips)).astype(np.float32)
-    unpadded = mean[tuple(slice(before, n - after) for (before, after), n in zip(pads, volume.shape))]
+    unpadded = mean[tuple(slice(before, n - after) for (before, after), n in zip(pads, volume.shape, strict=True))]
     full = np.zeros(image.shape, dtype=np.float32)
     full[box] = unpadded
     return full

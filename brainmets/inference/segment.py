@@ -7,7 +7,8 @@ scan's native grid:
     OUT_DIR/<scan>/                  the preprocessing stage's files (t1ce_zscore.nii.gz, brain_mask.nii.gz, ...)
     OUT_DIR/<scan>/<map>.nii.gz      probability, segmentation and uncertainty maps in patient space
     OUT_DIR/<scan>/lesions.tsv       one row per lesion
-    OUT_DIR/<scan>/native/<map>.nii.gz   the same maps and the brain mask on the input file's grid (same affine and shape)
+    OUT_DIR/<scan>/native/<map>.nii.gz   the same maps and the brain mask on the input file's grid
+                                         (same affine and shape)
 
 <scan> is the input file name without .nii/.nii.gz, prefixed with its parent folders (joined by _)
 as far as needed to tell the inputs apart (.../P01/2024-01-15/t1ce.nii.gz -> 2024-01-15_t1ce).
@@ -40,20 +41,23 @@ def _strip_nifti(name: str, path: str | os.PathLike[str]) -> str:
 
 
 def scan_names(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
-    """Result folder names: the file name without .nii/.nii.gz, prefixed by as many parent folders as make them unique."""
+    """Result folder names: the file name without .nii/.nii.gz, after as many parent folders as make them unique."""
     resolved = [Path(p).resolve() for p in paths]
     if len(set(resolved)) < len(resolved):
         raise BrainmetsError("the same scan is given twice; give each input once")
     stems = [_strip_nifti(p.name, p) for p in resolved]
     for depth in range(max(len(p.parts) for p in resolved)):
-        names = ["_".join([*p.parent.parts[len(p.parent.parts) - depth :], stem]) for p, stem in zip(resolved, stems)]
+        names = [
+            "_".join([*p.parent.parts[len(p.parent.parts) - depth :], stem])
+            for p, stem in zip(resolved, stems, strict=True)
+        ]
         if len(set(names)) == len(names):
             return names
     raise BrainmetsError("input scans cannot be told apart by their paths")  # unreachable: paths are unique
 
 
 def native_maps(scan_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """Resample every patient-space map of a predicted scan, and its brain mask, onto its native grid into `native/`; name -> path."""
+    """Resample a predicted scan's patient-space maps and brain mask onto its native grid in `native/`; name -> path."""
     from brainmets.preprocess.native import map_file_to_native
     from brainmets.preprocess.pipeline import BRAIN_MASK
 
@@ -80,7 +84,7 @@ def segment_scans(
         read_nifti_header(image)
     names = scan_names(images)
     folders = {}
-    for image, name in zip(images, names):
+    for image, name in zip(images, names, strict=True):
         started = time.perf_counter()
         scan_dir = Path(out_dir) / name
         preprocess_scan(image, scan_dir, settings=preprocess_settings)

@@ -52,7 +52,7 @@ def window_starts(size: int, patch: int, overlap: float) -> list[int]:
 
 def window_slices(shape: Sequence[int], patch_size: Sequence[int], overlap: float) -> list[tuple[slice, slice, slice]]:
     """Every window of a volume of `shape` (already at least the patch size), as index slices."""
-    starts = [window_starts(int(s), int(p), overlap) for s, p in zip(shape, patch_size)]
+    starts = [window_starts(int(s), int(p), overlap) for s, p in zip(shape, patch_size, strict=True)]
     return [
         (slice(i, i + patch_size[0]), slice(j, j + patch_size[1]), slice(k, k + patch_size[2]))
         for i in starts[0]
@@ -71,12 +71,12 @@ def brain_region(mask: np.ndarray, patch_size: Sequence[int]) -> tuple[slice, sl
     if any(found.size == 0 for found in nonzero):
         return None
     region = []
-    for found, patch, size in zip(nonzero, patch_size, mask.shape):
+    for found, patch, size in zip(nonzero, patch_size, mask.shape, strict=True):
         first, stop = int(found[0]), int(found[-1]) + 1
         width = max(int(patch), stop - first)
         first = min(max(first - (width - (stop - first)) // 2, 0), int(size) - width)
         region.append(slice(first, first + width))
-    return tuple(region)
+    return region[0], region[1], region[2]
 
 
 def brain_windows(mask: np.ndarray, patch_size: Sequence[int], overlap: float) -> list[tuple[slice, slice, slice]]:
@@ -85,14 +85,18 @@ def brain_windows(mask: np.ndarray, patch_size: Sequence[int], overlap: float) -
     if region is None:
         return []
     tiles = window_slices([r.stop - r.start for r in region], patch_size, overlap)
-    shifted = [tuple(slice(r.start + t.start, r.start + t.stop) for r, t in zip(region, tile)) for tile in tiles]
+    i, j, k = (r.start for r in region)
+    shifted = [
+        (slice(i + a.start, i + a.stop), slice(j + b.start, j + b.stop), slice(k + c.start, k + c.stop))
+        for a, b, c in tiles
+    ]
     return [w for w in shifted if mask[w].any()]
 
 
 def _padding(shape: Sequence[int], patch_size: Sequence[int]) -> list[tuple[int, int]]:
     """Before/after padding (voxels) that brings each axis up to the patch size, split evenly."""
     pads = []
-    for size, patch in zip(shape, patch_size):
+    for size, patch in zip(shape, patch_size, strict=True):
         missing = max(int(patch) - int(size), 0)
         pads.append((missing // 2, missing - missing // 2))
     return pads
@@ -144,12 +148,12 @@ def sliding_window_predict(
             raise BrainmetsError(
                 f"the network returned shape {outputs.shape} for input {inputs.shape}; it must keep the patch shape"
             )
-        for w, out in zip(batch, outputs[..., 0]):
+        for w, out in zip(batch, outputs[..., 0], strict=True):
             total[w] += importance * out
             weight[w] += importance
 
     covered = weight > 0
     result = np.full(volume.shape, fill_value, dtype=np.float64)
     np.divide(total, weight, out=result, where=covered)
-    crop = tuple(slice(before, size - after) for (before, after), size in zip(pads, volume.shape))
+    crop = tuple(slice(before, size - after) for (before, after), size in zip(pads, volume.shape, strict=True))
     return result[crop].astype(np.float32)

@@ -119,7 +119,10 @@ def lesion_table(
     uncertainty: Mapping[str, np.ndarray],
     spacing_mm: tuple[float, float, float],
 ) -> pd.DataFrame:
-    """One row per 26-connected lesion (`component` 1..n): size (voxels, mL), centroid (voxel indices), mean probability, mean/max of each map."""
+    """One row per 26-connected lesion (`component` 1..n) with its size, centroid and map statistics.
+
+    Columns: size (voxels, mL), centroid (voxel indices), mean probability, mean and max of each map.
+    """
     components, count = label_lesions(label)
     ids = np.arange(1, count + 1)
     voxels = ndimage.sum_labels(np.ones(components.shape), components, ids) if count else np.zeros(0)
@@ -143,7 +146,10 @@ def lesion_table(
 def misclassification_auroc(
     uncertainty: np.ndarray, label: np.ndarray, truth: np.ndarray, brain_mask: np.ndarray
 ) -> float:
-    """AUROC (0..1) with which an uncertainty map ranks misclassified above correct brain voxels; NaN if either is absent."""
+    """AUROC (0..1) with which an uncertainty map ranks misclassified above correct brain voxels.
+
+    NaN when the brain holds no misclassified or no correct voxel.
+    """
     brain = np.asarray(brain_mask, dtype=bool)
     wrong = (np.asarray(label) > 0)[brain] != (np.asarray(truth) > 0)[brain]
     values = np.asarray(uncertainty, dtype=np.float64)[brain]

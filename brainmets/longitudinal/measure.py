@@ -119,10 +119,10 @@ def axial_diameters(component: np.ndarray, affine: np.ndarray) -> AxialDiameters
         hull = _boundary_hull(stack[:, :, k])
         hull_mm = hull @ metric.T
         distances = squareform(pdist(hull_mm))
-        ends = np.unravel_index(np.argmax(distances), distances.shape)
-        longest = float(distances[ends])
+        farthest = np.unravel_index(np.argmax(distances), distances.shape)
+        longest = float(distances[farthest])
         if best is None or longest > best[0] + 1e-9 or (longest > best[0] - 1e-9 and k < best[1]):
-            best = (longest, int(k), hull_mm, hull[list(ends)])
+            best = (longest, int(k), hull_mm, hull[list(farthest)])
     if best is None:
         raise ValueError("axial_diameters needs a non-empty component")
     longest, k, hull_mm, ends = best

@@ -23,7 +23,7 @@ Decisions made here:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from brainmets.errors import BrainmetsError
-from brainmets.io import read_tsv
+from brainmets.io import read_tsv, table_records
 from brainmets.longitudinal.settings import numeric_settings, read_config_section
 
 #: columns of the response table, in order: period numbers the assessment periods (1, then one more
@@ -153,9 +153,9 @@ def load_settings(path: str | os.PathLike[str] | None) -> RanoSettings:
 
 
 def is_measurable(
-    longest_mm: pd.Series | np.ndarray,
-    perpendicular_mm: pd.Series | np.ndarray,
-    n_axial_slices: pd.Series | np.ndarray,
+    longest_mm: Sequence[float] | pd.Series | np.ndarray,
+    perpendicular_mm: Sequence[float] | pd.Series | np.ndarray,
+    n_axial_slices: Sequence[int] | pd.Series | np.ndarray,
     settings: RanoSettings | None = None,
 ) -> np.ndarray:
     """RANO-BM measurability (LD >= 10 mm, PD >= 5 mm, >= 2 axial slices by default), element-wise."""
@@ -174,7 +174,8 @@ def iso_dates(values: pd.Series, source: str) -> pd.Series:
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise BrainmetsError(
-            f"{source}: row {row + 2}, column timepoint: {values.iloc[row]!r} is not an ISO date; write it as YYYY-MM-DD"
+            f"{source}: row {row + 2}, column timepoint: {values.iloc[row]!r} is not an ISO date; "
+            "write it as YYYY-MM-DD"
         )
     return parsed
 
@@ -441,6 +442,70 @@ def _after_progression(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def overall_response(
+    target: str, nontarget: str, progressed: bool, new_present: bool, dose_mg: float, baseline_dose_mg: float
+) -> str:
+    """RANO-BM overall response of a follow-up from its target and non-target responses, new lesions and steroids.
+
+    `progressed`: any reason for PD at this visit (target, non-target, new lesion or clinical status).
+    Doses are mg (NaN: unknown): CR needs none, PR no more than at the period's baseline.
+    """
+    if progressed:
+        return "PD"
+    if target in ("CR", "NA") and nontarget in ("CR", "NA") and not new_present and (np.isnan(dose_mg) or dose_mg == 0):
+        return "CR"
+    steroids_ok = np.isnan(dose_mg) or np.isnan(baseline_dose_mg) or dose_mg <= baseline_dose_mg
+    if target in ("CR", "PR") and steroids_ok and not new_present:
+        return "PR"
+    return "non-CR/non-PD" if target == "NA" else "SD"
+
+
+def _target_follow_up(
+    ld: dict[int, float], history_ld: dict[int, list[float]], history_sld: list[float], s: RanoSettings
+) -> tuple[str, dict[str, float]]:
+    """Target response at a follow-up, with its nadir (mm) and its changes (%) from the baseline and the nadir.
+
+    `ld`: this visit's LD (mm) per target; `history_ld` and `history_sld`: the period's earlier visits.
+    """
+    sld = float(sum(ld.values()))
+    baseline_sld, nadir = history_sld[0], min(history_sld)
+    grown = any(ld[i] - min(history_ld[i]) >= s.pd_absolute_mm - _EPS for i in history_ld)
+    measures = {"nadir_mm": nadir}
+    if baseline_sld > 0:
+        measures["change_from_baseline_pct"] = 100.0 * (sld - baseline_sld) / baseline_sld
+    if nadir > 0:
+        measures["change_from_nadir_pct"] = 100.0 * (sld - nadir) / nadir
+    return _target_response(sld, nadir, baseline_sld, grown, s), measures
+
+
+def _visit_row(
+    patient: str,
+    t: pd.Timestamp,
+    visit: _Visit,
+    targets: list[int],
+    sum_ld_mm: float,
+    new_lesions: int,
+    dose_mg: float,
+    status: str | None,
+) -> dict[str, Any]:
+    """A response row with one visit's measurements (sum of target LDs in mm, lesion counts); responses unset."""
+    return {
+        "patient_id": patient,
+        "timepoint": t,
+        "n_lesions": len(visit.ld),
+        "total_volume_ml": float(sum(visit.volume.values())),
+        "target_ids": ";".join(str(i) for i in targets),
+        "sum_ld_mm": sum_ld_mm if targets else np.nan,
+        "nadir_mm": np.nan,
+        "change_from_baseline_pct": np.nan,
+        "change_from_nadir_pct": np.nan,
+        "new_lesions": new_lesions,
+        "confirmed": False,
+        "progression_date": None,
+        "assessment": "radiographic" if np.isnan(dose_mg) and status is None else "radiographic+clinical",
+    }
+
+
 def _assess_period(
     patient: str,
     visits: dict[pd.Timestamp, _Visit],
@@ -455,70 +520,34 @@ def _assess_period(
     nontargets = sorted(i for i, t in first_seen.items() if t <= baseline and i not in targets)
     new_ids = sorted(i for i, t in first_seen.items() if t > baseline)
     baseline_dose = clinical.get(baseline, (np.nan, None, False))[0]
-
+    new_lesion_progression = _new_lesion_progression(new_ids, first_seen, visits, timepoints, s)
     rows: list[dict[str, Any]] = []
     history_sld: list[float] = []
     history_ld: dict[int, list[float]] = {i: [] for i in targets}
     history_volume: list[float] = []
-    new_lesion_progression = _new_lesion_progression(new_ids, first_seen, visits, timepoints, s)
     for t in timepoints:
         visit = visits[t]
         ld = _target_diameters(visit, targets)
         sld = float(sum(ld.values()))
         volume = float(sum(visit.volume.get(i, 0.0) for i in nontargets))
         dose, status, _ = clinical.get(t, (np.nan, None, False))
-        row: dict[str, Any] = {
-            "patient_id": patient,
-            "timepoint": t,
-            "n_lesions": len(visit.ld),
-            "total_volume_ml": float(sum(visit.volume.values())),
-            "target_ids": ";".join(str(i) for i in targets),
-            "sum_ld_mm": sld if targets else np.nan,
-            "nadir_mm": np.nan,
-            "change_from_baseline_pct": np.nan,
-            "change_from_nadir_pct": np.nan,
-            "new_lesions": sum(1 for i in new_ids if first_seen[i] == t),
-            "confirmed": False,
-            "progression_date": None,
-            "assessment": "radiographic" if np.isnan(dose) and status is None else "radiographic+clinical",
-        }
+        new_lesions = sum(1 for i in new_ids if first_seen[i] == t)
+        row = _visit_row(patient, t, visit, targets, sld, new_lesions, dose, status)
         if t == baseline:
             row.update(target_response="BL" if targets else "NA", nontarget_response="BL" if nontargets else "NA")
             row["overall_response"] = "BL"
         else:
-            baseline_sld = history_sld[0]
-            nadir = min(history_sld)
+            target = "NA"
             if targets:
-                grown = any(ld[i] - min(history_ld[i]) >= s.pd_absolute_mm - _EPS for i in targets)
-                target = _target_response(sld, nadir, baseline_sld, grown, s)
-                row["nadir_mm"] = nadir
-                if baseline_sld > 0:
-                    row["change_from_baseline_pct"] = 100.0 * (sld - baseline_sld) / baseline_sld
-                if nadir > 0:
-                    row["change_from_nadir_pct"] = 100.0 * (sld - nadir) / nadir
-            else:
-                target = "NA"
+                target, measures = _target_follow_up(ld, history_ld, history_sld, s)
+                row.update(measures)
             nontarget = _nontarget_response(volume, min(history_volume), s) if nontargets else "NA"
             progression_dates = [t] if "PD" in (target, nontarget) or status == "worse" else []
             progression_dates += new_lesion_progression.get(t, [])
-            new_present = any(i in visit.ld for i in new_ids)
-            steroids_ok = np.isnan(dose) or np.isnan(baseline_dose) or dose <= baseline_dose
             if progression_dates:
-                overall = "PD"
                 row["progression_date"] = min(progression_dates)
-            elif (
-                target in ("CR", "NA")
-                and nontarget in ("CR", "NA")
-                and not new_present
-                and (np.isnan(dose) or dose == 0)
-            ):
-                overall = "CR"
-            elif target in ("CR", "PR") and steroids_ok and not new_present:
-                overall = "PR"
-            elif target == "NA":
-                overall = "non-CR/non-PD"
-            else:
-                overall = "SD"
+            new_present = any(i in visit.ld for i in new_ids)
+            overall = overall_response(target, nontarget, bool(progression_dates), new_present, dose, baseline_dose)
             row.update(target_response=target, nontarget_response=nontarget, overall_response=overall)
         rows.append(row)
         history_sld.append(sld)
@@ -578,7 +607,7 @@ def best_overall_response(response: pd.DataFrame) -> pd.DataFrame:
     ordered = response.assign(period=response["period"] if "period" in response else 1)
     ordered = ordered.sort_values(["patient_id", "period", "timepoint"], kind="stable")
     visits_of: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for record in ordered.to_dict("records"):
+    for record in table_records(ordered):
         visits_of.setdefault((str(record["patient_id"]), int(record["period"])), []).append(record)
     rows = []
     for (patient, period), visits in visits_of.items():

@@ -23,7 +23,7 @@ def read_config_section(path: str | os.PathLike[str] | None, section: str) -> di
     return dict(value)
 
 
-def numeric_settings(cls: type, mapping: Mapping[str, Any] | None, section: str) -> dict[str, float | int]:
+def numeric_settings(cls: type, mapping: Mapping[str, Any] | None, section: str) -> dict[str, Any]:
     """Checked keyword arguments for the settings dataclass `cls` from a config section (or a whole config).
 
     Every key must be a field of `cls`; values must be non-negative numbers (whole numbers for int fields).

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 from scipy import ndimage
@@ -30,7 +31,7 @@ from scipy.optimize import linear_sum_assignment
 
 from brainmets.components import label_lesions
 from brainmets.errors import BrainmetsError
-from brainmets.io import check_same_grid, load_mask, read_tsv, save_nifti, voxel_spacing_mm, write_tsv
+from brainmets.io import check_same_grid, load_mask, read_tsv, save_nifti, table_records, voxel_spacing_mm, write_tsv
 from brainmets.longitudinal.measure import MEASUREMENT_COLUMNS, measure_components
 from brainmets.longitudinal.rano import RanoSettings, iso_dates
 from brainmets.longitudinal.settings import numeric_settings
@@ -76,7 +77,8 @@ def _ball(radius_mm: float, spacing: np.ndarray) -> np.ndarray:
 def _footprints(components: np.ndarray, ball: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Sorted flat voxel indices of every component, as it is and grown by the structuring element."""
     reach = np.array(ball.shape) // 2
-    voxels, grown = [], []
+    voxels: list[np.ndarray] = []
+    grown: list[np.ndarray] = []
     for label, box in enumerate(ndimage.find_objects(components), start=1):
         start = np.maximum([s.start for s in box] - reach, 0)
         stop = np.minimum([s.stop for s in box] + reach, components.shape)
@@ -207,6 +209,7 @@ def track_lesions(
         measured = measure_components(components, affine, rano_settings)
         centroids = measured[["centroid_x_mm", "centroid_y_mm", "centroid_z_mm"]].to_numpy(dtype=float)
         voxels, grown = _footprints(components, ball)
+        merged: dict[int, int]
         if t == 0:
             owner, merged = list(range(1, n + 1)), {}
         else:
@@ -219,7 +222,7 @@ def track_lesions(
         for r, lesion_id in enumerate(owner):
             fragments.setdefault(lesion_id, []).append(r)
 
-        records = measured.to_dict("records")
+        records = table_records(measured)
         for lesion_id in sorted(set(tracks) | set(fragments)):
             track = tracks.get(lesion_id)
             if lesion_id in fragments:
@@ -277,7 +280,7 @@ def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
 def load_masks_on_one_grid(paths: Sequence[Path]) -> tuple[list[np.ndarray], np.ndarray]:
     """Load binary masks that must share one grid (shape and affine); returns (masks, affine)."""
     masks: list[np.ndarray] = []
-    images = []
+    images: list[nib.Nifti1Image] = []
     for path in paths:
         mask, img = load_mask(path)
         if images:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from brainmets.preprocess.settings import PreprocessSettings
@@ -50,10 +50,13 @@ def override_skullstrip(
     device: str | None = None,
     skull_stripped: bool | None = None,
 ) -> PreprocessSettings:
-    """The preprocessing settings with command-line overrides of the stripper, its device and --skull-stripped (None keeps)."""
+    """The preprocessing settings with command-line overrides of the stripper, its device and --skull-stripped.
+
+    An override of None keeps the configured value.
+    """
     import dataclasses
 
-    overrides = {k: v for k, v in (("method", method), ("device", device)) if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in (("method", method), ("device", device)) if v is not None}
     if overrides:
         settings = dataclasses.replace(settings, skullstrip=dataclasses.replace(settings.skullstrip, **overrides))
     if skull_stripped is not None:

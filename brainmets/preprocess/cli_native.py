@@ -27,7 +27,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--label-interpolation",
         default="distance",
-        help="label maps: distance (cubic B-spline of the signed distance; smooth surfaces, default) or nearest (neighbour)",
+        help=(
+            "label maps: distance (cubic B-spline of the signed distance; smooth surfaces, default) "
+            "or nearest (neighbour)"
+        ),
     )
 
 

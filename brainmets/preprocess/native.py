@@ -8,6 +8,7 @@ exact affine and shape, so they overlay the original image in any viewer.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -123,7 +124,7 @@ def file_to_native(
 
 
 def maps_to_native(
-    jobs: list[tuple[str | os.PathLike[str], str, str | os.PathLike[str]]],
+    jobs: Sequence[tuple[str | os.PathLike[str], str, str | os.PathLike[str]]],
     scan_dir: str | os.PathLike[str],
     *,
     labels: str = "distance",

@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,10 +106,173 @@ def _load_baseline(baseline_dir: str | os.PathLike[str]) -> tuple[dict[str, Any]
     record = read_record(baseline_dir)
     if record.get("baseline") is not None:
         raise BrainmetsError(
-            f"{baseline_dir}: this scan was itself registered to {record['baseline']}; pass the patient's baseline folder"
+            f"{baseline_dir}: this scan was itself registered to {record['baseline']}; "
+            "pass the patient's baseline folder"
         )
     brain = load_nifti(Path(baseline_dir) / BRAIN)
     return record, to_ants(np.asarray(brain.get_fdata(dtype=np.float32)), brain.affine)
+
+
+@dataclass
+class PatientSpace:
+    """One scan moved into patient space: image, brain mask and ground truth on one grid, and the move."""
+
+    image: np.ndarray  # float32, bias-corrected, whole head
+    brain: np.ndarray  # bool
+    truth: np.ndarray | None  # integer labels, when a ground-truth mask was given
+    affine: np.ndarray  # 4x4 voxel-to-world (mm) of the patient space
+    transform: ants.ANTsTransform  # pulls native-space images into patient space
+
+
+@dataclass
+class NetworkInput:
+    """The network's input: the z-scored brain crop, where it lies in patient space and the brain's statistics."""
+
+    zscore: np.ndarray  # float32
+    affine: np.ndarray  # 4x4 voxel-to-world (mm) of the crop
+    start: list[int]  # first voxel of the crop in patient space
+    stop: list[int]  # one past its last voxel
+    mean: float  # brain mean of the image before the z-score
+    std: float  # brain standard deviation of the image before the z-score
+
+
+def extract_brain(
+    scan: Scan, grid_data: np.ndarray, grid_affine: np.ndarray, settings: PreprocessSettings
+) -> tuple[np.ndarray, str]:
+    """Brain mask (bool) of a scan on its resampled grid (affine in mm), and how it was found.
+
+    An input that is skull-stripped already (declared or detected) keeps its own brain, carried onto the
+    grid like the image; any other input goes through the configured stripper. Under 100 mL of brain is
+    refused.
+    """
+    given = stripped_input_brain(scan.data, scan.affine, settings.skull_stripped, str(scan.path))
+    if given is None:
+        inside = brain_mask(grid_data, grid_affine, settings.skullstrip)
+        extraction = settings.skullstrip.method
+    else:
+        carried = from_ants(resample_to_spacing(to_ants(given.astype(np.float32), scan.affine), settings.spacing_mm))[0]
+        inside = carried >= GIVEN_BRAIN_MIN_FRACTION
+        extraction = "given: skull-stripped input, " + ("declared" if settings.skull_stripped else "detected")
+    if inside.sum() * np.prod(voxel_spacing_mm(grid_affine)) < 100_000:  # < 100 mL: no plausible brain
+        raise BrainmetsError(
+            f"{scan.path}: brain extraction ({extraction}) found under 100 mL of brain; "
+            "check that the image is a T1-weighted head MRI"
+        )
+    return inside, extraction
+
+
+def to_patient_space(
+    corrected: ants.ANTsImage,
+    brain: ants.ANTsImage,
+    truth: Scan | None,
+    baseline: ants.ANTsImage | None,
+    settings: PreprocessSettings,
+    timings: dict[str, float],
+) -> PatientSpace:
+    """Register a scan to its baseline's brain and resample image, brain mask and truth labels into patient space.
+
+    Without a baseline the scan is one and its own grid is patient space. `corrected` and `brain` lie on
+    the scan's resampled grid; `truth` on its native grid. Adds the seconds of the `register` and
+    `to_patient` steps to `timings`.
+    """
+    with _timed(timings, "register"):
+        if baseline is None:
+            transform, patient_grid = identity_transform(), corrected
+        else:
+            transform = register_to_baseline(
+                corrected * brain, baseline, settings.registration, settings.registration_grid_mm
+            )
+            patient_grid = baseline
+    with _timed(timings, "to_patient"):
+        image, affine = from_ants(transform.apply_to_image(corrected, patient_grid, "linear"))
+        inside = from_ants(transform.apply_to_image(brain, patient_grid, "linear"))[0] > 0.5
+        labels = None
+        if truth is not None:
+            # training labels as published: nearest neighbour, so each patient-space voxel keeps a label it had
+            labels = resample_labels(truth.data, truth.affine, transform, patient_grid, interpolation="nearest")[0]
+    return PatientSpace(image, inside, labels, affine, transform)
+
+
+def network_input(space: PatientSpace, margin_vox: int) -> NetworkInput:
+    """The image z-scored over the brain and cropped to the brain, widened by `margin_vox` voxels.
+
+    The crop keeps every labelled voxel too, so that image and truth share one grid.
+    """
+    zscored, mean, std = zscore_over_brain(space.image, space.brain)
+    keep = space.brain if space.truth is None else space.brain | (space.truth > 0)
+    start, stop = bounding_box(keep, margin_vox)
+    data, affine = crop(zscored, space.affine, start, stop)
+    return NetworkInput(data, affine, start, stop, mean, std)
+
+
+def write_scan_files(out: Path, space: PatientSpace, net: NetworkInput, title: str) -> None:
+    """Write a scan directory's images, network input, truth crop, both transforms and QC picture (named above)."""
+    from brainmets.figures import three_plane_figure
+
+    save_nifti(space.image.astype(np.float32), space.affine, out / IMAGE)
+    save_nifti(np.where(space.brain, space.image, 0).astype(np.float32), space.affine, out / BRAIN)
+    save_nifti(space.brain.astype(np.uint8), space.affine, out / BRAIN_MASK)
+    save_nifti(net.zscore, net.affine, out / ZSCORE)
+    if space.truth is not None:
+        truth_crop = crop(space.truth, space.affine, net.start, net.stop)[0]
+        save_nifti(truth_crop.astype(np.uint8 if space.truth.max() < 256 else np.int32), net.affine, out / TRUTH)
+    write_transform(space.transform, out / SCAN_TO_PATIENT)
+    write_transform(space.transform.invert(), out / PATIENT_TO_SCAN)
+    three_plane_figure(
+        space.image,
+        out / QC_PICTURE,
+        spacing_mm=tuple(voxel_spacing_mm(space.affine)),
+        outline=space.brain,
+        title=title,
+    )
+
+
+def scan_record(
+    scan: Scan,
+    space: PatientSpace,
+    net: NetworkInput,
+    *,
+    mask: str | os.PathLike[str] | None,
+    baseline_dir: str | os.PathLike[str] | None,
+    extraction: str,
+    settings: PreprocessSettings,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """The JSON record of a scan directory: inputs, grids (mm), crop, files, brain, z-score, settings, timings (s)."""
+    return {
+        "format": RECORD_FORMAT,
+        "format_version": RECORD_VERSION,
+        "brainmets_version": __version__,
+        "image": str(scan.path),
+        "mask": None if mask is None else str(mask),
+        "baseline": None if baseline_dir is None else str(baseline_dir),
+        "native": {
+            "shape": list(scan.native_shape),
+            "affine": np.asarray(scan.native_affine).tolist(),
+            "spacing_mm": voxel_spacing_mm(scan.native_affine).round(6).tolist(),
+        },
+        "patient_space": {
+            "shape": list(space.image.shape),
+            "affine": space.affine.tolist(),
+            "spacing_mm": voxel_spacing_mm(space.affine).round(6).tolist(),
+        },
+        "crop": {"start": net.start, "stop": net.stop},
+        "files": {
+            "image": IMAGE,
+            "brain": BRAIN,
+            "brain_mask": BRAIN_MASK,
+            "zscore": ZSCORE,
+            "truth": TRUTH if space.truth is not None else None,
+            "scan_to_patient": SCAN_TO_PATIENT,
+            "patient_to_scan": PATIENT_TO_SCAN,
+            "qc_picture": QC_PICTURE,
+        },
+        "brain_extraction": extraction,
+        "brain_volume_ml": round(float(space.brain.sum()) * voxel_volume_ml(voxel_spacing_mm(space.affine)), 3),
+        "zscore": {"brain_mean": net.mean, "brain_std": net.std},
+        "settings": asdict(settings),
+        "timings_s": timings,
+    }
 
 
 def preprocess_scan(
@@ -134,26 +297,12 @@ def preprocess_scan(
     with _timed(timings, "load"):
         scan = load_scan(image)
         truth = load_truth(mask, scan) if mask is not None else None
-        baseline = _load_baseline(baseline_dir) if baseline_dir is not None else None
+        baseline = _load_baseline(baseline_dir)[1] if baseline_dir is not None else None
     with _timed(timings, "resample"):
         resampled = resample_to_spacing(to_ants(scan.data, scan.affine), settings.spacing_mm)
         grid_data, grid_affine = from_ants(resampled)
     with _timed(timings, "skullstrip"):
-        given = stripped_input_brain(scan.data, scan.affine, settings.skull_stripped, str(scan.path))
-        if given is None:
-            inside = brain_mask(grid_data, grid_affine, settings.skullstrip)
-            extraction = settings.skullstrip.method
-        else:  # already skull-stripped: its brain is taken as given, carried onto the grid like the image
-            carried = from_ants(
-                resample_to_spacing(to_ants(given.astype(np.float32), scan.affine), settings.spacing_mm)
-            )[0]
-            inside = carried >= GIVEN_BRAIN_MIN_FRACTION
-            extraction = "given: skull-stripped input, " + ("declared" if settings.skull_stripped else "detected")
-    if inside.sum() * np.prod(voxel_spacing_mm(grid_affine)) < 100_000:  # < 100 mL: no plausible brain
-        raise BrainmetsError(
-            f"{scan.path}: brain extraction ({extraction}) found under 100 mL of brain; "
-            "check that the image is a T1-weighted head MRI"
-        )
+        inside, extraction = extract_brain(scan, grid_data, grid_affine, settings)
     mask_image = to_ants(inside.astype(np.float32), grid_affine)
     with _timed(timings, "n4"):
         corrected = (
@@ -163,81 +312,21 @@ def preprocess_scan(
             if settings.n4
             else resampled
         )
-    with _timed(timings, "register"):
-        if baseline is None:
-            transform, patient_grid = identity_transform(), corrected
-        else:
-            transform = register_to_baseline(
-                corrected * mask_image, baseline[1], settings.registration, settings.registration_grid_mm
-            )
-            patient_grid = baseline[1]
-    with _timed(timings, "to_patient"):
-        image_p, affine_p = from_ants(transform.apply_to_image(corrected, patient_grid, "linear"))
-        inside_p = from_ants(transform.apply_to_image(mask_image, patient_grid, "linear"))[0] > 0.5
-        truth_p = None
-        if truth is not None:
-            # training labels as published: nearest neighbour, so each patient-space voxel keeps a label it had
-            truth_p = resample_labels(truth.data, truth.affine, transform, patient_grid, interpolation="nearest")[0]
+    space = to_patient_space(corrected, mask_image, truth, baseline, settings, timings)
     with _timed(timings, "normalise"):
-        zscored, mean, std = zscore_over_brain(image_p, inside_p)
-        # the crop keeps every labelled voxel too, so that image and truth share one grid
-        keep = inside_p if truth_p is None else inside_p | (truth_p > 0)
-        box_start, box_stop = bounding_box(keep, settings.crop_margin_vox)
-        zscored_crop, crop_affine = crop(zscored, affine_p, box_start, box_stop)
-
+        net = network_input(space, settings.crop_margin_vox)
     with _timed(timings, "write"):
-        from brainmets.figures import three_plane_figure
-
-        save_nifti(image_p.astype(np.float32), affine_p, out / IMAGE)
-        save_nifti(np.where(inside_p, image_p, 0).astype(np.float32), affine_p, out / BRAIN)
-        save_nifti(inside_p.astype(np.uint8), affine_p, out / BRAIN_MASK)
-        save_nifti(zscored_crop, crop_affine, out / ZSCORE)
-        if truth_p is not None:
-            truth_crop = crop(truth_p, affine_p, box_start, box_stop)[0]
-            save_nifti(truth_crop.astype(np.uint8 if truth_p.max() < 256 else np.int32), crop_affine, out / TRUTH)
-        write_transform(transform, out / SCAN_TO_PATIENT)
-        write_transform(transform.invert(), out / PATIENT_TO_SCAN)
-        three_plane_figure(
-            image_p,
-            out / QC_PICTURE,
-            spacing_mm=tuple(voxel_spacing_mm(affine_p)),
-            outline=inside_p,
-            title=f"{scan.path.name}: brain mask ({extraction})",
-        )
+        write_scan_files(out, space, net, f"{scan.path.name}: brain mask ({extraction})")
     timings["total"] = round(time.perf_counter() - start, 3)
-    record = {
-        "format": RECORD_FORMAT,
-        "format_version": RECORD_VERSION,
-        "brainmets_version": __version__,
-        "image": str(scan.path),
-        "mask": None if mask is None else str(mask),
-        "baseline": None if baseline_dir is None else str(baseline_dir),
-        "native": {
-            "shape": list(scan.native_shape),
-            "affine": np.asarray(scan.native_affine).tolist(),
-            "spacing_mm": voxel_spacing_mm(scan.native_affine).round(6).tolist(),
-        },
-        "patient_space": {
-            "shape": list(image_p.shape),
-            "affine": affine_p.tolist(),
-            "spacing_mm": voxel_spacing_mm(affine_p).round(6).tolist(),
-        },
-        "crop": {"start": box_start, "stop": box_stop},
-        "files": {
-            "image": IMAGE,
-            "brain": BRAIN,
-            "brain_mask": BRAIN_MASK,
-            "zscore": ZSCORE,
-            "truth": TRUTH if truth_p is not None else None,
-            "scan_to_patient": SCAN_TO_PATIENT,
-            "patient_to_scan": PATIENT_TO_SCAN,
-            "qc_picture": QC_PICTURE,
-        },
-        "brain_extraction": extraction,
-        "brain_volume_ml": round(float(inside_p.sum()) * voxel_volume_ml(voxel_spacing_mm(affine_p)), 3),
-        "zscore": {"brain_mean": mean, "brain_std": std},
-        "settings": asdict(settings),
-        "timings_s": timings,
-    }
+    record = scan_record(
+        scan,
+        space,
+        net,
+        mask=mask,
+        baseline_dir=baseline_dir,
+        extraction=extraction,
+        settings=settings,
+        timings=timings,
+    )
     write_json(record, out / RECORD)
     return record

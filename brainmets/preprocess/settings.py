@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from brainmets.errors import BrainmetsError
+from brainmets.io import float_triple
 
 SKULLSTRIP_METHODS = ("hdbet", "deepbet")
 HDBET_MODES = ("fast", "accurate")
@@ -109,7 +110,7 @@ def settings_from_config(config: Mapping[str, Any] | None, source: str = "config
     if not isinstance(margin, int) or isinstance(margin, bool) or margin < 0:
         raise BrainmetsError(f"{where}.crop_margin_vox is {margin!r}; use an integer >= 0")
     return PreprocessSettings(
-        spacing_mm=tuple(float(s) for s in spacing),  # type: ignore[arg-type]
+        spacing_mm=float_triple(spacing),
         n4=_flag(section, "n4", defaults.n4, where),
         n4_shrink_factor=shrink,
         n4_iterations=_positive_ints(

@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from brainmets.components import largest_component
 from brainmets.errors import BrainmetsError
-from brainmets.io import voxel_spacing_mm
+from brainmets.io import float_triple, voxel_spacing_mm
 from brainmets.preprocess.settings import SkullStripSettings
 
 
@@ -95,7 +95,7 @@ def given_brain(data: np.ndarray) -> np.ndarray:
 
 
 def detected_brain(data: np.ndarray, affine: np.ndarray) -> np.ndarray | None:
-    """The given brain (bool) when a volume (RAS affine, mm) looks already skull-stripped (thresholds above), else None."""
+    """The given brain (bool) when a volume (RAS affine, mm) looks skull-stripped (thresholds above), else None."""
     tissue = np.asarray(data) != np.min(data)
     if 1 - tissue.mean() < STRIPPED_MIN_BACKGROUND:  # the common case, a head with noisy background: decided cheaply
         return None
@@ -131,8 +131,8 @@ def stripped_input_brain(data: np.ndarray, affine: np.ndarray, declared: bool | 
 def brain_mask(data: np.ndarray, affine: np.ndarray, settings: SkullStripSettings) -> np.ndarray:
     """Brain mask (bool) of a RAS-oriented head volume by the configured method."""
     if settings.method == "hdbet":
-        spacing = tuple(float(s) for s in voxel_spacing_mm(affine))
-        return hdbet_mask(data, spacing, mode=settings.mode, tta=settings.tta, device=settings.device)  # type: ignore[arg-type]
+        spacing = float_triple(voxel_spacing_mm(affine))
+        return hdbet_mask(data, spacing, mode=settings.mode, tta=settings.tta, device=settings.device)
     if settings.method == "deepbet":
         return deepbet_mask(data, affine, device=settings.device)
     raise BrainmetsError(f"preprocess.skullstrip.method {settings.method!r} is unknown; use hdbet or deepbet")

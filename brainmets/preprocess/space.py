@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from brainmets.components import signed_distance_mm
 from brainmets.errors import BrainmetsError
-from brainmets.io import load_nifti, voxel_spacing_mm
+from brainmets.io import int_triple, load_nifti, voxel_spacing_mm
 
 if TYPE_CHECKING:
     import ants
@@ -50,7 +50,7 @@ def load_scan(path: str | os.PathLike[str], *, allow_constant: bool = False) -> 
         data=np.asarray(ras.get_fdata(dtype=np.float32)),
         affine=ras.affine.copy(),
         native_affine=img.affine.copy(),
-        native_shape=tuple(int(s) for s in img.shape[:3]),  # type: ignore[arg-type]
+        native_shape=int_triple(img.shape[:3]),
     )
 
 
@@ -98,13 +98,13 @@ def bounding_box(mask: np.ndarray, margin_vox: int = 0) -> tuple[list[int], list
     if not boxes or boxes[0] is None:
         raise BrainmetsError("the brain mask is empty; nothing to crop")
     start = [max(0, s.start - margin_vox) for s in boxes[0]]
-    stop = [min(n, s.stop + margin_vox) for s, n in zip(boxes[0], mask.shape)]
+    stop = [min(n, s.stop + margin_vox) for s, n in zip(boxes[0], mask.shape, strict=True)]
     return start, stop
 
 
 def crop(data: np.ndarray, affine: np.ndarray, start: list[int], stop: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """Crop an array to [start, stop) and shift its affine so every voxel keeps its position in mm."""
-    box = tuple(slice(a, b) for a, b in zip(start, stop))
+    box = tuple(slice(a, b) for a, b in zip(start, stop, strict=True))
     shifted = np.asarray(affine, float).copy()
     shifted[:3, 3] = affine[:3, :3] @ np.asarray(start, float) + affine[:3, 3]
     return data[box], shifted
@@ -113,7 +113,7 @@ def crop(data: np.ndarray, affine: np.ndarray, start: list[int], stop: list[int]
 def uncrop(data: np.ndarray, start: list[int], shape: tuple[int, ...], fill: float = 0) -> np.ndarray:
     """Place a cropped array back at `start` inside an array of the full `shape`."""
     full = np.full(shape, fill, dtype=data.dtype)
-    full[tuple(slice(a, a + n) for a, n in zip(start, data.shape))] = data
+    full[tuple(slice(a, a + n) for a, n in zip(start, data.shape, strict=True))] = data
     return full
 
 
@@ -155,7 +155,7 @@ def resample_labels(
     # equals what ANTs reads outside the source grid
     margin = int(np.ceil(band_mm / spacing.min())) + 1
     first, last = bounding_box(inside)
-    box = tuple(slice(a, b) for a, b in zip(first, last))
+    box = tuple(slice(a, b) for a, b in zip(first, last, strict=True))
     box_labels = np.pad(labels[box], margin)
     box_affine = np.asarray(affine, float).copy()
     box_affine[:3, 3] += box_affine[:3, :3] @ (np.asarray(first, float) - margin)

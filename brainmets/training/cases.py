@@ -14,7 +14,16 @@ import numpy as np
 
 from brainmets.components import label_lesions
 from brainmets.errors import BrainmetsError
-from brainmets.io import atomic_path, check_same_grid, load_nifti, read_json, voxel_spacing_mm, write_json
+from brainmets.io import (
+    atomic_path,
+    check_same_grid,
+    float_triple,
+    int_triple,
+    load_nifti,
+    read_json,
+    voxel_spacing_mm,
+    write_json,
+)
 from brainmets.training.settings import WeightMapSettings
 from brainmets.training.weightmap import boundary_weight_map
 
@@ -95,8 +104,8 @@ def load_case(case_dir: str | os.PathLike[str]) -> Case:
             path.name,
             path,
             str(meta["patient"]),
-            tuple(float(s) for s in meta["spacing_mm"]),
-            tuple(int(s) for s in meta["shape"]),
+            float_triple(meta["spacing_mm"]),
+            int_triple(meta["shape"]),
         )
     except (KeyError, TypeError, ValueError):
         raise BrainmetsError(

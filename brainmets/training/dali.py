@@ -107,7 +107,8 @@ def augmented_patches(data: Any, patch: Sequence[int], aug: dict[str, Any], devi
     """The graph from a (axis0, axis1, axis2, 3) volume to augmented (image, label, weights) patches."""
     data = fn.reshape(data, layout="DHWC")
     label = fn.cast(data[:, :, :, 1], dtype=types.UINT8)
-    roi_start, roi_end = fn.segmentation.random_object_bbox(
+    # with format="start_end" the operator returns two nodes, which DALI's stub does not express
+    roi_start, roi_end = fn.segmentation.random_object_bbox(  # type: ignore[misc]
         label, format="start_end", foreground_prob=_coin(aug["foreground_crop_p"]), cache_objects=True
     )
     anchor = fn.roi_random_crop(label, roi_start=roi_start, roi_end=roi_end, crop_shape=[int(p) for p in patch])
@@ -175,4 +176,5 @@ def numpy_batches(pipe: Any) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarra
     while True:
         outputs = pipe.run()
         host = [o.as_cpu() if hasattr(o, "as_cpu") else o for o in outputs]
-        yield tuple(np.asarray(o.as_array(), dtype=np.float32) for o in host)
+        image, label, weights = (np.asarray(o.as_array(), dtype=np.float32) for o in host)
+        yield image, label, weights

@@ -22,7 +22,7 @@ import pandas as pd
 import tensorflow as tf
 
 from brainmets.errors import BrainmetsError
-from brainmets.io import atomic_path, read_json, write_json
+from brainmets.io import atomic_path, read_json, table_records, write_json
 from brainmets.training.cases import Case, list_cases, read_image_and_label
 from brainmets.training.folds import fold_cases
 from brainmets.training.losses import hard_dice, segmentation_loss
@@ -147,9 +147,9 @@ def _batches(pipe: Any, device: str, patch: Sequence[int], batch_size: int) -> A
     if device == "gpu":
         try:
             from nvidia.dali.plugin import tf as dali_tf
-        except ImportError:
-            dali_tf = None
-        if dali_tf is not None:
+        except ImportError:  # without the plugin: numpy batches, as on the CPU
+            pass
+        else:
             shape = (batch_size, *patch, 1)
             with tf.device("/gpu:0"):
                 dataset = dali_tf.DALIDataset(
@@ -221,7 +221,7 @@ def _resume(
     state.update({k: saved[k] for k in ("epoch", "step", "best_dice", "best_epoch")})
     rows = []
     if (out / "log.csv").is_file():
-        rows = [r for r in pd.read_csv(out / "log.csv").to_dict("records") if r["epoch"] < state["epoch"]]
+        rows = [r for r in table_records(pd.read_csv(out / "log.csv")) if r["epoch"] < state["epoch"]]
     return None, rows
 
 

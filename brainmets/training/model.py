@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import keras
 from keras import layers
@@ -67,7 +68,9 @@ def build_unet(
     bias = (
         "zeros" if output_prior is None else keras.initializers.Constant(math.log(output_prior / (1.0 - output_prior)))
     )
-    block = dict(kernel_size=kernel_size, conv_bias=conv_bias, norm_epsilon=norm_epsilon, negative_slope=negative_slope)
+    block: dict[str, Any] = dict(
+        kernel_size=kernel_size, conv_bias=conv_bias, norm_epsilon=norm_epsilon, negative_slope=negative_slope
+    )
 
     image = keras.Input(shape=(None, None, None, in_channels), name="image")
     x = image

@@ -176,7 +176,8 @@ def read_network_arrays(prefix: Path) -> tuple[dict[str, Any], dict[str, np.ndar
             arrays[key] = np.asarray(reader.get_tensor(key), dtype=np.float32)
         except (tf.errors.OpError, ValueError, IndexError, RuntimeError) as error:  # all seen on damaged files
             raise BrainmetsError(
-                f"{prefix}.data: variable {key} cannot be read ({str(error).splitlines()[0]}); the checkpoint is damaged"
+                f"{prefix}.data: variable {key} cannot be read ({str(error).splitlines()[0]}); "
+                "the checkpoint is damaged"
             ) from None
     return settings, arrays
 

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from brainmets.errors import BrainmetsError
-from brainmets.io import read_yaml
+from brainmets.io import int_triple, read_yaml
 
 #: `train.*` keys that, when not null, replace the preset's value
 PRESET_OVERRIDES = (
@@ -96,7 +96,7 @@ def settings_from_config(config: dict[str, Any], source: str = "config") -> Trai
         settings = TrainSettings(
             preset=preset_name,
             network=dict(preset["network"]),
-            patch_size=tuple(int(v) for v in preset["patch_size"]),
+            patch_size=int_triple(preset["patch_size"]),
             batch_size=int(preset["batch_size"]),
             epochs=int(preset["epochs"]),
             iterations_per_epoch=int(preset["iterations_per_epoch"]),

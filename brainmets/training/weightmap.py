@@ -25,14 +25,14 @@ from brainmets.components import label_lesions, signed_distance_mm
 from brainmets.training.settings import WeightMapSettings
 
 
-def distance_to_border_mm(mask: np.ndarray, spacing_mm: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def distance_to_border_mm(mask: np.ndarray, spacing_mm: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distance (mm) of every voxel to the nearest lesion border, and the index of its nearest lesion voxel."""
     signed, nearest = signed_distance_mm(mask, spacing_mm)
     return np.maximum(np.abs(signed) - 0.5 * min(spacing_mm), 0.0), nearest
 
 
 def boundary_weight_map(
-    label: np.ndarray, spacing_mm: Sequence[float], params: WeightMapSettings | None = None
+    label: np.ndarray, spacing_mm: Sequence[float] | np.ndarray, params: WeightMapSettings | None = None
 ) -> np.ndarray:
     """Cross-entropy weight of every voxel (dimensionless, >= 1) for a lesion mask on a grid of `spacing_mm` mm."""
     p = params or WeightMapSettings()
