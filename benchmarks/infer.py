@@ -150,7 +150,7 @@ def paper_predictor(patch: int, precision: str):
     """The paper network (random weights, seed 0) compiled for `precision` windows of patch^3."""
     import keras
     from brainmets.inference.runtime import compile_predictor, dtype_policy
-    from brainmets.training.model import build_unet, full_resolution_model
+    from brainmets.network.model import build_unet, full_resolution_model
 
     keras.utils.set_random_seed(0)
     with dtype_policy(precision):
@@ -189,8 +189,8 @@ def demo_batch_speed(reps: int = 3) -> None:
     import keras
     from brainmets.inference.pipeline import windows_per_call
     from brainmets.inference.runtime import compile_predictor
-    from brainmets.training.model import build_unet, full_resolution_model
-    from brainmets.training.settings import load_preset
+    from brainmets.network.model import build_unet, full_resolution_model
+    from brainmets.train.settings import load_preset
 
     preset = load_preset("demo")
     patch = tuple(preset["patch_size"])
@@ -238,7 +238,7 @@ def part_scan_brainmets(data: Path, patch: int) -> dict:
 def recipe_windows(mask: np.ndarray, patch: int, folds: int, mirror_axes: tuple[int, ...], overlap: float) -> int:
     """Windows a recipe computes on one brain: every fold x flip, each flip with its own brain windows."""
     from brainmets.inference.ensemble import mirror_combinations
-    from brainmets.inference.sliding import brain_windows
+    from brainmets.network.sliding import brain_windows
 
     per_fold = sum(
         len(brain_windows(np.flip(mask, flip), (patch,) * 3, overlap)) for flip in mirror_combinations(mirror_axes)
@@ -591,7 +591,7 @@ def print_speed(
     patch: int, reps: int, forward: dict, ours: dict, theirs: dict | None, mask: np.ndarray, load_before: float
 ) -> None:
     """Print the figures of the forward, scan and recipe parts side by side."""
-    from brainmets.inference.sliding import window_slices
+    from brainmets.network.sliding import window_slices
 
     scale = (patch / 128) ** 3
     print(

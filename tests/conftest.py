@@ -124,7 +124,7 @@ TINY_SPACING_MM = [2.0, 2.0, 2.0]  # the tiny demo cohort's patient-space spacin
 def randomised_unet(seed: int):
     """The tiny U-Net with seeded random weights, its normalisation scales and offsets randomised too."""
     import keras
-    from brainmets.training.model import build_unet
+    from brainmets.network.model import build_unet
 
     keras.utils.set_random_seed(seed)
     model = build_unet(**TINY_NETWORK)
@@ -137,7 +137,7 @@ def randomised_unet(seed: int):
 
 def write_tiny_model(root: Path, folds: tuple[int, ...] = (0, 1)) -> Path:
     """A model directory at `root` holding one randomised tiny U-Net per fold (seeded by the fold); returns `root`."""
-    from brainmets.training.modeldir import model_metadata, write_json
+    from brainmets.network.modeldir import model_metadata, write_json
 
     for fold in folds:
         (root / f"fold_{fold}").mkdir(parents=True)
@@ -160,7 +160,8 @@ PUBLISHED_TEST_FILTERS = (4, 8, 8, 16)
 def imported_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-fold model imported by `brainmets import-model` from a published-layout checkpoint (random weights)."""
     from brainmets.cli import main
-    from brainmets.demo.checkpoint import (
+
+    from published_checkpoint import (
         published_variable_shapes,
         random_published_weights,
         write_published_checkpoint,

@@ -6,10 +6,9 @@ import os
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
-
 from brainmets.io import save_nifti
-from brainmets.training.cases import Case, prepare_case
+from brainmets.train.cases import Case, prepare_case
+from scipy import ndimage
 
 
 def synthetic_scan(

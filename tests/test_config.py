@@ -96,10 +96,10 @@ def test_an_empty_config_takes_the_defaults_of_every_section() -> None:
 def test_schema_defaults_are_the_defaults_of_the_stages() -> None:
     """Each stage builds the same settings from the schema's defaults as from an empty section."""
     from brainmets.inference.pipeline import settings_from_config as inference_settings
-    from brainmets.longitudinal.rano import RanoSettings
-    from brainmets.longitudinal.track import TrackSettings
     from brainmets.preprocess.settings import settings_from_config as preprocess_settings
-    from brainmets.training.settings import settings_from_config as train_settings
+    from brainmets.rano.rano import RanoSettings
+    from brainmets.track.track import TrackSettings
+    from brainmets.train.settings import settings_from_config as train_settings
 
     filled = check_config({})
     assert preprocess_settings(filled) == preprocess_settings({})

@@ -50,7 +50,7 @@ def scan(tmp_path_factory) -> tuple[Path, Path, np.ndarray]:
 
 def test_compiled_predictor_matches_the_keras_model():
     from brainmets.inference.runtime import compile_predictor
-    from brainmets.training.model import full_resolution_model
+    from brainmets.network.model import full_resolution_model
 
     model = full_resolution_model(randomised_unet(3))
     batch = np.random.default_rng(1).normal(size=(2, 16, 16, 16, 1)).astype(np.float32)

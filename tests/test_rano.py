@@ -7,7 +7,7 @@ import pytest
 from brainmets.cli import main
 from brainmets.errors import BrainmetsError
 from brainmets.io import read_tsv, write_tsv
-from brainmets.longitudinal.rano import (
+from brainmets.rano.rano import (
     BEST_RESPONSE_COLUMNS,
     RESPONSE_COLUMNS,
     RanoSettings,
@@ -602,7 +602,7 @@ def test_whole_number_settings_refuse_fractions():
 
 
 def test_lesion_tables_take_the_patient_id_from_the_option_or_the_folder(tmp_path):
-    from brainmets.longitudinal.rano import read_lesion_tables
+    from brainmets.rano.rano import read_lesion_tables
 
     write_tsv(pd.DataFrame([lesion(0, 1, 20)]), tmp_path / "P3" / "lesions.tsv")
     write_tsv(pd.DataFrame([lesion(0, 1, 20, patient_id="P4")]), tmp_path / "other.tsv")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from brainmets.errors import BrainmetsError
-from brainmets.inference.sliding import (
+from brainmets.network.sliding import (
     brain_region,
     brain_windows,
     gaussian_importance_map,

@@ -12,7 +12,7 @@ import pytest
 from brainmets.cli import main
 from brainmets.errors import BrainmetsError
 from brainmets.io import read_tsv, save_nifti
-from brainmets.longitudinal.track import TRACK_COLUMNS, TrackSettings, track_lesions
+from brainmets.track.track import TRACK_COLUMNS, TrackSettings, track_lesions
 
 SHAPE = (48, 48, 24)
 DATES = ["2024-01-01", "2024-02-15", "2024-04-01", "2024-06-01", "2024-08-01"]

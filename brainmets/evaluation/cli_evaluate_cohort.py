@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from brainmets.evaluation.cli import DEFAULT_DEFINITION, DEFINITIONS
+from brainmets.evaluation.cli_evaluate import add_definition_argument
 
 HELP = "Pool per-scan evaluation tables: cohort table, summary (mean, median, IQR, sensitivity by size), figure."
 
@@ -16,12 +16,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="cohort table, one row per scan (TSV)")
     parser.add_argument("--summary", required=True, type=Path, help="cohort summary, one row per metric (TSV)")
     parser.add_argument("--figure", type=Path, help="sensitivity-by-lesion-size figure (PNG)")
-    parser.add_argument(
-        "--definition",
-        choices=list(DEFINITIONS),
-        default=DEFAULT_DEFINITION,
-        help=f"the definition the per-scan tables were scored with (`brainmets evaluate`; default {DEFAULT_DEFINITION})",
-    )
+    add_definition_argument(parser, "the definition the per-scan tables were scored with (`brainmets evaluate`)")
 
 
 def run(args: argparse.Namespace) -> None:

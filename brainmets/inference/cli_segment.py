@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from brainmets.inference.cli_predict import add_inference_arguments
-from brainmets.preprocess.cli import add_skull_stripped_argument
+from brainmets.preprocess.cli_preprocess import add_skull_stripped_argument
 
 HELP = "Segment metastases with uncertainty on raw T1-CE scans with a trained model (no workflow needed)."
 
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> None:
     from brainmets.inference.cli_predict import set_threads, settings_from_args
     from brainmets.inference.pipeline import load_segmenter
     from brainmets.inference.segment import segment_scans
-    from brainmets.preprocess.cli import override_skullstrip
+    from brainmets.preprocess.cli_preprocess import override_skullstrip
     from brainmets.preprocess.settings import load_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

@@ -18,8 +18,8 @@ import numpy as np
 from scipy.special import expit
 
 from brainmets.errors import BrainmetsError
-from brainmets.inference.sliding import BatchPredictor, sliding_window_predict
 from brainmets.inference.uncertainty import EnsembleAccumulator, EnsembleMaps
+from brainmets.network.sliding import BatchPredictor, sliding_window_predict
 
 log = logging.getLogger(__name__)
 

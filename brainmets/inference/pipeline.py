@@ -27,9 +27,9 @@ import pandas as pd
 from brainmets.errors import BrainmetsError
 from brainmets.inference.ensemble import mirror_combinations, predict_ensemble
 from brainmets.inference.runtime import PRECISIONS
-from brainmets.inference.sliding import BatchPredictor
 from brainmets.inference.uncertainty import UNCERTAINTY_MAPS, EnsembleMaps, lesion_table, threshold_lesions
 from brainmets.io import load_nifti, save_nifti, voxel_spacing_mm, write_tsv
+from brainmets.network.sliding import BatchPredictor
 from brainmets.preprocess.space import uncrop
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ class Segmenter:
 def load_segmenter(model_dir: str | os.PathLike[str], settings: InferenceSettings) -> Segmenter:
     """Load and validate a model directory and compile one predictor per fold for the configured device."""
     from brainmets.inference.runtime import compile_predictor, dtype_policy, resolve_device, resolve_precision
-    from brainmets.training.modeldir import load_model_dir
+    from brainmets.network.modeldir import load_model_dir
 
     check_settings(settings)
     started = time.perf_counter()

@@ -64,7 +64,7 @@ MODEL_SCHEMA: dict[str, Any] = {
         },
         "normalisation": {"const": NORMALISATION},
         "folds": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "uniqueItems": True},
-        # imported models only: where each fold's weights came from (brainmets.training.published_import)
+        # imported models only: where each fold's weights came from (brainmets.train.published_import)
         "source": {
             "type": "object",
             "required": ["format", "folds"],
@@ -163,7 +163,7 @@ def finalise_model_dir(model_dir: str | os.PathLike[str], folds: list[int] | Non
 
 def load_model_dir(path: str | os.PathLike[str], weights: str = "best") -> tuple[dict[str, Any], list[keras.Model]]:
     """Validate a model directory; returns its metadata and one full-resolution inference model per fold."""
-    from brainmets.training.model import build_unet, full_resolution_model
+    from brainmets.network.model import build_unet, full_resolution_model
 
     root = Path(path)
     if not root.is_dir():

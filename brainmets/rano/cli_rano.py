@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> None:
     """Assess every patient and write the response table (and optional best-response table and pictures)."""
     from brainmets.errors import BrainmetsError
     from brainmets.io import write_tsv
-    from brainmets.longitudinal.rano import (
+    from brainmets.rano.rano import (
         assess,
         best_overall_response,
         load_settings,
@@ -74,6 +74,6 @@ def run(args: argparse.Namespace) -> None:
     if args.best_out is not None:
         write_tsv(best_overall_response(response), args.best_out)
     if args.trajectory or args.timeline:
-        from brainmets.longitudinal.pictures import draw_patient_pictures
+        from brainmets.rano.pictures import draw_patient_pictures
 
         draw_patient_pictures(lesions, response, args.trajectory, args.timeline)

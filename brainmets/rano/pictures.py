@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from brainmets.io import atomic_path
-from brainmets.longitudinal.rano import target_diameter_history
+from brainmets.rano.rano import target_diameter_history
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -33,7 +33,7 @@ import pandas as pd
 
 from brainmets.errors import BrainmetsError
 from brainmets.io import read_tsv
-from brainmets.longitudinal.settings import numeric_settings, read_config_section
+from brainmets.rano.settings import numeric_settings, read_config_section
 
 #: columns of the response table, in order: period numbers the assessment periods (1, then one more
 #: after each progression under `after_progression: rebaseline`); n_lesions counts lesion ids present

@@ -31,9 +31,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     """Track the manifest's masks and write the lesion table and tracked label maps atomically."""
     from brainmets.errors import BrainmetsError
-    from brainmets.longitudinal.rano import load_settings
-    from brainmets.longitudinal.settings import read_config_section
-    from brainmets.longitudinal.track import TrackSettings, track_manifest
+    from brainmets.rano.rano import load_settings
+    from brainmets.rano.settings import read_config_section
+    from brainmets.track.track import TrackSettings, track_manifest
 
     try:
         settings = TrackSettings.from_config(read_config_section(args.config, "track"))

@@ -31,9 +31,9 @@ from scipy.optimize import linear_sum_assignment
 from brainmets.components import label_lesions
 from brainmets.errors import BrainmetsError
 from brainmets.io import check_same_grid, load_mask, read_tsv, save_nifti, voxel_spacing_mm, write_tsv
-from brainmets.longitudinal.measure import MEASUREMENT_COLUMNS, measure_components
-from brainmets.longitudinal.rano import RanoSettings, iso_dates
-from brainmets.longitudinal.settings import numeric_settings
+from brainmets.rano.measure import MEASUREMENT_COLUMNS, measure_components
+from brainmets.rano.rano import RanoSettings, iso_dates
+from brainmets.rano.settings import numeric_settings
 
 #: columns of the tracked lesion table, in order (a `patient_id` column may precede them). Events:
 #: baseline, present, new, reappeared, split, merged, resolved, and "none" on the placeholder row

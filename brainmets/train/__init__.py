@@ -1,1 +1,1 @@
-"""Network, loss, boundary-weight maps, DALI data pipeline and k-fold training of the 3-D U-Net."""
+"""Training: boundary-weight maps, prepared cases, loss, DALI data pipeline and k-fold training of the U-Net."""

@@ -15,8 +15,8 @@ import numpy as np
 from brainmets.components import label_lesions
 from brainmets.errors import BrainmetsError
 from brainmets.io import atomic_path, check_same_grid, load_nifti, read_json, voxel_spacing_mm, write_json
-from brainmets.training.settings import WeightMapSettings
-from brainmets.training.weightmap import boundary_weight_map
+from brainmets.train.settings import WeightMapSettings
+from brainmets.train.weightmap import boundary_weight_map
 
 DATA_FILE = "data.npy"
 META_FILE = "case.json"

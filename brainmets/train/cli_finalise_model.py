@@ -17,8 +17,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Check the folds and write model.json."""
-    from brainmets.training.modeldir import finalise_model_dir
-    from brainmets.training.settings import load_settings
+    from brainmets.network.modeldir import finalise_model_dir
+    from brainmets.train.settings import load_settings
 
     folds = list(range(load_settings(args.config).folds)) if args.config else None
     finalise_model_dir(args.model_dir, folds)

@@ -25,7 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Read and check every fold, then write the model directory."""
-    from brainmets.training.published_import import import_brain_mets_seg
+    from brainmets.train.published_import import import_brain_mets_seg
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     out = import_brain_mets_seg(args.src, args.out)

@@ -21,8 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Write the case."""
-    from brainmets.training.cases import prepare_case
-    from brainmets.training.settings import load_settings
+    from brainmets.train.cases import prepare_case
+    from brainmets.train.settings import load_settings
 
     params = load_settings(args.config).weight_map if args.config else None
     prepare_case(args.image, args.label, args.out_dir, patient=args.patient, weights_path=args.weights, params=params)

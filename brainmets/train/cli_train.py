@@ -19,13 +19,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     """Claim a GPU (unless train.device is cpu), then train the fold."""
     from brainmets.gpu import claim_for_job
-    from brainmets.training.settings import load_settings
+    from brainmets.train.settings import load_settings
 
     settings = load_settings(args.config)
     claim = claim_for_job(settings.device, settings.gpu_lock_dir)  # held until the process exits
     if claim.device is not None:
         print(f"fold {args.fold}: GPU {claim.device} ({claim.source})", flush=True)
 
-    from brainmets.training.loop import train_fold  # imports TensorFlow, after CUDA_VISIBLE_DEVICES is final
+    from brainmets.train.loop import train_fold  # imports TensorFlow, after CUDA_VISIBLE_DEVICES is final
 
     train_fold(args.cases, args.fold, args.model_dir, settings, verbose=0 if args.quiet else 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "Write the cross-entropy boundary-weight map of a lesion mask (formula in brainmets.training.weightmap)"
+HELP = "Write the cross-entropy boundary-weight map of a lesion mask (formula in brainmets.train.weightmap)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -19,8 +19,8 @@ def run(args: argparse.Namespace) -> None:
     import numpy as np
 
     from brainmets.io import load_nifti, save_nifti, voxel_spacing_mm
-    from brainmets.training.settings import load_settings
-    from brainmets.training.weightmap import boundary_weight_map
+    from brainmets.train.settings import load_settings
+    from brainmets.train.weightmap import boundary_weight_map
 
     params = load_settings(args.config).weight_map if args.config else None
     img = load_nifti(args.label, allow_constant=True)

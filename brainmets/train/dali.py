@@ -31,7 +31,7 @@ import numpy as np
 from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali import math as dmath
 
-from brainmets.training.cases import Case
+from brainmets.train.cases import Case
 
 
 def _coin(probability: float) -> Any:

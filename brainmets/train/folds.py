@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.model_selection import GroupKFold
 
 from brainmets.errors import BrainmetsError
-from brainmets.training.cases import Case
+from brainmets.train.cases import Case
 
 
 def patient_folds(cases: Sequence[Case], folds: int, seed: int) -> list[list[Case]]:

@@ -23,12 +23,12 @@ import tensorflow as tf
 
 from brainmets.errors import BrainmetsError
 from brainmets.io import atomic_path, read_json, write_json
-from brainmets.training.cases import Case, list_cases, read_image_and_label
-from brainmets.training.folds import fold_cases
-from brainmets.training.losses import hard_dice, segmentation_loss
-from brainmets.training.model import build_unet
-from brainmets.training.modeldir import fold_dir
-from brainmets.training.settings import TrainSettings
+from brainmets.network.model import build_unet
+from brainmets.network.modeldir import fold_dir
+from brainmets.train.cases import Case, list_cases, read_image_and_label
+from brainmets.train.folds import fold_cases
+from brainmets.train.losses import hard_dice, segmentation_loss
+from brainmets.train.settings import TrainSettings
 
 LOG_COLUMNS = ["epoch", "step", "loss", "train_dice", "val_dice", "learning_rate", "seconds"]
 #: settings a fold cannot change between an interrupted run and its resumption
@@ -113,7 +113,7 @@ def validation_dice(
     model: keras.Model, cases: Sequence[Case], patch_size: Sequence[int], overlap: float, batch_size: int = 2
 ) -> float:
     """Mean over cases of the Dice of (logits > 0), predicted by a sliding window over the brain as at inference."""
-    from brainmets.inference.sliding import sliding_window_predict
+    from brainmets.network.sliding import sliding_window_predict
 
     @tf.function(input_signature=[tf.TensorSpec((None, *patch_size, 1), tf.float32)])
     def full_resolution_logits(x: tf.Tensor) -> tf.Tensor:
@@ -142,7 +142,7 @@ def _epoch_seed(seed: int, fold: int, epoch: int) -> int:
 
 def _batches(pipe: Any, device: str, patch: Sequence[int], batch_size: int) -> Any:
     """Iterate the pipeline's batches as tensors, through the DALI TF plugin on a GPU when it is installed."""
-    from brainmets.training.dali import numpy_batches
+    from brainmets.train.dali import numpy_batches
 
     if device == "gpu":
         try:
@@ -257,7 +257,7 @@ def train_fold(
     verbose: int = 1,
 ) -> dict[str, Any]:
     """Train (or resume) one fold on the prepared cases; returns the fold's final state.json contents."""
-    from brainmets.training.dali import build_pipeline
+    from brainmets.train.dali import build_pipeline
 
     cases = list_cases(cases_dir)
     train_cases, val_cases = fold_cases(cases, fold, settings.folds, settings.seed)

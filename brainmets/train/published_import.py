@@ -24,7 +24,7 @@ import numpy as np
 
 from brainmets.errors import BrainmetsError
 from brainmets.io import write_json
-from brainmets.training.modeldir import fold_dir, model_metadata, validate_metadata
+from brainmets.network.modeldir import fold_dir, model_metadata, validate_metadata
 
 SOURCE_FORMAT = "brain-mets-seg"
 #: tensorflow_addons InstanceNormalization's default epsilon, which the published network keeps
@@ -215,7 +215,7 @@ def import_brain_mets_seg(src: str | os.PathLike[str], out_dir: str | os.PathLik
     Every fold is read and checked before anything is written; the directory appears complete or not
     at all, and an existing non-empty OUT_DIR is refused.
     """
-    from brainmets.training.model import build_unet
+    from brainmets.network.model import build_unet
 
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

@@ -27,7 +27,7 @@ SWITCHES = ("mixed_precision", "xla")
 
 @dataclasses.dataclass(frozen=True)
 class WeightMapSettings:
-    """Parameters of the boundary-weight map (see brainmets.training.weightmap)."""
+    """Parameters of the boundary-weight map (see brainmets.train.weightmap)."""
 
     border_weight: float = 2.0
     border_sigma_mm: float = 2.0
@@ -68,7 +68,7 @@ def load_preset(name: str) -> dict[str, Any]:
     """The preset called `name` from the packaged presets.yaml, or read from `name` if it is a YAML file."""
     if name.endswith((".yaml", ".yml")):
         return read_yaml(name)
-    presets = yaml.safe_load(resources.files("brainmets.training").joinpath("presets.yaml").read_text())
+    presets = yaml.safe_load(resources.files("brainmets.network").joinpath("presets.yaml").read_text())
     if name not in presets:
         raise BrainmetsError(
             f"model.preset: unknown preset {name!r}; choose one of {', '.join(presets)} or a .yaml file"

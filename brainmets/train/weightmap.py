@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from brainmets.components import label_lesions, signed_distance_mm
-from brainmets.training.settings import WeightMapSettings
+from brainmets.train.settings import WeightMapSettings
 
 
 def distance_to_border_mm(mask: np.ndarray, spacing_mm: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
