@@ -379,15 +379,16 @@ def results_figures(results: Path, samples: Path, limit: int | None) -> None:
 
 def demo_figures(model: Path, samples: Path, config: Path | None, limit: int | None) -> None:
     """Preprocess (with the truth carried along), predict and score the demo test scans; print the figures."""
-    from brainmets.inference.pipeline import InferenceSettings, load_segmenter, predict_scan, settings_from_config
-    from brainmets.io import load_nifti, read_yaml, voxel_spacing_mm
+    from brainmets.inference.pipeline import load_segmenter, predict_scan
+    from brainmets.inference.settings import load_settings as load_inference_settings
+    from brainmets.io import load_nifti, voxel_spacing_mm
     from brainmets.preprocess.pipeline import BRAIN_MASK, TRUTH, ZSCORE, preprocess_scan
     from brainmets.preprocess.settings import load_settings
     from brainmets.samplesheet import load_samples
 
     sheet = load_samples(samples).reset_index()
     tests = sheet[~sheet["training"] & sheet["mask"].notna()].head(limit)
-    settings = settings_from_config(read_yaml(config), str(config)) if config else InferenceSettings()
+    settings = load_inference_settings(config)
     segmenter = load_segmenter(model, settings)
     rows, voxels = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -422,15 +423,16 @@ def lesions_missed_by(label: np.ndarray, other: np.ndarray) -> int:
 def precision_guard(model: Path, samples: Path, config: Path | None, limit: int | None) -> None:
     """Predict the demo test scans in float32 and in bfloat16 and print how far the two results are apart."""
     import pandas as pd
-    from brainmets.inference.pipeline import InferenceSettings, load_segmenter, predict_scan, settings_from_config
-    from brainmets.io import load_nifti, read_yaml, voxel_spacing_mm
+    from brainmets.inference.pipeline import load_segmenter, predict_scan
+    from brainmets.inference.settings import load_settings as load_inference_settings
+    from brainmets.io import load_nifti, voxel_spacing_mm
     from brainmets.preprocess.pipeline import BRAIN_MASK, TRUTH, ZSCORE, preprocess_scan
     from brainmets.preprocess.settings import load_settings
     from brainmets.samplesheet import load_samples
 
     sheet = load_samples(samples).reset_index()
     tests = sheet[~sheet["training"] & sheet["mask"].notna()].head(limit)
-    settings = settings_from_config(read_yaml(config), str(config)) if config else InferenceSettings()
+    settings = load_inference_settings(config)
     segmenters = {p: load_segmenter(model, settings.replace(precision=p)) for p in ("float32", "bfloat16")}
     print(f"CPU: {cpu_description()}; load average {os.getloadavg()[0]:.1f}")
     rows, scored = [], {p: ([], []) for p in segmenters}

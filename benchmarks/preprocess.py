@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from brainmets.demo.acquisition import PROTOCOLS, plan_scan
 from brainmets.demo.cohort import generate_cohort
+from brainmets.demo.settings import DemoSettings
 from brainmets.evaluation.metrics import dice_coefficient
 from brainmets.io import read_tsv
 from brainmets.preprocess import PreprocessSettings, preprocess_scan, to_native, to_patient
@@ -318,14 +319,14 @@ def main() -> None:
         if args.what == "timing":
             images = args.images
             if not images:
-                generate_cohort(work / "demo", patients=1, timepoints=2, train=0, seed=0, scale=args.scale)
+                generate_cohort(work / "demo", DemoSettings(patients=1, timepoints=2, train=0, scale=args.scale))
                 images = sorted((work / "demo" / "patient01").glob("*/t1ce.nii.gz"))
             timing(images, args.methods, args.spacing, work)
         else:
             cohort = args.cohort
             if cohort is None:
                 cohort = work / "demo"
-                generate_cohort(cohort, patients=args.patients, timepoints=3, train=0, seed=0, scale=args.scale)
+                generate_cohort(cohort, DemoSettings(patients=args.patients, train=0, scale=args.scale))
             accuracy(cohort, args.methods, args.spacing, work)
     sys.stdout.flush()
 

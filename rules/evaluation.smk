@@ -19,7 +19,7 @@ rule evaluate:
         mem_mb=2000,
         runtime=10,
     params:
-        definition=config.get("evaluation", {}).get("definition", "brats2023"),
+        definition=config["evaluation"]["definition"],
     shell:
         "brainmets evaluate --truth {input.truth} --pred {input.pred} --out {output.metrics}"
         " --lesions {output.lesions} --patient {wildcards.patient} --timepoint {wildcards.timepoint}"
@@ -54,7 +54,7 @@ rule evaluate_cohort:
         mem_mb=2000,
         runtime=10,
     params:
-        definition=config.get("evaluation", {}).get("definition", "brats2023"),
+        definition=config["evaluation"]["definition"],
     shell:
         "brainmets evaluate-cohort {input} --out {output.table} --summary {output.summary}"
         " --figure {output.figure} --definition {params.definition} > {log} 2>&1"

@@ -58,7 +58,7 @@ TINY_COHORT = {"patients": 2, "timepoints": 3, "train": 2, "seed": 0, "scale": 2
 def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A very small demo cohort, generated once per test session; returns its directory (absolute).
 
-    `brainmets.demo.cohort.generate_cohort(DIR, patients=2, timepoints=3, train=2, seed=0, scale=2)`,
+    `brainmets.demo.cohort.generate_cohort(DIR, DemoSettings(patients=2, timepoints=3, train=2, seed=0, scale=2))`,
     about 10 s: patient01 (partial response) and patient02 (new lesion at the 2nd visit, with
     steroid_dose_mg/clinical_status columns), 3 visits each, and training subjects train01, train02.
     Voxels are twice the normal size: the common grid is 2 mm isotropic and scans are 2 mm isotropic,
@@ -69,9 +69,10 @@ def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     DIR/truth/{poses,lesions,expected_response,scenarios}.tsv. Treat it as read-only.
     """
     from brainmets.demo.cohort import generate_cohort
+    from brainmets.demo.settings import DemoSettings
 
     out = tmp_path_factory.mktemp("tiny_cohort")
-    generate_cohort(out, **TINY_COHORT)
+    generate_cohort(out, DemoSettings(**TINY_COHORT))
     return out
 
 

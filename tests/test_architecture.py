@@ -132,8 +132,9 @@ def test_every_command_module_is_named_after_its_command() -> None:
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_stage_has_one_name_everywhere(stage: str) -> None:
-    """Each stage has its package, its rule file (included) and its config section."""
+    """Each stage has its package, its settings module, its rule file (included) and its config section."""
     assert (PACKAGE / stage / "__init__.py").is_file()
+    assert (PACKAGE / stage / "settings.py").is_file()
     assert (REPO / "rules" / f"{stage}.smk").is_file()
     assert f'include: "rules/{stage}.smk"' in (REPO / "Snakefile").read_text()
     assert stage in yaml.safe_load((PACKAGE / "config.schema.yaml").read_text())["properties"]

@@ -16,7 +16,8 @@ from brainmets.rano.measure import (
     axial_diameters,
     measure_lesions,
 )
-from brainmets.rano.rano import RanoSettings, is_measurable
+from brainmets.rano.rano import is_measurable
+from brainmets.rano.settings import RanoSettings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -95,6 +95,7 @@ def lesion_table(
 
 def expected_response(lesions: pd.DataFrame, clinical: pd.DataFrame | None) -> pd.DataFrame:
     """RANO-BM response per patient and timepoint of the truth lesion table (default thresholds)."""
-    from brainmets.rano.rano import RanoSettings, assess
+    from brainmets.rano.rano import assess
+    from brainmets.rano.settings import RanoSettings
 
     return assess(lesions, clinical, RanoSettings())

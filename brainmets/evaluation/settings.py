@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from brainmets.config import checked_section
+
 #: the scoring definitions: the official scorer each one equals
 DEFINITIONS = {
     "brats2023": "BraTS-2023 lesion-wise code (dilation matching, surface-distance HD95)",
@@ -19,7 +21,7 @@ class EvaluationSettings:
 
     definition: str = "brats2023"
 
-    @classmethod
-    def from_config(cls, section: Mapping[str, Any]) -> EvaluationSettings:
-        """Settings from the `evaluation` section that `brainmets.config.check_config` checked and filled."""
-        return cls(**section)
+
+def settings_from_config(config: Mapping[str, Any] | None, source: str = "config") -> EvaluationSettings:
+    """EvaluationSettings from a configuration mapping's `evaluation` section, checked against the schema."""
+    return EvaluationSettings(**checked_section(config, "evaluation", source))

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from brainmets.inference.cli_predict import add_inference_arguments
-from brainmets.preprocess.cli_preprocess import add_skull_stripped_argument
+from brainmets.preprocess.cli_preprocess import add_skull_stripped_argument, add_skullstrip_argument
 
 HELP = "Segment metastases with uncertainty on raw T1-CE scans with a trained model (no workflow needed)."
 
@@ -17,7 +17,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="T1-CE NIfTI scans (.nii or .nii.gz)")
     parser.add_argument("--out-dir", type=Path, required=True, help="results go to OUT_DIR/<scan name>/")
     add_inference_arguments(parser)
-    parser.add_argument("--skullstrip", choices=("hdbet", "deepbet"), help="override preprocess.skullstrip.method")
+    add_skullstrip_argument(parser)
     add_skull_stripped_argument(parser)
 
 

@@ -109,7 +109,7 @@ def sliding_window_predict(
     predict_batch: BatchPredictor,
     patch_size: Sequence[int],
     *,
-    overlap: float = 0.5,
+    overlap: float,
     batch_size: int = 1,
     brain_mask: np.ndarray | None = None,
     fill_value: float = 0.0,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from brainmets.config import config_schema
+
 if TYPE_CHECKING:
     from brainmets.preprocess.settings import PreprocessSettings
 
@@ -25,12 +27,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="the patient's preprocessed baseline scan directory (or any file in it); omit for the baseline itself",
     )
     parser.add_argument("--config", help="YAML configuration with a `preprocess` section (default: built-in defaults)")
-    parser.add_argument("--skullstrip", choices=("hdbet", "deepbet"), help="override preprocess.skullstrip.method")
-    parser.add_argument("--device", choices=("cpu", "cuda"), help="override preprocess.skullstrip.device")
+    add_skullstrip_argument(parser)
+    parser.add_argument(
+        "--device", choices=_skullstrip_keys()["device"]["enum"], help="override preprocess.skullstrip.device"
+    )
     add_skull_stripped_argument(parser)
     parser.add_argument(
         "--threads", type=int, help="CPU threads for ANTs/ITK and the skull-stripping network (default: all)"
     )
+
+
+def _skullstrip_keys() -> dict:
+    """The schema of the `preprocess.skullstrip` keys."""
+    return config_schema()["properties"]["preprocess"]["properties"]["skullstrip"]["properties"]
+
+
+def add_skullstrip_argument(parser: argparse.ArgumentParser) -> None:
+    """Declare --skullstrip, the brain extractor overriding preprocess.skullstrip.method."""
+    choices = _skullstrip_keys()["method"]["enum"]
+    parser.add_argument("--skullstrip", choices=choices, help="override preprocess.skullstrip.method")
 
 
 def add_skull_stripped_argument(parser: argparse.ArgumentParser) -> None:

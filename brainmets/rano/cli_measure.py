@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> None:
     """Measure the mask's lesions and write the table atomically."""
     from brainmets.io import load_mask, write_tsv
     from brainmets.rano.measure import measure_lesions
-    from brainmets.rano.rano import load_settings
+    from brainmets.rano.settings import load_settings
 
     settings = load_settings(args.config)
     mask, img = load_mask(args.mask)

@@ -6,6 +6,9 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from brainmets.config import config_schema
+from brainmets.rano.settings import RanoSettings
+
 HELP = "RANO-BM response (target, non-target, new lesions, overall, confirmation) from tracked lesion tables."
 
 
@@ -26,9 +29,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML configuration whose `rano` section sets the thresholds")
     parser.add_argument(
         "--after-progression",
-        choices=("stop", "rebaseline"),
+        choices=config_schema()["properties"]["rano"]["properties"]["after_progression"]["enum"],
         help="visits after the first progression: stop (responses left empty) or rebaseline (the progression "
-        "scan opens a new assessment period); default: rano.after_progression of --config, else stop",
+        f"scan opens a new assessment period); default: rano.after_progression of --config, else "
+        f"{RanoSettings().after_progression}",
     )
     parser.add_argument(
         "--patient",
@@ -51,13 +55,8 @@ def run(args: argparse.Namespace) -> None:
     """Assess every patient and write the response table (and optional best-response table and pictures)."""
     from brainmets.errors import BrainmetsError
     from brainmets.io import write_tsv
-    from brainmets.rano.rano import (
-        assess,
-        best_overall_response,
-        load_settings,
-        read_clinical_table,
-        read_lesion_tables,
-    )
+    from brainmets.rano.rano import assess, best_overall_response, read_clinical_table, read_lesion_tables
+    from brainmets.rano.settings import load_settings
 
     settings = load_settings(args.config)
     if args.after_progression is not None:

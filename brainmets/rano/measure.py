@@ -24,7 +24,8 @@ from skimage.measure import find_contours
 
 from brainmets.components import label_lesions
 from brainmets.io import voxel_volume_ml
-from brainmets.rano.rano import RanoSettings, is_measurable
+from brainmets.rano.rano import is_measurable
+from brainmets.rano.settings import RanoSettings
 
 #: the measurement columns, in the order every lesion table writes them
 MEASUREMENT_COLUMNS: list[str] = [

@@ -23,7 +23,6 @@ Decisions made here:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ import pandas as pd
 
 from brainmets.errors import BrainmetsError
 from brainmets.io import read_tsv
-from brainmets.rano.settings import numeric_settings, read_config_section
+from brainmets.rano.settings import RanoSettings
 
 #: columns of the response table, in order: period numbers the assessment periods (1, then one more
 #: after each progression under `after_progression: rebaseline`); n_lesions counts lesion ids present
@@ -94,8 +93,6 @@ _RANK = {"CR": 3, "PR": 2, "SD": 1, "non-CR/non-PD": 1, "PD": 0}
 
 _EPS = 1e-9
 
-#: what happens after the first progression: `stop` ends the assessment, `rebaseline` opens a new period
-AFTER_PROGRESSION = ("stop", "rebaseline")
 #: the assessment column of rows after the progression that ended the assessment (rule `stop`)
 AFTER_PROGRESSION_ASSESSMENT = "after progression"
 #: response columns left empty after progression under the rule `stop`
@@ -108,48 +105,6 @@ _RESPONSE_ONLY = (
     "overall_response",
     "progression_date",
 )
-
-
-@dataclass(frozen=True)
-class RanoSettings:
-    """RANO-BM thresholds (config section `rano`); diameters in mm, volumes in mL, times in days."""
-
-    measurable_min_ld_mm: float = 10.0
-    measurable_min_pd_mm: float = 5.0
-    measurable_min_slices: int = 2
-    max_targets: int = 5
-    pd_relative: float = 0.20
-    pd_absolute_mm: float = 5.0
-    pr_relative: float = 0.30
-    new_lesion_min_ld_mm: float = 5.0
-    nontarget_pd_volume_ratio: float = 1.728
-    nontarget_pd_min_increase_ml: float = 0.1
-    confirmation_days: int = 28
-    after_progression: str = "stop"
-
-    def __post_init__(self) -> None:
-        """Refuse an unknown after-progression rule."""
-        if self.after_progression not in AFTER_PROGRESSION:
-            raise BrainmetsError(
-                f"rano.after_progression: expected {' or '.join(AFTER_PROGRESSION)}, found {self.after_progression!r}"
-            )
-
-    @classmethod
-    def from_config(cls, mapping: Mapping[str, Any] | None) -> RanoSettings:
-        """Settings from the `rano` section of the configuration (or a whole config holding one)."""
-        values = dict(mapping or {})
-        if isinstance(values.get("rano"), Mapping):
-            values = dict(values["rano"])
-        rule = values.pop("after_progression", cls.after_progression)
-        return cls(**numeric_settings(cls, values, "rano"), after_progression=str(rule))
-
-
-def load_settings(path: str | os.PathLike[str] | None) -> RanoSettings:
-    """RanoSettings from the `rano` section of a YAML configuration file (defaults without a file)."""
-    try:
-        return RanoSettings.from_config(read_config_section(path, "rano"))
-    except BrainmetsError as error:
-        raise BrainmetsError(f"{path}: {error}") from None
 
 
 def is_measurable(

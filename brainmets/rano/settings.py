@@ -1,48 +1,39 @@
-"""Reading the numeric settings of the longitudinal stage from a YAML configuration."""
+"""Settings of the rano stage (config section `rano`), built from the checked configuration."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from brainmets.errors import BrainmetsError
-from brainmets.io import read_yaml
+from brainmets.config import checked_section, read_section
 
 
-def read_config_section(path: str | os.PathLike[str] | None, section: str) -> dict[str, Any]:
-    """One section of a YAML configuration file as a dict (empty when no file is given)."""
-    if path is None:
-        return {}
-    config = read_yaml(path, allow_empty=True)
-    value = config.get(section, {})
-    if not isinstance(value, Mapping):
-        raise BrainmetsError(f"{Path(path)}: section `{section}` must be a mapping of settings")
-    return dict(value)
+@dataclass(frozen=True)
+class RanoSettings:
+    """RANO-BM thresholds (config section `rano`); diameters in mm, volumes in mL, times in days."""
+
+    measurable_min_ld_mm: float = 10.0
+    measurable_min_pd_mm: float = 5.0
+    measurable_min_slices: int = 2
+    max_targets: int = 5
+    pd_relative: float = 0.20
+    pd_absolute_mm: float = 5.0
+    pr_relative: float = 0.30
+    new_lesion_min_ld_mm: float = 5.0
+    nontarget_pd_volume_ratio: float = 1.728
+    nontarget_pd_min_increase_ml: float = 0.1
+    confirmation_days: int = 28
+    #: after the first progression: `stop` ends the assessment, `rebaseline` opens a new period
+    after_progression: str = "stop"
 
 
-def numeric_settings(cls: type, mapping: Mapping[str, Any] | None, section: str) -> dict[str, float | int]:
-    """Checked keyword arguments for the settings dataclass `cls` from a config section (or a whole config).
+def settings_from_config(config: Mapping[str, Any] | None, source: str = "config") -> RanoSettings:
+    """RanoSettings from a configuration mapping's `rano` section, checked against the schema."""
+    return RanoSettings(**checked_section(config, "rano", source))
 
-    Every key must be a field of `cls`; values must be non-negative numbers (whole numbers for int fields).
-    """
-    values = dict(mapping or {})
-    if isinstance(values.get(section), Mapping):
-        values = dict(values[section])
-    fields = {f.name: f.type for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise BrainmetsError(f"{section}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(fields)}")
-    checked: dict[str, float | int] = {}
-    for name, value in values.items():
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise BrainmetsError(f"{section}.{name}: expected a number, found {value!r}") from None
-        if number < 0 or (fields[name] == "int" and not number.is_integer()):
-            kind = "a whole number >= 0" if fields[name] == "int" else "a number >= 0"
-            raise BrainmetsError(f"{section}.{name}: expected {kind}, found {value!r}")
-        checked[name] = int(number) if fields[name] == "int" else number
-    return checked
+
+def load_settings(path: str | os.PathLike[str] | None) -> RanoSettings:
+    """RanoSettings from the `rano` section of a YAML configuration file (defaults without a file)."""
+    return RanoSettings(**read_section(path, "rano"))

@@ -30,13 +30,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Track the manifest's masks and write the lesion table and tracked label maps atomically."""
-    from brainmets.errors import BrainmetsError
-    from brainmets.rano.rano import load_settings
-    from brainmets.rano.settings import read_config_section
-    from brainmets.track.track import TrackSettings, track_manifest
+    from brainmets.rano.settings import load_settings as load_rano_settings
+    from brainmets.track.settings import load_settings
+    from brainmets.track.track import track_manifest
 
-    try:
-        settings = TrackSettings.from_config(read_config_section(args.config, "track"))
-    except BrainmetsError as error:
-        raise BrainmetsError(f"{args.config}: {error}") from None
-    track_manifest(args.manifest, args.out, settings, load_settings(args.config), args.patient)
+    settings, rano_settings = load_settings(args.config), load_rano_settings(args.config)
+    track_manifest(args.manifest, args.out, settings, rano_settings, args.patient)

@@ -18,7 +18,7 @@ any earlier timepoint, each represented by its footprint and centroid when it wa
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,9 @@ from brainmets.components import label_lesions
 from brainmets.errors import BrainmetsError
 from brainmets.io import check_same_grid, load_mask, read_tsv, save_nifti, voxel_spacing_mm, write_tsv
 from brainmets.rano.measure import MEASUREMENT_COLUMNS, measure_components
-from brainmets.rano.rano import RanoSettings, iso_dates
-from brainmets.rano.settings import numeric_settings
+from brainmets.rano.rano import iso_dates
+from brainmets.rano.settings import RanoSettings
+from brainmets.track.settings import TrackSettings
 
 #: columns of the tracked lesion table, in order (a `patient_id` column may precede them). Events:
 #: baseline, present, new, reappeared, split, merged, resolved, and "none" on the placeholder row
@@ -41,19 +42,6 @@ from brainmets.rano.settings import numeric_settings
 TRACK_COLUMNS: list[str] = ["timepoint", "lesion_id", "component", "event", "merged_into"] + [
     c for c in MEASUREMENT_COLUMNS if c != "component"
 ]
-
-
-@dataclass(frozen=True)
-class TrackSettings:
-    """Tracking settings (config section `track`), in mm."""
-
-    dilation_mm: float = 1.5
-    centroid_radius_mm: float = 10.0
-
-    @classmethod
-    def from_config(cls, mapping: Mapping[str, Any] | None) -> TrackSettings:
-        """Settings from the `track` section of the configuration (or a whole config holding one)."""
-        return cls(**numeric_settings(cls, mapping, "track"))
 
 
 @dataclass

@@ -1,14 +1,16 @@
-"""Training settings: the model preset named in the configuration, with the `train` section's overrides."""
+"""Settings of the train stage: the model preset named in section `model`, with the `train` section's values."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
 import yaml
 
+from brainmets.config import checked_section
 from brainmets.errors import BrainmetsError
 from brainmets.io import read_yaml
 
@@ -21,8 +23,6 @@ PRESET_OVERRIDES = (
     "validate_every",
     "validation_overlap",
 )
-CHOICES = {"device": ("auto", "cpu", "gpu"), "dali_device": ("auto", "cpu", "gpu")}
-SWITCHES = ("mixed_precision", "xla")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +48,8 @@ class TrainSettings:
     optimizer: dict[str, Any]
     loss: dict[str, Any]
     augmentation: dict[str, Any]
-    validate_every: int = 1
-    validation_overlap: float = 0.5
+    validate_every: int
+    validation_overlap: float
     folds: int = 5
     seed: int = 0
     device: str = "auto"
@@ -76,25 +76,15 @@ def load_preset(name: str) -> dict[str, Any]:
     return presets[name]
 
 
-def settings_from_config(config: dict[str, Any], source: str = "config") -> TrainSettings:
-    """Merge the preset named by `model.preset` with the `train` section of a configuration mapping."""
-    model = config.get("model") or {}
-    train = dict(config.get("train") or {})
-    preset_name = str(model.get("preset", "demo"))
-    preset = dict(load_preset(preset_name))
-    for key in PRESET_OVERRIDES:
-        if train.get(key) is not None:
-            preset[key] = train[key]
-    for key, allowed in CHOICES.items():
-        if train.get(key, "auto") not in allowed:
-            raise BrainmetsError(f"{source}: train.{key} is {train[key]!r}; use one of {', '.join(allowed)}")
-    for key in SWITCHES:
-        if train.get(key, "auto") not in ("auto", True, False):
-            raise BrainmetsError(f"{source}: train.{key} is {train[key]!r}; use auto, true or false")
+def settings_from_config(config: Mapping[str, Any] | None, source: str = "config") -> TrainSettings:
+    """The preset named by `model.preset` with the `train` section's values, both sections checked by the schema."""
+    model, train = checked_section(config, "model", source), checked_section(config, "train", source)
+    preset = dict(load_preset(model["preset"]))
+    preset.update({key: train[key] for key in PRESET_OVERRIDES if train[key] is not None})
+    own = {key: value for key, value in train.items() if key not in PRESET_OVERRIDES}
     try:
-        weight_map = WeightMapSettings(**(train.get("weight_map") or {}))
         settings = TrainSettings(
-            preset=preset_name,
+            preset=model["preset"],
             network=dict(preset["network"]),
             patch_size=tuple(int(v) for v in preset["patch_size"]),
             batch_size=int(preset["batch_size"]),
@@ -103,29 +93,20 @@ def settings_from_config(config: dict[str, Any], source: str = "config") -> Trai
             optimizer=dict(preset["optimizer"]),
             loss=dict(preset["loss"]),
             augmentation=dict(preset["augmentation"]),
-            validate_every=int(preset.get("validate_every", 1)),
-            validation_overlap=float(preset.get("validation_overlap", 0.5)),
-            folds=int(train.get("folds", 5)),
-            seed=int(train.get("seed", 0)),
-            device=train.get("device", "auto"),
-            dali_device=train.get("dali_device", "auto"),
-            mixed_precision=train.get("mixed_precision", "auto"),
-            xla=train.get("xla", "auto"),
-            gpu_lock_dir=train.get("gpu_lock_dir"),
-            weight_map=weight_map,
+            validate_every=int(preset["validate_every"]),
+            validation_overlap=float(preset["validation_overlap"]),
+            **{**own, "weight_map": WeightMapSettings(**own["weight_map"])},
         )
     except (KeyError, TypeError, ValueError) as error:
-        raise BrainmetsError(f"{source}: incomplete or invalid model preset / train section ({error})") from None
+        raise BrainmetsError(f"{source}: incomplete or invalid model preset {model['preset']!r} ({error})") from None
     divisor = 2 ** (len(settings.network["filters"]) - 1)
     if len(settings.patch_size) != 3 or any(p % divisor for p in settings.patch_size):
         raise BrainmetsError(
             f"{source}: patch_size {list(settings.patch_size)} must be 3 multiples of {divisor} for this network"
         )
-    if settings.folds < 2:
-        raise BrainmetsError(f"{source}: train.folds is {settings.folds}; cross-validation needs at least 2")
     return settings
 
 
-def load_settings(config_path: str | os.PathLike[str]) -> TrainSettings:
-    """Training settings from a configuration file (config/config.yaml)."""
-    return settings_from_config(read_yaml(config_path), source=str(config_path))
+def load_settings(path: str | os.PathLike[str] | None) -> TrainSettings:
+    """Training settings from the `model` and `train` sections of a YAML configuration file (defaults without one)."""
+    return settings_from_config(read_yaml(path, allow_empty=True) if path is not None else {}, str(path))
