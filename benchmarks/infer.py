@@ -57,6 +57,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))  # the figures of merit of the tests
 NNUNET_VENV = HERE / ".venv-nnunet"
 #: the benchmark environment's direct pins; torch matches the project's, torchvision is not needed
 NNUNET_PACKAGES = ["nnunetv2==2.8.1", "dynamic-network-architectures==0.4.4"]
@@ -313,7 +314,8 @@ def score_scan(
     Also returns the brain voxels' (entropy, label, truth), which print_figures pools over scans.
     """
     from brainmets.evaluation.metrics import match_lesions
-    from brainmets.inference.uncertainty import misclassification_auroc
+
+    from measures import misclassification_auroc
 
     min_ml = np.pi / 6 * 10.0**3 / 1000.0  # a 10 mm sphere
     match = match_lesions(truth > 0, label > 0, spacing_mm)
@@ -333,7 +335,8 @@ def score_scan(
 def print_figures(rows: list[dict], voxels: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
     """The acceptance figures over the scored scans; the AUROC pools every scan's brain voxels."""
     import pandas as pd
-    from brainmets.inference.uncertainty import misclassification_auroc
+
+    from measures import misclassification_auroc
 
     entropy, label, truth = (np.concatenate(parts) for parts in zip(*voxels, strict=True))
     pooled = misclassification_auroc(entropy, label, truth, np.ones_like(label))

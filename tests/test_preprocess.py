@@ -34,7 +34,6 @@ from brainmets.preprocess.registration import (
     affine_matrix_ras,
     affine_transform_ras,
     identity_transform,
-    mean_displacement_mm,
     read_transform,
     write_transform,
 )
@@ -52,6 +51,8 @@ from brainmets.preprocess.space import (
 )
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
+
+from measures import mean_displacement_mm
 
 REPO = Path(__file__).resolve().parents[1]
 
