@@ -16,9 +16,10 @@ include: "rules/config.smk"
 include: "rules/demo.smk"
 include: "rules/preprocess.smk"
 include: "rules/train.smk"
-include: "rules/infer.smk"
-include: "rules/longitudinal.smk"
-include: "rules/evaluate.smk"
+include: "rules/inference.smk"
+include: "rules/track.smk"
+include: "rules/rano.smk"
+include: "rules/evaluation.smk"
 
 
 rule all:

@@ -18,6 +18,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 from brainmets.demo.cohort import generate_cohort
+from brainmets.demo.settings import DemoSettings
 
 
 def _centroid_mm(path: Path) -> np.ndarray:
@@ -29,7 +30,7 @@ def _centroid_mm(path: Path) -> np.ndarray:
 def main(out: Path, workers: int) -> None:
     """Generate the default cohort into `out` and print timing and truth-consistency figures."""
     start, cpu = time.perf_counter(), time.process_time()
-    generate_cohort(out, workers=workers)
+    generate_cohort(out, DemoSettings(), workers=workers)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_s = time.process_time() - cpu + children.ru_utime + children.ru_stime
     print(

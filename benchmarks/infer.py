@@ -57,6 +57,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))  # the figures of merit of the tests
 NNUNET_VENV = HERE / ".venv-nnunet"
 #: the benchmark environment's direct pins; torch matches the project's, torchvision is not needed
 NNUNET_PACKAGES = ["nnunetv2==2.8.1", "dynamic-network-architectures==0.4.4"]
@@ -150,7 +151,7 @@ def paper_predictor(patch: int, precision: str):
     """The paper network (random weights, seed 0) compiled for `precision` windows of patch^3."""
     import keras
     from brainmets.inference.runtime import compile_predictor, dtype_policy
-    from brainmets.training.model import build_unet, full_resolution_model
+    from brainmets.network.model import build_unet, full_resolution_model
 
     keras.utils.set_random_seed(0)
     with dtype_policy(precision):
@@ -189,8 +190,8 @@ def demo_batch_speed(reps: int = 3) -> None:
     import keras
     from brainmets.inference.pipeline import windows_per_call
     from brainmets.inference.runtime import compile_predictor
-    from brainmets.training.model import build_unet, full_resolution_model
-    from brainmets.training.settings import load_preset
+    from brainmets.network.model import build_unet, full_resolution_model
+    from brainmets.train.settings import load_preset
 
     preset = load_preset("demo")
     patch = tuple(preset["patch_size"])
@@ -241,7 +242,7 @@ def part_scan_brainmets(data: Path, patch: int) -> dict:
 def recipe_windows(mask: np.ndarray, patch: int, folds: int, mirror_axes: tuple[int, ...], overlap: float) -> int:
     """Windows a recipe computes on one brain: every fold x flip, each flip with its own brain windows."""
     from brainmets.inference.ensemble import mirror_combinations
-    from brainmets.inference.sliding import brain_windows
+    from brainmets.network.sliding import brain_windows
 
     per_fold = sum(
         len(brain_windows(np.flip(mask, flip), (patch,) * 3, overlap)) for flip in mirror_combinations(mirror_axes)
@@ -316,7 +317,8 @@ def score_scan(
     Also returns the brain voxels' (entropy, label, truth), which print_figures pools over scans.
     """
     from brainmets.evaluation.metrics import match_lesions
-    from brainmets.inference.uncertainty import misclassification_auroc
+
+    from measures import misclassification_auroc
 
     min_ml = np.pi / 6 * 10.0**3 / 1000.0  # a 10 mm sphere
     match = match_lesions(truth > 0, label > 0, spacing_mm)
@@ -336,7 +338,8 @@ def score_scan(
 def print_figures(rows: list[dict], voxels: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
     """The acceptance figures over the scored scans; the AUROC pools every scan's brain voxels."""
     import pandas as pd
-    from brainmets.inference.uncertainty import misclassification_auroc
+
+    from measures import misclassification_auroc
 
     entropy, label, truth = (np.concatenate(parts) for parts in zip(*voxels, strict=True))
     pooled = misclassification_auroc(entropy, label, truth, np.ones_like(label))
@@ -382,15 +385,16 @@ def results_figures(results: Path, samples: Path, limit: int | None) -> None:
 
 def demo_figures(model: Path, samples: Path, config: Path | None, limit: int | None) -> None:
     """Preprocess (with the truth carried along), predict and score the demo test scans; print the figures."""
-    from brainmets.inference.pipeline import InferenceSettings, load_segmenter, predict_scan, settings_from_config
-    from brainmets.io import load_nifti, read_yaml, voxel_spacing_mm
+    from brainmets.inference.pipeline import load_segmenter, predict_scan
+    from brainmets.inference.settings import load_settings as load_inference_settings
+    from brainmets.io import load_nifti, voxel_spacing_mm
     from brainmets.preprocess.pipeline import BRAIN_MASK, TRUTH, ZSCORE, preprocess_scan
     from brainmets.preprocess.settings import load_settings
     from brainmets.samplesheet import load_samples
 
     sheet = load_samples(samples).reset_index()
     tests = sheet[~sheet["training"] & sheet["mask"].notna()].head(limit)
-    settings = settings_from_config(read_yaml(config), str(config)) if config else InferenceSettings()
+    settings = load_inference_settings(config)
     segmenter = load_segmenter(model, settings)
     rows, voxels = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -423,15 +427,16 @@ def lesions_missed_by(label: np.ndarray, other: np.ndarray) -> int:
 def precision_guard(model: Path, samples: Path, config: Path | None, limit: int | None) -> None:
     """Predict the demo test scans in float32 and in bfloat16 and print how far the two results are apart."""
     import pandas as pd
-    from brainmets.inference.pipeline import InferenceSettings, load_segmenter, predict_scan, settings_from_config
-    from brainmets.io import load_nifti, read_yaml, voxel_spacing_mm
+    from brainmets.inference.pipeline import load_segmenter, predict_scan
+    from brainmets.inference.settings import load_settings as load_inference_settings
+    from brainmets.io import load_nifti, voxel_spacing_mm
     from brainmets.preprocess.pipeline import BRAIN_MASK, TRUTH, ZSCORE, preprocess_scan
     from brainmets.preprocess.settings import load_settings
     from brainmets.samplesheet import load_samples
 
     sheet = load_samples(samples).reset_index()
     tests = sheet[~sheet["training"] & sheet["mask"].notna()].head(limit)
-    settings = settings_from_config(read_yaml(config), str(config)) if config else InferenceSettings()
+    settings = load_inference_settings(config)
     segmenters = {p: load_segmenter(model, settings.replace(precision=p)) for p in ("float32", "bfloat16")}
     print(f"CPU: {cpu_description()}; load average {os.getloadavg()[0]:.1f}")
     rows, scored = [], {p: ([], []) for p in segmenters}
@@ -592,7 +597,7 @@ def print_speed(
     patch: int, reps: int, forward: dict, ours: dict, theirs: dict | None, mask: np.ndarray, load_before: float
 ) -> None:
     """Print the figures of the forward, scan and recipe parts side by side."""
-    from brainmets.inference.sliding import window_slices
+    from brainmets.network.sliding import window_slices
 
     scale = (patch / 128) ** 3
     print(

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from brainmets.io import save_nifti, write_tsv
-from brainmets.longitudinal.measure import measure_lesions
-from brainmets.longitudinal.rano import assess, best_overall_response
-from brainmets.longitudinal.track import track_lesions, track_manifest
+from brainmets.rano.measure import measure_lesions
+from brainmets.rano.rano import assess, best_overall_response
+from brainmets.track.track import track_lesions, track_manifest
 
 DATES = ["2024-01-01", "2024-03-01", "2024-05-01", "2024-07-01", "2024-09-01"]
 SHAPE = (182, 218, 182)

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from brainmets.demo.acquisition import PROTOCOLS, plan_scan
 from brainmets.demo.cohort import generate_cohort
+from brainmets.demo.settings import DemoSettings
 from brainmets.evaluation.metrics import dice_coefficient
 from brainmets.io import read_tsv
 from brainmets.preprocess import PreprocessSettings, preprocess_scan, to_native, to_patient
@@ -43,11 +44,13 @@ from brainmets.preprocess.pipeline import BRAIN_MASK, SCAN_TO_PATIENT
 from brainmets.preprocess.registration import (
     affine_matrix_ras,
     affine_transform_ras,
-    mean_displacement_mm,
     read_transform,
 )
 from brainmets.preprocess.space import LABEL_INTERPOLATIONS, grid_image, resample_labels
 from scipy import ndimage
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the figures of merit of the tests
+from measures import mean_displacement_mm  # noqa: E402
 
 #: sphere diameters (mm) of `round-trip`
 ROUND_TRIP_DIAMETERS_MM = (5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0)
@@ -323,14 +326,14 @@ def main() -> None:
         if args.what == "timing":
             images = args.images
             if not images:
-                generate_cohort(work / "demo", patients=1, timepoints=2, train=0, seed=0, scale=args.scale)
+                generate_cohort(work / "demo", DemoSettings(patients=1, timepoints=2, train=0, scale=args.scale))
                 images = sorted((work / "demo" / "patient01").glob("*/t1ce.nii.gz"))
             timing(images, args.methods, args.spacing, work)
         else:
             cohort = args.cohort
             if cohort is None:
                 cohort = work / "demo"
-                generate_cohort(cohort, patients=args.patients, timepoints=3, train=0, seed=0, scale=args.scale)
+                generate_cohort(cohort, DemoSettings(patients=args.patients, train=0, scale=args.scale))
             accuracy(cohort, args.methods, args.spacing, work)
     sys.stdout.flush()
 

@@ -41,6 +41,7 @@ DEFAULT_SCAN = HERE.parent / ".." / "shared" / "data" / "real" / "BraTS-MET-0011
 FOLDS = 5
 PATCH = (128, 128, 128)
 DEFAULT_OVERLAP = 0.5
+sys.path.insert(0, str(HERE.parent / "tests"))  # the published-layout checkpoint writer of the tests
 
 
 def peak_rss_gib() -> float:
@@ -60,7 +61,7 @@ def zscored_scan(path: Path) -> np.ndarray:
 
 def write_checkpoints(root: Path) -> None:
     """Five published-layout fold checkpoints of the full paper network with random weights."""
-    from brainmets.demo.checkpoint import (
+    from published_checkpoint import (
         published_variable_shapes,
         random_published_weights,
         write_published_checkpoint,
@@ -109,7 +110,7 @@ class TimedPredictor:
 def _predictors(work: Path, folds: int, limit: int) -> list[TimedPredictor]:
     """Timed, compiled CPU predictors of the first `folds` imported folds."""
     from brainmets.inference.runtime import compile_predictor
-    from brainmets.training.modeldir import load_model_dir
+    from brainmets.network.modeldir import load_model_dir
 
     _, models = load_model_dir(work / "model")
     return [TimedPredictor(compile_predictor(m, PATCH), limit) for m in models[:folds]]
@@ -148,7 +149,7 @@ def part_default(work: Path, scan: Path, full: bool, limit: int) -> dict:
     """brainmets' default recipe on the scan (brain = nonzero voxels): full, or 1 fold x 1 flip."""
     from brainmets.inference.ensemble import predict_ensemble
     from brainmets.inference.published import nonzero_box
-    from brainmets.inference.sliding import window_slices
+    from brainmets.network.sliding import window_slices
 
     image = zscored_scan(scan)
     image = image[nonzero_box(image)]  # the preprocessing stage crops its network input to the brain

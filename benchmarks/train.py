@@ -8,7 +8,7 @@ The demo cohort's training subjects are brought to the training input form with 
 the preprocessing stage (RAS, linear resampling to `--spacing` (default 1 mm), z-score inside the
 cohort's own brain mask, background 0, crop to the brain; no N4, no skull-stripping network), prepared
 with `prepare_case`, and trained with the configured preset and fold count. Without --demo-dir, synthetic
-96^3 cases of brainmets.training.synthetic are used. Prints: iterations/s and peak memory of the demo
+96^3 cases of tests/synthetic.py are used. Prints: iterations/s and peak memory of the demo
 preset, per-fold wall time and best held-out validation Dice, and one paper-preset training step.
 """
 
@@ -23,10 +23,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from brainmets.io import save_nifti
-from brainmets.training.cases import list_cases, prepare_case
-from brainmets.training.settings import load_settings
-from brainmets.training.synthetic import write_synthetic_cases
+from brainmets.train.cases import list_cases, prepare_case
+from brainmets.train.settings import load_settings
 from nibabel.processing import resample_from_to, resample_to_output
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the synthetic cases of the tests
+from synthetic import write_synthetic_cases  # noqa: E402
 
 
 def peak_rss_gb() -> float:
@@ -66,8 +68,8 @@ def prepare(demo_dir: Path | None, work: Path, settings, spacing_mm: float = 1.0
 
 def demo_speed(cases_dir: Path, settings, iterations: int = 20) -> None:
     """Iterations/s of the demo preset's training step fed by the DALI pipeline."""
-    from brainmets.training.dali import build_pipeline, numpy_batches
-    from brainmets.training.loop import build_training_model, make_optimizer, make_train_step
+    from brainmets.train.dali import build_pipeline, numpy_batches
+    from brainmets.train.loop import build_training_model, make_optimizer, make_train_step
 
     model = build_training_model(settings, False)
     step = make_train_step(model, make_optimizer(settings, False), settings)
@@ -88,8 +90,8 @@ def demo_speed(cases_dir: Path, settings, iterations: int = 20) -> None:
 
 def paper_step(size: int) -> None:
     """Wall time of one paper-preset training step (batch 2) at size^3, after the first (traced) step."""
-    from brainmets.training.loop import build_training_model, make_optimizer, make_train_step
-    from brainmets.training.settings import settings_from_config
+    from brainmets.train.loop import build_training_model, make_optimizer, make_train_step
+    from brainmets.train.settings import settings_from_config
 
     settings = settings_from_config({"model": {"preset": "paper"}, "train": {"device": "cpu"}})
     model = build_training_model(settings, False)
@@ -119,7 +121,7 @@ def main() -> None:
     parser.add_argument("--paper-size", type=int, default=64, help="edge of the paper-preset step's input (0: skip)")
     args = parser.parse_args()
 
-    from brainmets.training.loop import train_fold
+    from brainmets.train.loop import train_fold
 
     settings = load_settings(args.config).replace(device="cpu")
     started = time.perf_counter()

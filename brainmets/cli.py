@@ -16,22 +16,22 @@ from brainmets.errors import BrainmetsError
 
 #: subcommand name -> module that implements it
 COMMANDS: dict[str, str] = {
-    "demo-cohort": "brainmets.demo.cli",
+    "demo-cohort": "brainmets.demo.cli_demo_cohort",
     "check-samples": "brainmets.samplesheet",
-    "preprocess": "brainmets.preprocess.cli",
-    "to-native": "brainmets.preprocess.cli_native",
-    "weight-map": "brainmets.training.cli_weightmap",
-    "prepare-case": "brainmets.training.cli_prepare",
-    "train": "brainmets.training.cli",
-    "finalise-model": "brainmets.training.cli_finalise",
-    "import-model": "brainmets.training.cli_import",
+    "preprocess": "brainmets.preprocess.cli_preprocess",
+    "to-native": "brainmets.preprocess.cli_to_native",
+    "weight-map": "brainmets.train.cli_weight_map",
+    "prepare-case": "brainmets.train.cli_prepare_case",
+    "train": "brainmets.train.cli_train",
+    "finalise-model": "brainmets.train.cli_finalise_model",
+    "import-model": "brainmets.train.cli_import_model",
     "predict": "brainmets.inference.cli_predict",
-    "segment": "brainmets.inference.cli",
-    "measure": "brainmets.longitudinal.cli_measure",
-    "track": "brainmets.longitudinal.cli_track",
-    "rano": "brainmets.longitudinal.cli_rano",
-    "evaluate": "brainmets.evaluation.cli",
-    "evaluate-cohort": "brainmets.evaluation.cli_cohort",
+    "segment": "brainmets.inference.cli_segment",
+    "measure": "brainmets.rano.cli_measure",
+    "track": "brainmets.track.cli_track",
+    "rano": "brainmets.rano.cli_rano",
+    "evaluate": "brainmets.evaluation.cli_evaluate",
+    "evaluate-cohort": "brainmets.evaluation.cli_evaluate_cohort",
 }
 
 

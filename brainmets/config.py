@@ -11,7 +11,7 @@ import copy
 import difflib
 import functools
 import os
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from importlib import resources
 from typing import Any
 
@@ -104,3 +104,16 @@ def check_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     from brainmets.io import read_yaml
 
     return dict(check_config(read_yaml(path, allow_empty=True), str(path)))
+
+
+def checked_section(config: Mapping[str, Any] | None, section: str, source: str = "config") -> dict[str, Any]:
+    """One section of a configuration mapping, checked against the schema, with the schema's defaults filled in."""
+    return check_config({section: copy.deepcopy((config or {}).get(section) or {})}, source)[section]
+
+
+def read_section(path: str | os.PathLike[str] | None, section: str) -> dict[str, Any]:
+    """One checked section of a YAML configuration file, defaults filled in (only defaults when `path` is None)."""
+    from brainmets.io import read_yaml
+
+    config = read_yaml(path, allow_empty=True) if path is not None else {}
+    return checked_section(config, section, str(path))

@@ -35,7 +35,8 @@ STAGE_SECTIONS = {
     "preprocess": ["preprocess"],
     "train": ["preprocess", "model", "train"],
     "inference": ["model", "inference"],
-    "longitudinal": ["track", "rano"],
+    "track": ["track", "rano"],
+    "rano": ["rano"],
 }
 
 

@@ -24,7 +24,7 @@ if DEMO:
             timepoints=config["demo"]["timepoints"],
             train=config["demo"]["train"],
             seed=config["demo"]["seed"],
-            scale=config["demo"].get("scale", 1.0),
+            scale=config["demo"]["scale"],
         shell:
             "brainmets demo-cohort --out {params.out} --patients {params.patients} --timepoints {params.timepoints}"
             " --train {params.train} --seed {params.seed} --scale {params.scale} --workers {threads} > {log} 2>&1"

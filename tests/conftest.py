@@ -59,7 +59,7 @@ TINY_COHORT = {"patients": 2, "timepoints": 3, "train": 2, "seed": 0, "scale": 2
 def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A very small demo cohort, generated once per test session; returns its directory (absolute).
 
-    `brainmets.demo.cohort.generate_cohort(DIR, patients=2, timepoints=3, train=2, seed=0, scale=2)`,
+    `brainmets.demo.cohort.generate_cohort(DIR, DemoSettings(patients=2, timepoints=3, train=2, seed=0, scale=2))`,
     about 10 s: patient01 (partial response) and patient02 (new lesion at the 2nd visit, with
     steroid_dose_mg/clinical_status columns), 3 visits each, and training subjects train01, train02.
     Voxels are twice the normal size: the common grid is 2 mm isotropic and scans are 2 mm isotropic,
@@ -70,9 +70,10 @@ def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     DIR/truth/{poses,lesions,expected_response,scenarios}.tsv. Treat it as read-only.
     """
     from brainmets.demo.cohort import generate_cohort
+    from brainmets.demo.settings import DemoSettings
 
     out = tmp_path_factory.mktemp("tiny_cohort")
-    generate_cohort(out, **TINY_COHORT)
+    generate_cohort(out, DemoSettings(**TINY_COHORT))
     return out
 
 
@@ -125,7 +126,7 @@ TINY_SPACING_MM = [2.0, 2.0, 2.0]  # the tiny demo cohort's patient-space spacin
 def randomised_unet(seed: int):
     """The tiny U-Net with seeded random weights, its normalisation scales and offsets randomised too."""
     import keras
-    from brainmets.training.model import build_unet
+    from brainmets.network.model import build_unet
 
     keras.utils.set_random_seed(seed)
     model = build_unet(**TINY_NETWORK)
@@ -138,7 +139,7 @@ def randomised_unet(seed: int):
 
 def write_tiny_model(root: Path, folds: tuple[int, ...] = (0, 1)) -> Path:
     """A model directory at `root` holding one randomised tiny U-Net per fold (seeded by the fold); returns `root`."""
-    from brainmets.training.modeldir import model_metadata, write_json
+    from brainmets.network.modeldir import model_metadata, write_json
 
     for fold in folds:
         (root / f"fold_{fold}").mkdir(parents=True)
@@ -161,7 +162,8 @@ PUBLISHED_TEST_FILTERS = (4, 8, 8, 16)
 def imported_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-fold model imported by `brainmets import-model` from a published-layout checkpoint (random weights)."""
     from brainmets.cli import main
-    from brainmets.demo.checkpoint import (
+
+    from published_checkpoint import (
         published_variable_shapes,
         random_published_weights,
         write_published_checkpoint,

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from brainmets.cli import main
-from brainmets.config import check_config, check_config_file
+from brainmets.config import check_config, check_config_file, config_schema
 from brainmets.errors import BrainmetsError
 
 from slurm.project import REPO, snakemake
@@ -93,20 +95,59 @@ def test_an_empty_config_takes_the_defaults_of_every_section() -> None:
     assert filled["demo"]["enabled"] is False
 
 
-def test_schema_defaults_are_the_defaults_of_the_stages() -> None:
-    """Each stage builds the same settings from the schema's defaults as from an empty section."""
-    from brainmets.inference.pipeline import settings_from_config as inference_settings
-    from brainmets.longitudinal.rano import RanoSettings
-    from brainmets.longitudinal.track import TrackSettings
-    from brainmets.preprocess.settings import settings_from_config as preprocess_settings
-    from brainmets.training.settings import settings_from_config as train_settings
+def stage_settings() -> dict[str, tuple[type, Any]]:
+    """Config section -> (settings dataclass, its builder from a configuration mapping), for every stage."""
+    from brainmets.demo import settings as demo
+    from brainmets.evaluation import settings as evaluation
+    from brainmets.inference import settings as inference
+    from brainmets.preprocess import settings as preprocess
+    from brainmets.rano import settings as rano
+    from brainmets.track import settings as track
+    from brainmets.train import settings as train
 
-    filled = check_config({})
-    assert preprocess_settings(filled) == preprocess_settings({})
-    assert train_settings(filled) == train_settings({})
-    assert inference_settings(filled) == inference_settings({})
-    assert TrackSettings.from_config(filled["track"]) == TrackSettings()
-    assert RanoSettings.from_config(filled["rano"]) == RanoSettings()
+    return {
+        "demo": (demo.DemoSettings, demo.settings_from_config),
+        "preprocess": (preprocess.PreprocessSettings, preprocess.settings_from_config),
+        "train": (train.TrainSettings, train.settings_from_config),
+        "inference": (inference.InferenceSettings, inference.settings_from_config),
+        "track": (track.TrackSettings, track.settings_from_config),
+        "rano": (rano.RanoSettings, rano.settings_from_config),
+        "evaluation": (evaluation.EvaluationSettings, evaluation.settings_from_config),
+    }
+
+
+def dataclass_defaults(cls: type) -> dict[str, Any]:
+    """The default of every field of a dataclass that has one."""
+    return {
+        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        for f in dataclasses.fields(cls)
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    }
+
+
+@pytest.mark.parametrize("section", ["demo", "preprocess", "train", "inference", "track", "rano", "evaluation"])
+def test_schema_defaults_are_the_defaults_of_the_settings(section: str) -> None:
+    """Settings built from the schema's defaults alone equal the dataclass defaults, key by key."""
+    cls, from_config = stage_settings()[section]
+    built = from_config({})
+    defaults = dataclass_defaults(cls)
+    assert {name: getattr(built, name) for name in defaults} == defaults
+    keys = set(config_schema()["properties"][section]["properties"])
+    if section == "train":  # the other train keys override the model preset's values (null: keep them)
+        from brainmets.train.settings import PRESET_OVERRIDES
+
+        keys -= set(PRESET_OVERRIDES)
+    assert set(defaults) == keys
+
+
+def test_a_changed_schema_default_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The settings take the schema's defaults, not their own: a different schema default shows in the settings."""
+    from brainmets.inference.settings import settings_from_config
+
+    schema = copy.deepcopy(config_schema())
+    schema["properties"]["inference"]["properties"]["overlap"]["default"] = 0.25
+    monkeypatch.setattr("brainmets.config.config_schema", lambda: schema)
+    assert settings_from_config({}).overlap == 0.25
 
 
 @pytest.mark.parametrize(
@@ -181,3 +222,10 @@ def test_a_misspelt_key_stops_the_workflow_before_any_job(
     assert result.returncode != 0
     assert f"config: {expected_message(section, key, close)}" in output.splitlines()
     assert "Building DAG" not in output
+
+
+def test_the_scoring_definitions_are_the_schema_choices() -> None:
+    """`brainmets evaluate --definition` offers exactly the definitions the `evaluation` section accepts."""
+    from brainmets.evaluation.settings import DEFINITIONS
+
+    assert list(DEFINITIONS) == config_schema()["properties"]["evaluation"]["properties"]["definition"]["enum"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from brainmets.training.cases import Case
-from brainmets.training.dali import build_pipeline, numpy_batches
-from brainmets.training.settings import load_preset
+from brainmets.train.cases import Case
+from brainmets.train.dali import build_pipeline, numpy_batches
+from brainmets.train.settings import load_preset
 
 PATCH = (24, 24, 24)
 NO_AUG = {key: 0.0 for key in load_preset("paper")["augmentation"] if key.endswith("_p")}

@@ -71,7 +71,7 @@ def four_scans() -> pd.DataFrame:
 
 
 def test_summary_statistics_over_scans(four_scans: pd.DataFrame) -> None:
-    summary = summarise_cohort(four_scans).set_index("metric")
+    summary = summarise_cohort(four_scans, "brats2023").set_index("metric")
     dice = summary.loc["dice"]
     # dice 0.2, 0.4, 0.9, 1.0: quartiles by linear interpolation at positions 0.75, 1.5, 2.25
     assert dice["n_scans"] == 4
@@ -84,7 +84,7 @@ def test_summary_statistics_over_scans(four_scans: pd.DataFrame) -> None:
 
 
 def test_sensitivity_per_bin_is_pooled_over_lesions(four_scans: pd.DataFrame) -> None:
-    summary = summarise_cohort(four_scans).set_index("metric")
+    summary = summarise_cohort(four_scans, "brats2023").set_index("metric")
     small = summary.loc["sensitivity_lt0.05ml"]
     # 3 of 4 small lesions found: pooled 0.75, while the mean of the per-scan values (0 and 1) is 0.5
     assert small["pooled"] == pytest.approx(0.75) and small["mean"] == pytest.approx(0.5)
@@ -95,7 +95,7 @@ def test_sensitivity_per_bin_is_pooled_over_lesions(four_scans: pd.DataFrame) ->
     assert large["n_lesions"] == 0 and pd.isna(large["pooled"])
     overall = summary.loc["lesion_sensitivity"]
     assert overall["pooled"] == pytest.approx(4 / 5) and overall["n_lesions"] == 5
-    assert list(summarise_cohort(four_scans).columns) == SUMMARY_COLUMNS
+    assert list(summarise_cohort(four_scans, "brats2023").columns) == SUMMARY_COLUMNS
 
 
 def test_evaluate_cohort_command_writes_table_summary_and_figure(tmp_path, four_scans: pd.DataFrame) -> None:

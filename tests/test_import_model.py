@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from brainmets.cli import main
-from brainmets.demo.checkpoint import published_variable_shapes, random_published_weights, write_published_checkpoint
-from brainmets.training.model import build_unet
-from brainmets.training.modeldir import load_model_dir
-from brainmets.training.published_import import checkpoint_key, checkpoint_variable_map
+from brainmets.network.model import build_unet
+from brainmets.network.modeldir import load_model_dir
+from brainmets.train.published_import import checkpoint_key, checkpoint_variable_map
+
+from published_checkpoint import published_variable_shapes, random_published_weights, write_published_checkpoint
 
 #: a small network in the published layout: 4 levels, 32^3 input -> 4^3 bottleneck
 FILTERS = (4, 8, 8, 16)

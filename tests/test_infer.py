@@ -9,14 +9,8 @@ import pandas as pd
 import pytest
 from brainmets.cli import main
 from brainmets.errors import BrainmetsError
-from brainmets.inference.pipeline import (
-    MAP_FILES,
-    InferenceSettings,
-    load_segmenter,
-    predict_scan,
-    settings_from_config,
-    windows_per_call,
-)
+from brainmets.inference.pipeline import MAP_FILES, load_segmenter, predict_scan, windows_per_call
+from brainmets.inference.settings import InferenceSettings, settings_from_config
 from brainmets.io import save_nifti
 
 from conftest import TINY_PATCH as PATCH
@@ -50,7 +44,7 @@ def scan(tmp_path_factory) -> tuple[Path, Path, np.ndarray]:
 
 def test_compiled_predictor_matches_the_keras_model():
     from brainmets.inference.runtime import compile_predictor
-    from brainmets.training.model import full_resolution_model
+    from brainmets.network.model import full_resolution_model
 
     model = full_resolution_model(randomised_unet(3))
     batch = np.random.default_rng(1).normal(size=(2, 16, 16, 16, 1)).astype(np.float32)
@@ -118,7 +112,7 @@ def test_segmenter_averages_over_folds(model_dir, scan, tmp_path):
     from brainmets.inference.ensemble import predict_ensemble
 
     members = [
-        predict_ensemble(image, [p], both.patch_size, brain_mask=brain, mirror_axes=()).probability
+        predict_ensemble(image, [p], both.patch_size, brain_mask=brain, overlap=0.5, mirror_axes=()).probability
         for p in both.predictors
     ]
     together = both.predict(image, brain).probability
@@ -158,11 +152,13 @@ def test_bad_model_directory_and_settings_end_in_one_line(scan, tmp_path, capsys
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert "nomodel" in err and len(err.splitlines()) == 1
-    with pytest.raises(BrainmetsError, match="cfg.yaml: unknown inference key"):
+    with pytest.raises(BrainmetsError, match="cfg.yaml: unknown key 'overlapp' in section 'inference'"):
         settings_from_config({"inference": {"overlapp": 0.5}}, "cfg.yaml")
-    with pytest.raises(BrainmetsError, match="overlap 1.5"):
+    with pytest.raises(
+        BrainmetsError, match="cfg.yaml: inference.overlap: 1.5 is greater than or equal to the maximum"
+    ):
         settings_from_config({"inference": {"overlap": 1.5}}, "cfg.yaml")
-    with pytest.raises(BrainmetsError, match="batch_size 'many' must be auto or an integer"):
+    with pytest.raises(BrainmetsError, match="inference.batch_size: 'many' is not allowed; use auto or"):
         settings_from_config({"inference": {"batch_size": "many"}}, "cfg.yaml")
 
 
@@ -374,9 +370,7 @@ def test_precision_comes_from_the_config_and_the_command_line(tmp_path, capsys):
 
     assert settings_from_config({}).precision == "auto"
     assert settings_from_config({"inference": {"precision": "bfloat16"}}).precision == "bfloat16"
-    with pytest.raises(
-        BrainmetsError, match="cfg.yaml: inference precision 'float16' must be auto, float32 or bfloat16"
-    ):
+    with pytest.raises(BrainmetsError, match="cfg.yaml: inference.precision: 'float16' is not one of"):
         settings_from_config({"inference": {"precision": "float16"}}, "cfg.yaml")
     config = tmp_path / "config.yaml"
     config.write_text("inference:\n  precision: float32\n")

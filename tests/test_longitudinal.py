@@ -173,8 +173,8 @@ def test_pictures_for_several_patients_need_a_patient_placeholder(tracked_truth,
 
 
 def test_trajectory_of_a_patient_without_targets_shows_the_lesion_volume(tmp_path):
-    from brainmets.longitudinal.pictures import plot_trajectory
-    from brainmets.longitudinal.rano import assess
+    from brainmets.rano.pictures import plot_trajectory
+    from brainmets.rano.rano import assess
 
     lesions = pd.DataFrame(
         {

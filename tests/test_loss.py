@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
-from brainmets.training.losses import (
+from brainmets.train.losses import (
     deep_supervision_weights,
     hard_dice,
     segmentation_loss,

@@ -11,12 +11,13 @@ from brainmets.cli import main
 from brainmets.components import label_lesions
 from brainmets.errors import BrainmetsError
 from brainmets.io import load_mask, read_tsv, save_nifti
-from brainmets.longitudinal.measure import (
+from brainmets.rano.measure import (
     MEASUREMENT_COLUMNS,
     axial_diameters,
     measure_lesions,
 )
-from brainmets.longitudinal.rano import RanoSettings, is_measurable
+from brainmets.rano.rano import is_measurable
+from brainmets.rano.settings import RanoSettings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

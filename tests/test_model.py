@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 from brainmets.errors import BrainmetsError
-from brainmets.training.model import build_unet, full_resolution_model
-from brainmets.training.settings import load_preset, settings_from_config
+from brainmets.network.model import build_unet, full_resolution_model
+from brainmets.train.settings import load_preset, settings_from_config
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_paper_forward_gives_three_supervised_outputs(paper):
 
 @pytest.mark.slow
 def test_paper_preset_trains_one_step_on_a_small_patch(paper):
-    from brainmets.training.loop import make_optimizer, make_train_step
+    from brainmets.train.loop import make_optimizer, make_train_step
 
     settings = settings_from_config({"model": {"preset": "paper"}, "train": {"device": "cpu"}})
     optimizer = make_optimizer(settings, mixed_precision=False)

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 from brainmets.errors import BrainmetsError
-from brainmets.training.model import build_unet
-from brainmets.training.modeldir import fold_dir, load_model_dir, model_metadata, write_json
+from brainmets.network.model import build_unet
+from brainmets.network.modeldir import fold_dir, load_model_dir, model_metadata, write_json
 
 NETWORK = {"filters": [4, 8, 16], "deep_supervision_heads": 1}
 

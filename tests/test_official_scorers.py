@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from brainmets.evaluation.brats2025 import COLUMNS, evaluate_brats2025
-from brainmets.evaluation.cli import evaluate_files
+from brainmets.evaluation.scan import evaluate_files
+from brainmets.evaluation.settings import EvaluationSettings
 from scipy import ndimage
 
 SCORERS = Path(__file__).resolve().parents[1] / ".venv-scorers" / "bin"
@@ -136,7 +137,7 @@ def test_brats2025_equals_the_official_package(case: str, official: dict[str, pd
     truth, pred = CASES[case]
     write_label_map(tmp_path / "truth.nii.gz", truth, (1.0, 1.0, 1.0))
     write_label_map(tmp_path / "pred.nii.gz", pred, (1.0, 1.0, 1.0))
-    ours, lesions = evaluate_files(tmp_path / "truth.nii.gz", tmp_path / "pred.nii.gz", "brats2025")
+    ours, lesions = evaluate_files(tmp_path / "truth.nii.gz", tmp_path / "pred.nii.gz", EvaluationSettings("brats2025"))
     assert_equal_scores(ours, official[case])
     assert len(lesions) == ndimage.label(truth, np.ones((3, 3, 3)))[1]
 

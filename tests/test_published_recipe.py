@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from brainmets.cli import main
-from brainmets.demo.checkpoint import published_variable_shapes, random_published_weights, write_published_checkpoint
 from brainmets.inference.published import predict_published, published_window_starts
 from brainmets.inference.runtime import compile_predictor
-from brainmets.training.modeldir import load_model_dir
+from brainmets.network.modeldir import load_model_dir
 from scipy import signal
+
+from published_checkpoint import published_variable_shapes, random_published_weights, write_published_checkpoint
 
 FILTERS = (4, 8, 8, 16)
 

@@ -7,13 +7,8 @@ import pytest
 from brainmets.cli import main
 from brainmets.errors import BrainmetsError
 from brainmets.io import read_tsv, write_tsv
-from brainmets.longitudinal.rano import (
-    BEST_RESPONSE_COLUMNS,
-    RESPONSE_COLUMNS,
-    RanoSettings,
-    assess,
-    best_overall_response,
-)
+from brainmets.rano.rano import BEST_RESPONSE_COLUMNS, RESPONSE_COLUMNS, assess, best_overall_response
+from brainmets.rano.settings import RanoSettings, settings_from_config
 
 DATES = ["2024-01-01", "2024-03-01", "2024-05-01", "2024-07-01", "2024-09-01"]
 
@@ -502,13 +497,15 @@ def test_after_progression_comes_from_the_config_or_the_command(tmp_path, capsys
 # --- settings, input checks and the command -----------------------------------------------------------
 
 
-def test_settings_from_config_accept_the_section_or_the_whole_config():
-    assert RanoSettings.from_config({"max_targets": 3}).max_targets == 3
-    assert RanoSettings.from_config({"rano": {"pr_relative": 0.5}, "track": {}}).pr_relative == 0.5
-    with pytest.raises(BrainmetsError, match="unknown setting.*max_target"):
-        RanoSettings.from_config({"max_target": 3})
-    with pytest.raises(BrainmetsError, match="rano.pd_relative: expected a number"):
-        RanoSettings.from_config({"pd_relative": "twenty"})
+def test_settings_come_from_the_checked_rano_section():
+    assert settings_from_config({"rano": {"pr_relative": 0.5}, "track": {}}).pr_relative == 0.5
+    assert settings_from_config({"rano": {"max_targets": 3}}) == RanoSettings(max_targets=3)
+    with pytest.raises(BrainmetsError, match="unknown key 'max_target' in section 'rano'"):
+        settings_from_config({"rano": {"max_target": 3}})
+    with pytest.raises(BrainmetsError, match="rano.pd_relative: 'twenty' is not of type 'number'"):
+        settings_from_config({"rano": {"pd_relative": "twenty"}})
+    with pytest.raises(BrainmetsError, match="rano.after_progression: 'restart' is not one of"):
+        settings_from_config({"rano": {"after_progression": "restart"}})
 
 
 def test_pd_and_pr_thresholds_are_configurable():
@@ -579,7 +576,7 @@ def test_config_yaml_defaults_are_the_documented_rules():
     import yaml
 
     config = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
-    assert RanoSettings.from_config(config) == RanoSettings(
+    assert settings_from_config(config) == RanoSettings(
         measurable_min_ld_mm=10,
         measurable_min_pd_mm=5,
         measurable_min_slices=2,
@@ -597,12 +594,12 @@ def test_config_yaml_defaults_are_the_documented_rules():
 
 
 def test_whole_number_settings_refuse_fractions():
-    with pytest.raises(BrainmetsError, match="rano.max_targets: expected a whole number"):
-        RanoSettings.from_config({"max_targets": 2.5})
+    with pytest.raises(BrainmetsError, match="rano.max_targets: 2.5 is not of type 'integer'"):
+        settings_from_config({"rano": {"max_targets": 2.5}})
 
 
 def test_lesion_tables_take_the_patient_id_from_the_option_or_the_folder(tmp_path):
-    from brainmets.longitudinal.rano import read_lesion_tables
+    from brainmets.rano.rano import read_lesion_tables
 
     write_tsv(pd.DataFrame([lesion(0, 1, 20)]), tmp_path / "P3" / "lesions.tsv")
     write_tsv(pd.DataFrame([lesion(0, 1, 20, patient_id="P4")]), tmp_path / "other.tsv")

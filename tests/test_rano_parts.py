@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 import pytest
-from brainmets.longitudinal.rano import (
+from brainmets.rano.rano import (
     RanoSettings,
     _assess_patient,
     _assess_period,

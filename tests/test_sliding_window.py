@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from brainmets.errors import BrainmetsError
-from brainmets.inference.sliding import (
+from brainmets.network.sliding import (
     brain_region,
     brain_windows,
     gaussian_importance_map,
@@ -115,7 +115,7 @@ def test_windows_are_batched():
 
 def test_a_network_that_changes_the_shape_is_refused():
     with pytest.raises(BrainmetsError, match="patch shape"):
-        sliding_window_predict(np.ones((16, 16, 16), np.float32), lambda b: b[:, :8], PATCH)
+        sliding_window_predict(np.ones((16, 16, 16), np.float32), lambda b: b[:, :8], PATCH, overlap=0.5)
 
 
 def window_dependent(batch: np.ndarray) -> np.ndarray:

@@ -12,7 +12,8 @@ import pytest
 from brainmets.cli import main
 from brainmets.errors import BrainmetsError
 from brainmets.io import read_tsv, save_nifti
-from brainmets.longitudinal.track import TRACK_COLUMNS, TrackSettings, track_lesions
+from brainmets.track.settings import TrackSettings, settings_from_config
+from brainmets.track.track import TRACK_COLUMNS, track_lesions
 
 SHAPE = (48, 48, 24)
 DATES = ["2024-01-01", "2024-02-15", "2024-04-01", "2024-06-01", "2024-08-01"]
@@ -137,11 +138,11 @@ def test_empty_masks_are_valid():
 
 
 def test_settings_reject_unknown_and_negative_values():
-    assert TrackSettings.from_config({"track": {"dilation_mm": 2}}).dilation_mm == 2.0
-    with pytest.raises(BrainmetsError, match="unknown setting.*radius_mm"):
-        TrackSettings.from_config({"radius_mm": 3})
-    with pytest.raises(BrainmetsError, match=r"track.dilation_mm: expected a number >= 0"):
-        TrackSettings.from_config({"dilation_mm": -1})
+    assert settings_from_config({"track": {"dilation_mm": 2}}).dilation_mm == 2.0
+    with pytest.raises(BrainmetsError, match="unknown key 'radius_mm' in section 'track'"):
+        settings_from_config({"track": {"radius_mm": 3}})
+    with pytest.raises(BrainmetsError, match=r"track.dilation_mm: -1 is less than the minimum of 0"):
+        settings_from_config({"track": {"dilation_mm": -1}})
 
 
 # --- the command ---------------------------------------------------------------------------------------
@@ -231,4 +232,4 @@ def test_config_yaml_names_every_track_setting():
 
     config = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
     assert set(config["track"]) == {"dilation_mm", "centroid_radius_mm"}
-    assert TrackSettings.from_config(config) == TrackSettings(dilation_mm=1.5, centroid_radius_mm=10.0)
+    assert settings_from_config(config) == TrackSettings(dilation_mm=1.5, centroid_radius_mm=10.0)

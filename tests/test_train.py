@@ -16,11 +16,12 @@ import yaml
 from brainmets.cli import main
 from brainmets.errors import BrainmetsError
 from brainmets.io import save_nifti
-from brainmets.training.cases import Case, list_cases
-from brainmets.training.folds import fold_cases, patient_folds
-from brainmets.training.modeldir import finalise_model_dir, load_model_dir
-from brainmets.training.settings import load_preset, settings_from_config
-from brainmets.training.synthetic import write_synthetic_cases
+from brainmets.network.modeldir import finalise_model_dir, load_model_dir
+from brainmets.train.cases import Case, list_cases
+from brainmets.train.folds import fold_cases, patient_folds
+from brainmets.train.settings import load_preset, settings_from_config
+
+from synthetic import write_synthetic_cases
 
 TINY = {
     "network": {"filters": [4, 8, 16], "deep_supervision_heads": 1},
@@ -126,7 +127,7 @@ def test_prepare_case_command_and_its_errors(workspace, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_train_fold_writes_checkpoints_log_state_and_a_loadable_model(workspace):
-    from brainmets.training.loop import train_fold
+    from brainmets.train.loop import train_fold
 
     model_dir = workspace / "model_a"
     state = train_fold(workspace / "cases", 0, model_dir, _settings(workspace), verbose=0)
@@ -157,7 +158,7 @@ def test_train_fold_writes_checkpoints_log_state_and_a_loadable_model(workspace)
 
 @pytest.mark.slow
 def test_killed_training_resumes_from_the_latest_checkpoint(workspace, capsys):
-    from brainmets.training.loop import train_fold
+    from brainmets.train.loop import train_fold
 
     model_dir = workspace / "model_b"
     config = workspace / "long.yaml"
@@ -206,7 +207,7 @@ def test_killed_training_resumes_from_the_latest_checkpoint(workspace, capsys):
 
 @pytest.mark.slow
 def test_resume_with_another_network_is_refused(workspace):
-    from brainmets.training.loop import train_fold
+    from brainmets.train.loop import train_fold
 
     other = dict(TINY, network={"filters": [4, 8, 32], "deep_supervision_heads": 1})
     (workspace / "other.yaml").write_text(yaml.safe_dump(other))
@@ -228,7 +229,7 @@ def _step_data(size):
 @pytest.mark.slow
 def test_mixed_precision_and_xla_paths_run_on_cpu(workspace):
     import keras
-    from brainmets.training.loop import build_training_model, make_optimizer, make_train_step
+    from brainmets.train.loop import build_training_model, make_optimizer, make_train_step
 
     settings = _settings(workspace, mixed_precision=True, xla=True)
     model = build_training_model(settings, mixed_precision=True)

@@ -7,16 +7,26 @@ import pytest
 from brainmets.errors import BrainmetsError
 from brainmets.inference.ensemble import mirror_combinations, predict_ensemble
 from brainmets.inference.uncertainty import (
+    EnsembleAccumulator,
+    EnsembleMaps,
     binary_entropy_bits,
-    ensemble_maps,
     lesion_table,
     min_lesion_voxels,
-    misclassification_auroc,
     threshold_lesions,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+
+from measures import misclassification_auroc
+
+
+def ensemble_maps(member_probabilities: list[np.ndarray]) -> EnsembleMaps:
+    """Mean probability and uncertainty maps (bits) of a list of member probability maps."""
+    accumulator = EnsembleAccumulator(member_probabilities[0].shape)
+    for p in member_probabilities:
+        accumulator.add(p)
+    return accumulator.result()
 
 
 def test_binary_entropy_in_bits():
@@ -106,15 +116,15 @@ def test_ensemble_mirrors_each_fold_and_averages_probabilities():
     def positional(batch):  # logit = +/-ramp depending on whether the window is mirrored along axis 0
         return np.broadcast_to(ramp[None, ..., None], batch.shape) + batch
 
-    plain = predict_ensemble(image, [positional], (16, 8, 8), mirror_axes=[])
-    mirrored = predict_ensemble(image, [positional], (16, 8, 8), mirror_axes=[0])
+    plain = predict_ensemble(image, [positional], (16, 8, 8), overlap=0.5, mirror_axes=[])
+    mirrored = predict_ensemble(image, [positional], (16, 8, 8), overlap=0.5, mirror_axes=[0])
     np.testing.assert_allclose(plain.probability[:, 0, 0], 1 / (1 + np.exp(-ramp[:, 0, 0])), rtol=1e-6)
     # mirrored member sees the ramp reversed: mean of sigmoid(r) and sigmoid(-r) is 0.5 everywhere
     np.testing.assert_allclose(mirrored.probability, 0.5, rtol=1e-6)
     assert (mirrored.mutual_information[[0, -1]] > 0.5).all()
     assert (plain.mutual_information == 0).all()
 
-    two_folds = predict_ensemble(image, [positional, lambda b: -positional(b)], (16, 8, 8), mirror_axes=[])
+    two_folds = predict_ensemble(image, [positional, lambda b: -positional(b)], (16, 8, 8), overlap=0.5, mirror_axes=[])
     np.testing.assert_allclose(two_folds.probability, 0.5, rtol=1e-6)
 
 
@@ -122,7 +132,9 @@ def test_ensemble_sets_everything_outside_the_brain_to_background():
     image = np.ones((16, 16, 16), np.float32)
     mask = np.zeros(image.shape, bool)
     mask[4:12, 4:12, 4:12] = True
-    maps = predict_ensemble(image, [lambda b: b * 0 + 3.0], (8, 8, 8), brain_mask=mask, mirror_axes=[0, 1, 2])
+    maps = predict_ensemble(
+        image, [lambda b: b * 0 + 3.0], (8, 8, 8), brain_mask=mask, overlap=0.5, mirror_axes=[0, 1, 2]
+    )
     assert (maps.probability[~mask] == 0).all() and (maps.total_entropy[~mask] == 0).all()
     np.testing.assert_allclose(maps.probability[mask], 1 / (1 + np.exp(-3.0)), rtol=1e-6)
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from brainmets.cli import main
 from brainmets.io import save_nifti
-from brainmets.training.settings import WeightMapSettings
-from brainmets.training.weightmap import boundary_weight_map
+from brainmets.train.settings import WeightMapSettings
+from brainmets.train.weightmap import boundary_weight_map
 
 PARAMS = WeightMapSettings(
     border_weight=2.0, border_sigma_mm=2.0, small_lesion_weight=3.0, small_lesion_volume_mm3=500.0

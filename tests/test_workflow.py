@@ -50,10 +50,10 @@ def test_plain_command_applies_the_default_profile_and_its_gpu_limit(tmp_path: P
     assert "Using workflow specific profile profiles/default for" in plain.stdout + plain.stderr
     # a real (tiny, local) job shows the limit the scheduler works with: gpu 1, from the profile alone
     shutil.copytree(REPO / "config", tmp_path / "config")
-    run = snakemake(tmp_path, "results/config/longitudinal.yaml")
+    run = snakemake(tmp_path, "results/config/track.yaml")
     assert run.returncode == 0, run.stdout + run.stderr
     assert re.search(r"^Provided resources: gpu=Resource\(\"gpu\", 1\)$", run.stdout + run.stderr, re.MULTILINE)
-    assert (tmp_path / "results/config/longitudinal.yaml").is_file()
+    assert (tmp_path / "results/config/track.yaml").is_file()
 
 
 def test_dry_run_schedules_every_stage_for_every_scan(project: Path) -> None:

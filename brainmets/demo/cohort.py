@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from brainmets.demo import acquisition, head, lesions, scenarios, truth
+from brainmets.demo.settings import DemoSettings
 from brainmets.errors import BrainmetsError
 from brainmets.io import save_nifti, write_tsv
 
@@ -199,26 +200,16 @@ def _run(job: tuple[Subject, Path, PurePosixPath, int, float]) -> dict[str, pd.D
     return generate_subject(*job)
 
 
-def generate_cohort(
-    out: str | os.PathLike[str],
-    patients: int = 4,
-    timepoints: int = 3,
-    train: int = 12,
-    seed: int = 0,
-    scale: float = 1.0,
-    workers: int = 1,
-) -> Path:
+def generate_cohort(out: str | os.PathLike[str], settings: DemoSettings, workers: int = 1) -> Path:
     """Write the demo cohort under `out` (layout in `brainmets.demo`); returns the path of its sample sheet.
 
-    `scale` multiplies every voxel size (and the smallest lesion diameter, 3 mm): 2 gives a cohort 8x
-    smaller for fast tests. Paths in the sample sheet are `out` as given joined with the file's place.
+    `settings.scale` multiplies every voxel size (and the smallest lesion diameter, 3 mm): 2 gives a cohort
+    8x smaller for fast tests. Paths in the sample sheet are `out` as given joined with the file's place.
     """
-    if patients < 0 or train < 0 or patients + train == 0:
+    patients, timepoints, train = settings.patients, settings.timepoints, settings.train
+    seed, scale = settings.seed, settings.scale
+    if patients + train == 0:
         raise BrainmetsError(f"demo-cohort: need at least one subject, got --patients {patients} --train {train}")
-    if patients and not 2 <= timepoints <= 12:
-        raise BrainmetsError(f"demo-cohort: --timepoints must be 2-12 for longitudinal patients, got {timepoints}")
-    if not 0.5 <= scale <= 4.0:
-        raise BrainmetsError(f"demo-cohort: --scale must be between 0.5 and 4, got {scale}")
     root = Path(out)
     prefix = _prefix(out)
     head.template_head(scale)  # build once before any worker starts, so forked workers share it

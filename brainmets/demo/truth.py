@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from brainmets.components import label_lesions
-from brainmets.longitudinal.measure import measure_components
-from brainmets.longitudinal.track import TRACK_COLUMNS, absent_row
+from brainmets.rano.measure import measure_components
+from brainmets.track.track import TRACK_COLUMNS, absent_row
 
 #: columns of the truth lesion table, in order: those `brainmets track` writes, with the patient first
 LESION_TABLE_COLUMNS: list[str] = ["patient_id", *TRACK_COLUMNS]
@@ -95,6 +95,7 @@ def lesion_table(
 
 def expected_response(lesions: pd.DataFrame, clinical: pd.DataFrame | None) -> pd.DataFrame:
     """RANO-BM response per patient and timepoint of the truth lesion table (default thresholds)."""
-    from brainmets.longitudinal.rano import RanoSettings, assess
+    from brainmets.rano.rano import assess
+    from brainmets.rano.settings import RanoSettings
 
     return assess(lesions, clinical, RanoSettings())

@@ -2,5 +2,5 @@
 
 `metrics` holds the BraTS-2023 lesion-wise scores (`brats2023`), `brats2025` those of the BraTS-evaluation
 package, `surface` the surface distances both use; `cohort` pools per-scan tables into the cohort summary
-and figure, `cli` and `cli_cohort` are the two commands.
+and figure, `cli_evaluate` and `cli_evaluate_cohort` are the two commands.
 """

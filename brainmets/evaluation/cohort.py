@@ -17,8 +17,8 @@ from scipy import stats
 
 from brainmets.errors import BrainmetsError
 from brainmets.evaluation import brats2025
-from brainmets.evaluation.cli import DEFAULT_DEFINITION, ID_COLUMNS
 from brainmets.evaluation.metrics import SIZE_BIN_LABELS
+from brainmets.evaluation.scan import ID_COLUMNS
 from brainmets.io import atomic_path, read_tsv
 
 #: per-scan metrics summarised by mean, median and IQR across scans (summary row name = column name)
@@ -72,7 +72,7 @@ def _numeric_columns(definition: str) -> list[str]:
     return SCAN_METRICS + COUNT_COLUMNS + [f"sensitivity_{label}" for label in SIZE_BIN_LABELS]
 
 
-def read_scan_metrics(paths: Sequence[str | os.PathLike[str]], definition: str = DEFAULT_DEFINITION) -> pd.DataFrame:
+def read_scan_metrics(paths: Sequence[str | os.PathLike[str]], definition: str) -> pd.DataFrame:
     """Concatenate per-scan metrics tables written by `brainmets evaluate`, checking columns and numbers."""
     if not paths:
         raise BrainmetsError("no per-scan metrics tables given; pass the TSV files written by `brainmets evaluate`")
@@ -131,7 +131,7 @@ def _summarise_brats2025(scans: pd.DataFrame) -> pd.DataFrame:
     return summary.astype({"n_scans": "Int64", "n_lesions": "Int64"})
 
 
-def summarise_cohort(scans: pd.DataFrame, definition: str = DEFAULT_DEFINITION) -> pd.DataFrame:
+def summarise_cohort(scans: pd.DataFrame, definition: str) -> pd.DataFrame:
     """Per-metric mean/median/IQR over scans, pooled lesion sensitivity (overall, per bin, 95 % CI), FPs per scan."""
     if definition == "brats2025":
         return _summarise_brats2025(scans)
@@ -150,9 +150,7 @@ def summarise_cohort(scans: pd.DataFrame, definition: str = DEFAULT_DEFINITION) 
     return summary.astype({"n_scans": "Int64", "n_lesions": "Int64"})
 
 
-def plot_sensitivity_by_size(
-    summary: pd.DataFrame, path: str | os.PathLike[str], definition: str = DEFAULT_DEFINITION
-) -> Path:
+def plot_sensitivity_by_size(summary: pd.DataFrame, path: str | os.PathLike[str], definition: str) -> Path:
     """Bar chart (PNG) of pooled lesion sensitivity per size class with 95 % CIs.
 
     With the brats2023 definition the published values are drawn beside them.

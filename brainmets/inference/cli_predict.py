@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from brainmets.gpu import GpuClaim
-    from brainmets.inference.pipeline import InferenceSettings
+    from brainmets.inference.settings import InferenceSettings
 
 HELP = "Predict lesions with uncertainty on a preprocessed (patient-space, z-scored) scan with a trained model."
 
@@ -25,56 +25,70 @@ def batch_size_argument(value: str) -> int | str:
 
 
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the options shared by `predict` and `segment`: model, configuration and per-run overrides."""
+    """Declare the options shared by `predict` and `segment`: model, configuration and per-run overrides.
+
+    Without an option, the `inference` section of --config decides; its defaults are those of the schema.
+    """
+    from brainmets.config import config_schema
+    from brainmets.inference.settings import InferenceSettings
+
+    default = InferenceSettings()
+    keys = config_schema()["properties"]["inference"]["properties"]
     parser.add_argument("--model", type=Path, required=True, help="model directory (model.json + fold_<k>/)")
     parser.add_argument("--config", type=Path, help="YAML configuration whose `inference` section sets the defaults")
-    parser.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1) (default 0.5)")
+    parser.add_argument("--overlap", type=float, help=f"sliding-window overlap in [0, 1) (default {default.overlap})")
     parser.add_argument(
         "--mirror-axes",
         type=int,
         nargs="*",
         metavar="AXIS",
-        help="test-time mirroring axes (default 0 1 2: 8 flips); give none to switch mirroring off",
+        help=f"test-time mirroring axes (default {' '.join(map(str, default.mirror_axes))}); give none to switch "
+        "mirroring off",
     )
-    parser.add_argument("--min-lesion-ml", type=float, help="drop predicted lesions smaller than this (mL; default 0)")
+    parser.add_argument(
+        "--min-lesion-ml",
+        type=float,
+        help=f"drop predicted lesions smaller than this (mL; default {default.min_lesion_ml:g})",
+    )
     parser.add_argument(
         "--batch-size",
         type=batch_size_argument,
-        help="windows per network call, or auto (default: as many as fill one 128^3 window, at most 8)",
+        help=f"windows per network call, or auto (default {default.batch_size}: as many as fill one 128^3 window, "
+        "at most 8)",
     )
-    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), help="where the network runs (default auto)")
-    parser.add_argument("--weights", choices=("best", "latest"), help="which checkpoint of each fold (default best)")
+    parser.add_argument(
+        "--device", choices=keys["device"]["enum"], help=f"where the network runs (default {default.device})"
+    )
+    parser.add_argument(
+        "--weights", choices=keys["weights"]["enum"], help=f"which checkpoint of each fold (default {default.weights})"
+    )
     parser.add_argument("--threads", type=int, help="CPU threads for TensorFlow (default: all)")
     parser.add_argument(
         "--recipe",
-        choices=("default", "published"),
-        help="inference recipe: default (brainmets) or published (Brain-Mets-Seg predict.py: overlap 0.75, 8 flips)",
+        choices=keys["recipe"]["enum"],
+        help=f"inference recipe (default {default.recipe}): default is brainmets' own, published that of "
+        "Brain-Mets-Seg predict.py (overlap 0.75, 8 flips)",
     )
     parser.add_argument(
         "--precision",
-        choices=("auto", "float32", "bfloat16"),
-        help="network arithmetic (default auto: bfloat16 where the CPU or GPU has it natively, else float32)",
+        choices=keys["precision"]["enum"],
+        help=f"network arithmetic (default {default.precision}: bfloat16 where the CPU or GPU has it natively, "
+        "else float32)",
     )
 
 
 def settings_from_args(args: argparse.Namespace) -> InferenceSettings:
-    """InferenceSettings from --config (if given) with the command-line overrides applied."""
-    from brainmets.inference.pipeline import InferenceSettings, check_settings, settings_from_config
+    """InferenceSettings from the `inference` section of --config (if given) with the command-line overrides.
+
+    The overrides are checked against the schema like the file (the file itself was checked before).
+    """
+    from brainmets.inference.settings import settings_from_config
     from brainmets.io import read_yaml
 
-    settings = settings_from_config(read_yaml(args.config), str(args.config)) if args.config else InferenceSettings()
-    settings = settings.replace(
-        overlap=args.overlap,
-        mirror_axes=None if args.mirror_axes is None else tuple(args.mirror_axes),
-        min_lesion_ml=args.min_lesion_ml,
-        batch_size=args.batch_size,
-        device=args.device,
-        weights=args.weights,
-        recipe=args.recipe,
-        precision=args.precision,
-    )
-    check_settings(settings, "command line")
-    return settings
+    section = dict((read_yaml(args.config, allow_empty=True) if args.config else {}).get("inference") or {})
+    options = ("overlap", "mirror_axes", "min_lesion_ml", "batch_size", "device", "weights", "recipe", "precision")
+    section.update({key: getattr(args, key) for key in options if getattr(args, key) is not None})
+    return settings_from_config({"inference": section}, "command line")
 
 
 def set_threads(threads: int | None) -> None:

@@ -18,8 +18,8 @@ import numpy as np
 from scipy.special import expit
 
 from brainmets.errors import BrainmetsError
-from brainmets.inference.sliding import BatchPredictor, sliding_window_predict
 from brainmets.inference.uncertainty import EnsembleAccumulator, EnsembleMaps
+from brainmets.network.sliding import BatchPredictor, sliding_window_predict
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,9 @@ def predict_ensemble(
     predictors: Sequence[BatchPredictor],
     patch_size: Sequence[int],
     *,
+    overlap: float,
+    mirror_axes: Sequence[int],
     brain_mask: np.ndarray | None = None,
-    overlap: float = 0.5,
-    mirror_axes: Sequence[int] = (0, 1, 2),
     batch_size: int = 1,
 ) -> EnsembleMaps:
     """Mean lesion probability and uncertainty maps (bits) of all folds x mirrorings on a z-scored volume.

@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 
 from brainmets.errors import BrainmetsError
-from brainmets.inference.ensemble import mirror_combinations, predict_ensemble
-from brainmets.inference.runtime import PRECISIONS
-from brainmets.inference.sliding import BatchPredictor
+from brainmets.inference.ensemble import predict_ensemble
+from brainmets.inference.settings import InferenceSettings
 from brainmets.inference.uncertainty import UNCERTAINTY_MAPS, EnsembleMaps, lesion_table, threshold_lesions
 from brainmets.io import float_triple, int_triple, load_nifti, save_nifti, voxel_spacing_mm, write_tsv
+from brainmets.network.sliding import BatchPredictor
 from brainmets.preprocess.space import uncrop
 
 log = logging.getLogger(__name__)
@@ -53,50 +53,6 @@ AUTO_BATCH_VOXELS = 128**3
 AUTO_BATCH_MAX = 8
 #: relative difference between scan spacing and model spacing that is still accepted
 SPACING_TOLERANCE = 0.01
-#: `inference.recipe`: brainmets' ensemble (ensemble.py) or the published system's predict.py (published.py)
-RECIPES = ("default", "published")
-
-
-@dataclasses.dataclass(frozen=True)
-class InferenceSettings:
-    """The `inference` section of the configuration (see config/README.md)."""
-
-    overlap: float = 0.5
-    mirror_axes: tuple[int, ...] = (0, 1, 2)
-    min_lesion_ml: float = 0.0
-    batch_size: int | str = "auto"
-    device: str = "auto"
-    jit_compile: str | bool = "auto"
-    weights: str = "best"
-    recipe: str = "default"
-    precision: str = "auto"
-
-    def replace(self, **changes: Any) -> InferenceSettings:
-        """A copy with the given fields changed (None values are ignored)."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-
-def settings_from_config(config: Mapping[str, Any], source: str = "config") -> InferenceSettings:
-    """InferenceSettings from a configuration mapping's `inference` section (missing keys keep defaults)."""
-    section = dict(config.get("inference") or {})
-    known = {f.name for f in dataclasses.fields(InferenceSettings)}
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise BrainmetsError(
-            f"{source}: unknown inference key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
-    try:
-        settings = InferenceSettings(**section)
-        settings = settings.replace(
-            overlap=float(settings.overlap),
-            mirror_axes=tuple(int(a) for a in (settings.mirror_axes or ())),
-            min_lesion_ml=float(settings.min_lesion_ml),
-            batch_size=settings.batch_size if isinstance(settings.batch_size, str) else int(settings.batch_size),
-        )
-    except (TypeError, ValueError) as error:
-        raise BrainmetsError(f"{source}: invalid inference section ({error})") from None
-    check_settings(settings, source)
-    return settings
 
 
 def windows_per_call(batch_size: int | str, patch_size: Sequence[int]) -> int:
@@ -104,30 +60,6 @@ def windows_per_call(batch_size: int | str, patch_size: Sequence[int]) -> int:
     if batch_size != "auto":
         return int(batch_size)
     return int(max(1, min(AUTO_BATCH_MAX, AUTO_BATCH_VOXELS // int(np.prod(patch_size)))))
-
-
-def check_settings(settings: InferenceSettings, source: str = "inference settings") -> None:
-    """Raise BrainmetsError naming `source` when a setting is out of range."""
-    problems = []
-    if not 0.0 <= settings.overlap < 1.0:
-        problems.append(f"overlap {settings.overlap} must be in [0, 1)")
-    if settings.min_lesion_ml < 0:
-        problems.append(f"min_lesion_ml {settings.min_lesion_ml} must be >= 0")
-    if settings.batch_size != "auto" and not (isinstance(settings.batch_size, int) and settings.batch_size >= 1):
-        problems.append(f"batch_size {settings.batch_size!r} must be auto or an integer >= 1")
-    if settings.device not in ("auto", "cpu", "gpu"):
-        problems.append(f"device {settings.device!r} must be auto, cpu or gpu")
-    if settings.jit_compile not in ("auto", True, False):
-        problems.append(f"jit_compile {settings.jit_compile!r} must be auto, true or false")
-    if settings.weights not in ("best", "latest"):
-        problems.append(f"weights {settings.weights!r} must be best or latest")
-    if settings.recipe not in RECIPES:
-        problems.append(f"recipe {settings.recipe!r} must be one of {', '.join(RECIPES)}")
-    if settings.precision not in PRECISIONS:
-        problems.append(f"precision {settings.precision!r} must be {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}")
-    if problems:
-        raise BrainmetsError(f"{source}: inference " + "; ".join(problems))
-    mirror_combinations(settings.mirror_axes)
 
 
 @dataclasses.dataclass
@@ -170,9 +102,8 @@ class Segmenter:
 def load_segmenter(model_dir: str | os.PathLike[str], settings: InferenceSettings) -> Segmenter:
     """Load and validate a model directory and compile one predictor per fold for the configured device."""
     from brainmets.inference.runtime import compile_predictor, dtype_policy, resolve_device, resolve_precision
-    from brainmets.training.modeldir import load_model_dir
+    from brainmets.network.modeldir import load_model_dir
 
-    check_settings(settings)
     started = time.perf_counter()
     device = resolve_device(settings.device)
     with dtype_policy(resolve_precision(settings.precision, device, settings.recipe)):

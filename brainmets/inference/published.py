@@ -29,8 +29,8 @@ from scipy.signal.windows import gaussian
 from scipy.special import expit
 
 from brainmets.errors import BrainmetsError
-from brainmets.inference.sliding import BatchPredictor
 from brainmets.inference.uncertainty import EnsembleAccumulator, EnsembleMaps
+from brainmets.network.sliding import BatchPredictor
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from brainmets.errors import BrainmetsError
-from brainmets.inference.sliding import BatchPredictor
+from brainmets.network.sliding import BatchPredictor
 
 if TYPE_CHECKING:
     import keras

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 from scipy.special import entr
-from scipy.stats import mannwhitneyu
 from skimage.morphology import remove_small_objects
 
 from brainmets.components import label_lesions
@@ -85,16 +84,6 @@ class EnsembleAccumulator:
         )
 
 
-def ensemble_maps(member_probabilities: list[np.ndarray]) -> EnsembleMaps:
-    """Mean probability and uncertainty maps (bits) of a list of member probability maps."""
-    if not member_probabilities:
-        raise BrainmetsError("the ensemble has no members")
-    accumulator = EnsembleAccumulator(member_probabilities[0].shape)
-    for p in member_probabilities:
-        accumulator.add(p)
-    return accumulator.result()
-
-
 def min_lesion_voxels(min_volume_ml: float, spacing_mm: tuple[float, float, float]) -> int:
     """Smallest number of voxels a lesion of at least `min_volume_ml` millilitres occupies at `spacing_mm`."""
     if min_volume_ml < 0:
@@ -141,20 +130,3 @@ def lesion_table(
         table[f"{name}_mean"] = ndimage.mean(values, components, ids) if count else []
         table[f"{name}_max"] = ndimage.maximum(values, components, ids) if count else []
     return table
-
-
-def misclassification_auroc(
-    uncertainty: np.ndarray, label: np.ndarray, truth: np.ndarray, brain_mask: np.ndarray
-) -> float:
-    """AUROC (0..1) with which an uncertainty map ranks misclassified above correct brain voxels.
-
-    NaN when the brain holds no misclassified or no correct voxel.
-    """
-    brain = np.asarray(brain_mask, dtype=bool)
-    wrong = (np.asarray(label) > 0)[brain] != (np.asarray(truth) > 0)[brain]
-    values = np.asarray(uncertainty, dtype=np.float64)[brain]
-    if wrong.all() or not wrong.any():
-        return float("nan")
-    # the Mann-Whitney U of the misclassified group over the correct one, normalised, is the AUROC (ties count 1/2)
-    u = mannwhitneyu(values[wrong], values[~wrong], alternative="two-sided", method="asymptotic").statistic
-    return float(u / (wrong.sum() * (~wrong).sum()))

@@ -112,11 +112,3 @@ def affine_matrix_ras(transform: ants.ANTsTransform) -> np.ndarray:
     lps[:3, :3] = matrix
     lps[:3, 3] = params[9:] + centre - matrix @ centre  # ITK: y = M (x - c) + t + c
     return _FLIP_XY @ lps @ _FLIP_XY
-
-
-def mean_displacement_mm(matrix_a: np.ndarray, matrix_b: np.ndarray, points_ras_mm: np.ndarray) -> float:
-    """Mean distance (mm) between where two 4x4 RAS affines send the same (N, 3) RAS points (mm)."""
-    points = np.asarray(points_ras_mm, dtype=float)
-    a = points @ np.asarray(matrix_a)[:3, :3].T + np.asarray(matrix_a)[:3, 3]
-    b = points @ np.asarray(matrix_b)[:3, :3].T + np.asarray(matrix_b)[:3, 3]
-    return float(np.linalg.norm(a - b, axis=1).mean())

@@ -149,8 +149,8 @@ def fold_gpus(log_dir: Path) -> dict[int, str]:
 
 def write_tiny_model(model_dir: Path, spacing_mm: float, folds: int = 1, patch: int = 16) -> Path:
     """Write an untrained, very small model directory (3 levels, 4-16 filters) that inference accepts."""
-    from brainmets.training.model import build_unet
-    from brainmets.training.modeldir import fold_dir, model_metadata, write_json
+    from brainmets.network.model import build_unet
+    from brainmets.network.modeldir import fold_dir, model_metadata, write_json
 
     network = {
         "filters": [4, 8, 16],
@@ -172,7 +172,7 @@ def write_tiny_model(model_dir: Path, spacing_mm: float, folds: int = 1, patch: 
 
 def make_training_project(root: Path, patients: int, folds: int, epochs: int, gpu_lock_dir: Path | None = None) -> Path:
     """A project whose only work is training: prepared synthetic cases in results/training, one analysis scan."""
-    from brainmets.training.synthetic import write_synthetic_cases
+    from synthetic import write_synthetic_cases
 
     train = {
         "folds": folds,
