@@ -22,6 +22,10 @@ PRESET_SHRINK_FACTORS = (6, 4, 2, 1)
 _FLIP_XY = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
+#: the random seed of ANTs' metric sampling (any fixed value makes registration repeatable)
+REGISTRATION_SEED = 1
+
+
 def register_to_baseline(
     moving: ants.ANTsImage,
     fixed: ants.ANTsImage,
@@ -46,6 +50,10 @@ def register_to_baseline(
             fixed = ants.resample_image(fixed, (grid_mm,) * 3, False, 0)
             moving = ants.resample_image(moving, (grid_mm,) * 3, False, 0)
             shrink = tuple(max(1, round(s / ratio)) for s in PRESET_SHRINK_FACTORS)
+    # ANTs jitters the metric's sampling points at random unless given a seed, which ANTsPy takes from this
+    # module setting (its set_ants_deterministic would also force one ITK thread): with a fixed seed the same
+    # scans give the same transform on every run, where a small brain would now and then register badly
+    ants.config._random_seed = REGISTRATION_SEED
     with tempfile.TemporaryDirectory(prefix="brainmets-reg-") as work:
         initial: str | None = None
         for k, stage in enumerate(stages):
