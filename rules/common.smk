@@ -121,9 +121,12 @@ def get_demo_files():
     return _lookup()[4]
 
 
-def get_image(wildcards):
-    """Raw T1-CE image of the scan {patient}/{timepoint}."""
-    return str(_row(wildcards.patient, wildcards.timepoint)["image"])
+def get_preprocess_input(wildcards):
+    """Raw T1-CE image of the scan {patient}/{timepoint} and, for a follow-up, its baseline's preprocessing record."""
+    return {
+        "image": str(_row(wildcards.patient, wildcards.timepoint)["image"]),
+        "baseline": get_registration_baseline(wildcards),
+    }
 
 
 def skull_stripped_option(row):
@@ -132,9 +135,11 @@ def skull_stripped_option(row):
     return "" if declared is None else "--skull-stripped" if declared else "--no-skull-stripped"
 
 
-def get_skull_stripped_option(wildcards):
-    """--skull-stripped / --no-skull-stripped as the sheet says for the scan {patient}/{timepoint}."""
-    return skull_stripped_option(_row(wildcards.patient, wildcards.timepoint))
+def get_preprocess_options(wildcards):
+    """`brainmets preprocess` options of the scan {patient}/{timepoint}: its baseline, if a follow-up, and the sheet's skull_stripped."""
+    baseline = get_registration_baseline(wildcards)
+    option = skull_stripped_option(_row(wildcards.patient, wildcards.timepoint))
+    return f"--baseline {baseline} {option}" if baseline else option
 
 
 def get_training_skull_stripped_option(wildcards):
@@ -183,10 +188,9 @@ def has_truth(patient, timepoint):
 
 def get_final_output():
     """Every final target: per-patient responses, cohort tables and the report's inputs."""
+    # every scan's predict job (its maps, native maps and overlay) is reached through its patient's
+    # tracking, so naming its files here too would only cost the scheduler a lookup per scan
     outputs = [f"results/{patient}/rano_response.tsv" for patient in get_patients()]
-    # one file per job: the overlay's job also writes the native maps (a second name per scan costs the
-    # scheduler a lookup per scan and adds nothing)
-    outputs += [f"results/{patient}/{t}/overlay.png" for patient in get_patients() for t in get_timepoints(patient)]
     outputs += ["results/cohort/rano_response.tsv", "results/cohort/best_response.tsv"]
     if get_evaluation_tables(None):
         outputs += ["results/cohort/evaluation_summary.tsv"]

@@ -33,7 +33,7 @@ def test_dry_run_on_default_config_plans_the_whole_demo(tmp_path: Path) -> None:
     shutil.copytree(REPO / "config", tmp_path / "config")
     jobs = Counter(rule for rule, _ in dry_run_jobs(tmp_path))
     assert jobs["demo_cohort"] == 1
-    assert jobs["preprocess"] == jobs["predict"] == jobs["native_and_overlay"] == jobs["evaluate"] == 12
+    assert jobs["preprocess"] == jobs["predict"] == jobs["evaluate"] == 12
     assert jobs["preprocess_training"] == jobs["prepare_case"] == 12
     folds = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["train"]["folds"]
     assert jobs["train"] == folds and jobs["finalise_model"] == 1
