@@ -188,9 +188,10 @@ def has_truth(patient, timepoint):
 
 def get_final_output():
     """Every final target: per-patient responses, cohort tables and the report's inputs."""
-    # every scan's predict job (its maps, native maps and overlay) is reached through its patient's
-    # tracking, so naming its files here too would only cost the scheduler a lookup per scan
     outputs = [f"results/{patient}/rano_response.tsv" for patient in get_patients()]
+    # Snakemake remakes a missing output only where a target or a later job asks for it: tracking asks
+    # for each scan's segmentation, nothing asks for its picture
+    outputs += [f"results/{patient}/{t}/overlay.png" for patient in get_patients() for t in get_timepoints(patient)]
     outputs += ["results/cohort/rano_response.tsv", "results/cohort/best_response.tsv"]
     if get_evaluation_tables(None):
         outputs += ["results/cohort/evaluation_summary.tsv"]

@@ -68,6 +68,26 @@ def test_dry_run_schedules_every_stage_for_every_scan(project: Path) -> None:
     assert count["evaluate"] == 6
 
 
+def test_one_predict_job_per_scan_writes_its_maps_native_maps_and_picture(project: Path) -> None:
+    """predict declares the segmentation, the native one and the overlay, which `all` asks for so a lost one is remade."""
+    result = snakemake(project, "-n")
+    assert result.returncode == 0, result.stdout + result.stderr
+    blocks = re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)", result.stdout, re.MULTILINE)
+    outputs = {}
+    for rule, block in blocks:
+        fields = dict(line.strip().split(": ", 1) for line in block.splitlines() if ": " in line)
+        if rule == "predict":
+            scan = "results/{patient}/{timepoint}".format(**dict(w.split("=") for w in fields["wildcards"].split(", ")))
+            outputs[scan] = set(fields["output"].split(", "))
+        elif rule == "all":
+            requested = set(fields["input"].split(", "))
+    assert len(outputs) == 6
+    for scan, files in outputs.items():
+        assert files == {f"{scan}/segmentation.nii.gz", f"{scan}/native/segmentation.nii.gz", f"{scan}/overlay.png"}
+        assert f"{scan}/overlay.png" in requested
+    assert "native_and_overlay" not in {rule for rule, _ in blocks}
+
+
 def test_single_patient_target_schedules_only_that_patient_and_the_model(project: Path) -> None:
     """`results/P2/rano_response.tsv` brings in P2's scans and the model, nothing of P1 or P3."""
     jobs = dry_run_jobs(project, "results/P2/rano_response.tsv")
