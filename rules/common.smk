@@ -136,7 +136,7 @@ def skull_stripped_option(row):
 
 
 def get_preprocess_options(wildcards):
-    """`brainmets preprocess` options of the scan {patient}/{timepoint}: its baseline, if a follow-up, and the sheet's skull_stripped."""
+    """`brainmets preprocess` options of the scan {patient}/{timepoint}: --baseline of a follow-up, skull_stripped."""
     baseline = get_registration_baseline(wildcards)
     option = skull_stripped_option(_row(wildcards.patient, wildcards.timepoint))
     return f"--baseline {baseline} {option}" if baseline else option

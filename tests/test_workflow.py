@@ -69,7 +69,7 @@ def test_dry_run_schedules_every_stage_for_every_scan(project: Path) -> None:
 
 
 def test_one_predict_job_per_scan_writes_its_maps_native_maps_and_picture(project: Path) -> None:
-    """predict declares the segmentation, the native one and the overlay, which `all` asks for so a lost one is remade."""
+    """predict declares the segmentation, its native copy and the overlay, which `all` asks for: lost, it is remade."""
     result = snakemake(project, "-n")
     assert result.returncode == 0, result.stdout + result.stderr
     blocks = re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)", result.stdout, re.MULTILINE)
