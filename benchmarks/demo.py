@@ -26,7 +26,6 @@ STAGES = {
     "training": ("train", "finalise_model"),
     "inference and analysis": (
         "predict",
-        "native_and_overlay",
         "evaluate",
         "track",
         "rano",

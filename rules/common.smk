@@ -122,9 +122,12 @@ def get_demo_files():
     return _lookup()[4]
 
 
-def get_image(wildcards):
-    """Raw T1-CE image of the scan {patient}/{timepoint}."""
-    return str(_row(wildcards.patient, wildcards.timepoint)["image"])
+def get_preprocess_input(wildcards):
+    """Raw T1-CE image of the scan {patient}/{timepoint} and, for a follow-up, its baseline's preprocessing record."""
+    return {
+        "image": str(_row(wildcards.patient, wildcards.timepoint)["image"]),
+        "baseline": get_registration_baseline(wildcards),
+    }
 
 
 def skull_stripped_option(row):
@@ -133,9 +136,11 @@ def skull_stripped_option(row):
     return "" if declared is None else "--skull-stripped" if declared else "--no-skull-stripped"
 
 
-def get_skull_stripped_option(wildcards):
-    """--skull-stripped / --no-skull-stripped as the sheet says for the scan {patient}/{timepoint}."""
-    return skull_stripped_option(_row(wildcards.patient, wildcards.timepoint))
+def get_preprocess_options(wildcards):
+    """`brainmets preprocess` options of the scan {patient}/{timepoint}: --baseline of a follow-up, skull_stripped."""
+    baseline = get_registration_baseline(wildcards)
+    option = skull_stripped_option(_row(wildcards.patient, wildcards.timepoint))
+    return f"--baseline {baseline} {option}" if baseline else option
 
 
 def get_training_skull_stripped_option(wildcards):
@@ -185,8 +190,8 @@ def has_truth(patient, timepoint):
 def get_final_output():
     """Every final target: per-patient responses, cohort tables and the report's inputs."""
     outputs = [f"results/{patient}/rano_response.tsv" for patient in get_patients()]
-    # one file per job: the overlay's job also writes the native maps (a second name per scan costs the
-    # scheduler a lookup per scan and adds nothing)
+    # Snakemake remakes a missing output only where a target or a later job asks for it: tracking asks
+    # for each scan's segmentation, nothing asks for its picture
     outputs += [f"results/{patient}/{t}/overlay.png" for patient in get_patients() for t in get_timepoints(patient)]
     outputs += ["results/cohort/rano_response.tsv", "results/cohort/best_response.tsv"]
     if get_evaluation_tables(None):

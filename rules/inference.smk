@@ -1,21 +1,31 @@
 # Inference: the fold ensemble with test-time mirroring on each preprocessed scan (one GPU per job),
-# voxel-wise uncertainty and a lesion table in patient space; then the maps on the native grid.
-# One scan per job: jobs of different scans run in parallel (one per GPU) and a failed scan costs
-# only itself; loading the model takes seconds against minutes of sliding-window inference.
+# voxel-wise uncertainty and a lesion table in patient space, then the maps on the native grid and the
+# report picture. One scan per job: jobs of different scans run in parallel (one per GPU) and a failed
+# scan costs only itself; loading the model takes seconds against minutes of sliding-window inference,
+# and the native maps and the picture add seconds, so they share the job rather than add one per scan.
 
 
 rule predict:
     input:
-        image="results/{patient}/{timepoint}/t1ce_zscore.nii.gz",
-        brain_mask="results/{patient}/{timepoint}/brain_mask.nii.gz",
+        # the preprocessing record, written last: the scan folder's t1ce_zscore.nii.gz, brain_mask.nii.gz
+        # and t1ce.nii.gz are complete, and its transforms lead back to the native grid
+        record="results/{patient}/{timepoint}/preprocessing.json",
         model=MODEL_JSON,
         config="results/config/inference.yaml",
+        script=workflow.source_path("../scripts/overlay.py"),
     output:
-        probability="results/{patient}/{timepoint}/probability.nii.gz",
         segmentation="results/{patient}/{timepoint}/segmentation.nii.gz",
-        total_entropy="results/{patient}/{timepoint}/uncertainty_total_entropy.nii.gz",
-        # also uncertainty_expected_entropy.nii.gz, uncertainty_mutual_information.nii.gz and lesions.tsv:
-        # written with these, left undeclared so that large cohorts have fewer files to plan
+        native="results/{patient}/{timepoint}/native/segmentation.nii.gz",
+        overlay=report(
+            "results/{patient}/{timepoint}/overlay.png",
+            caption="../workflow/report/overlay.rst",
+            category="Scans",
+            subcategory="{patient}",
+            labels={"patient": "{patient}", "timepoint": "{timepoint}", "figure": "lesions and uncertainty"},
+        ),
+        # also probability.nii.gz, uncertainty_{total_entropy,expected_entropy,mutual_information}.nii.gz,
+        # lesions.tsv and native/{probability,uncertainty_total_entropy}.nii.gz: written with these, left
+        # undeclared so that large cohorts have fewer files to plan
     log:
         "logs/predict/{patient}/{timepoint}.log",
     benchmark:
@@ -25,9 +35,13 @@ rule predict:
     threads: 2
     resources:
         mem_mb=6000,
-        runtime=60,
+        runtime=70,
         gpu=1,
     shell:
-        "brainmets predict --image {input.image} --brain-mask {input.brain_mask} --model $(dirname {input.model})"
-        " --config {input.config} --threads {threads} --out-dir results/{wildcards.patient}/{wildcards.timepoint}"
-        " > {log} 2>&1"
+        "(scan=$(dirname {input.record})"
+        " && brainmets predict --image $scan/t1ce_zscore.nii.gz --brain-mask $scan/brain_mask.nii.gz"
+        " --model $(dirname {input.model}) --config {input.config} --threads {threads} --out-dir $scan"
+        " && brainmets to-native --scan-dir $scan --labels {output.segmentation}"
+        " --maps $scan/probability.nii.gz $scan/uncertainty_total_entropy.nii.gz --out-dir $(dirname {output.native})"
+        " && python {input.script} $scan/t1ce.nii.gz {output.segmentation} $scan/uncertainty_total_entropy.nii.gz"
+        " {output.overlay} --title '{wildcards.patient} {wildcards.timepoint}') > {log} 2>&1"

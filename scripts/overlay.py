@@ -1,6 +1,6 @@
 """Per-scan report picture: predicted lesions (outline) and total entropy (colour) over the T1-CE.
 
-Run by rule `native_and_overlay` (rules/preprocess.smk) after the native maps:
+Run by rule `predict` (rules/infer.smk) after the native maps:
     python scripts/overlay.py IMAGE SEGMENTATION ENTROPY OUT --title TEXT
 All inputs are the scan's patient-space files; drawing is brainmets.figures.three_plane_figure.
 """

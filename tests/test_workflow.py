@@ -33,7 +33,7 @@ def test_dry_run_on_default_config_plans_the_whole_demo(tmp_path: Path) -> None:
     shutil.copytree(REPO / "config", tmp_path / "config")
     jobs = Counter(rule for rule, _ in dry_run_jobs(tmp_path))
     assert jobs["demo_cohort"] == 1
-    assert jobs["preprocess"] == jobs["predict"] == jobs["native_and_overlay"] == jobs["evaluate"] == 12
+    assert jobs["preprocess"] == jobs["predict"] == jobs["evaluate"] == 12
     assert jobs["preprocess_training"] == jobs["prepare_case"] == 12
     folds = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["train"]["folds"]
     assert jobs["train"] == folds and jobs["finalise_model"] == 1
@@ -66,6 +66,26 @@ def test_dry_run_schedules_every_stage_for_every_scan(project: Path) -> None:
     assert count["prepare_case"] == 4
     assert count["rano"] == 3
     assert count["evaluate"] == 6
+
+
+def test_one_predict_job_per_scan_writes_its_maps_native_maps_and_picture(project: Path) -> None:
+    """predict declares the segmentation, its native copy and the overlay, which `all` asks for: lost, it is remade."""
+    result = snakemake(project, "-n")
+    assert result.returncode == 0, result.stdout + result.stderr
+    blocks = re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)", result.stdout, re.MULTILINE)
+    outputs = {}
+    for rule, block in blocks:
+        fields = dict(line.strip().split(": ", 1) for line in block.splitlines() if ": " in line)
+        if rule == "predict":
+            scan = "results/{patient}/{timepoint}".format(**dict(w.split("=") for w in fields["wildcards"].split(", ")))
+            outputs[scan] = set(fields["output"].split(", "))
+        elif rule == "all":
+            requested = set(fields["input"].split(", "))
+    assert len(outputs) == 6
+    for scan, files in outputs.items():
+        assert files == {f"{scan}/segmentation.nii.gz", f"{scan}/native/segmentation.nii.gz", f"{scan}/overlay.png"}
+        assert f"{scan}/overlay.png" in requested
+    assert "native_and_overlay" not in {rule for rule, _ in blocks}
 
 
 def test_single_patient_target_schedules_only_that_patient_and_the_model(project: Path) -> None:
