@@ -25,6 +25,10 @@ PRESET_OVERRIDES = (
 )
 
 
+#: what a preset file may leave out: validate after every epoch, with the sliding-window overlap of inference
+PRESET_OPTIONAL = {"validate_every": 1, "validation_overlap": 0.5}
+
+
 @dataclasses.dataclass(frozen=True)
 class WeightMapSettings:
     """Parameters of the boundary-weight map (see brainmets.train.weightmap)."""
@@ -79,7 +83,7 @@ def load_preset(name: str) -> dict[str, Any]:
 def settings_from_config(config: Mapping[str, Any] | None, source: str = "config") -> TrainSettings:
     """The preset named by `model.preset` with the `train` section's values, both sections checked by the schema."""
     model, train = checked_section(config, "model", source), checked_section(config, "train", source)
-    preset = dict(load_preset(model["preset"]))
+    preset = {**PRESET_OPTIONAL, **load_preset(model["preset"])}
     preset.update({key: train[key] for key in PRESET_OVERRIDES if train[key] is not None})
     own = {key: value for key, value in train.items() if key not in PRESET_OVERRIDES}
     try:
