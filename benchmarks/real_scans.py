@@ -101,7 +101,15 @@ def segment_row(data: Path, scan: str, model: Path, config: Path | None, skullst
     import pandas as pd
 
     with tempfile.TemporaryDirectory() as out:
-        command = ["brainmets", "segment", str(data / scan), "--model", str(model), "--out-dir", out]
+        command = [
+            str(Path(sys.executable).parent / "brainmets"),
+            "segment",
+            str(data / scan),
+            "--model",
+            str(model),
+            "--out-dir",
+            out,
+        ]
         command += ["--skullstrip", skullstrip] + (["--config", str(config)] if config else [])
         wall = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
