@@ -119,10 +119,8 @@ def segment_row(data: Path, scan: str, model: Path, config: Path | None, skullst
             return f"{scan:34s} segment failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}"
         scan_dir = next(Path(out).iterdir())
         native = nib.load(data / scan)
-        on_grid = all(
-            nib.load(f).shape == native.shape and np.allclose(nib.load(f).affine, native.affine)
-            for f in (scan_dir / "native").glob("*.nii.gz")
-        )
+        maps = [nib.load(f) for f in (scan_dir / "native").glob("*.nii.gz")]
+        on_grid = all(m.shape == native.shape and np.allclose(m.affine, native.affine) for m in maps)
         lesions = pd.read_csv(scan_dir / "lesions.tsv", sep="\t")
         volume = lesions["volume_ml"].sum() if len(lesions) else 0.0
         line = (
