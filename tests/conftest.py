@@ -24,8 +24,22 @@ def pytest_configure(config: pytest.Config) -> None:
         GUARD.active = True
 
 
+#: fixtures that cost tens of seconds: a test that uses one is `slow` (left out of `make test-fast`)
+SLOW_FIXTURES = {
+    "tiny_cohort": "generates the demo cohort",
+    "every_scenario": "generates a demo cohort of every scenario",
+    "segmented": "segments the real scans",
+    "imported_model": "predicts 128^3 windows with the published recipe",
+    "official": "runs the official scorer's environment",
+}
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip the tests marked `system`, with the reason, unless BRAINMETS_SYSTEM_TESTS=1."""
+    """Mark the users of SLOW_FIXTURES `slow`; skip the tests marked `system`, with the reason, unless asked for."""
+    for item in items:
+        if SLOW_FIXTURES.keys() & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
     if guard.system_tests_enabled():
         return
     skip = pytest.mark.skip(

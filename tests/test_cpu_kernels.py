@@ -13,6 +13,7 @@ PROBE = (
 )
 
 
+@pytest.mark.slow  # three fresh interpreters import TensorFlow
 @pytest.mark.parametrize(("exported", "enabled"), [(None, True), ("1", True), ("0", False)])
 def test_importing_brainmets_first_turns_onednn_on_unless_the_user_exported_a_value(
     exported: str | None, enabled: bool

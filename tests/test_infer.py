@@ -316,6 +316,7 @@ def test_predict_claims_a_gpu_that_no_other_job_holds(model_dir, scan, tmp_path,
     del other_job
 
 
+@pytest.mark.slow  # bfloat16 is emulated, slowly, on CPUs without it
 def test_bfloat16_labels_agree_with_float32_on_a_small_case(model_dir, scan):
     """bfloat16 arithmetic moves probabilities a little and labels hardly at all."""
     image_path, mask_path, _ = scan

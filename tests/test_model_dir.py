@@ -24,6 +24,7 @@ def _write_model(root, folds=(0, 1)):
     return nets
 
 
+@pytest.mark.slow
 def test_load_model_dir_returns_full_resolution_logits_of_each_fold(tmp_path):
     nets = _write_model(tmp_path)
     meta, models = load_model_dir(tmp_path)

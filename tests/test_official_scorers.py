@@ -155,6 +155,7 @@ def test_the_cases_cover_the_rules(official: dict[str, pd.Series]) -> None:
     assert (random["large_instance_tp"] >= 2).all() and random["lesionwise_hd95_mean"].between(1, 372).all()
 
 
+@pytest.mark.slow
 def test_the_official_command_line_reverses_anisotropic_spacing(tmp_path) -> None:
     # on a 1 x 1 x 2.5 mm grid the package measures lesion distances as if the spacing were 2.5 x 1 x 1 mm and
     # global ones in voxels; brainmets keeps mm on the right axes, so only the reversed call reproduces it
