@@ -4,6 +4,9 @@ Builds, in a temporary folder, a sheet of 2,431 scans (608 patients, 4 visits ea
 files, since a dry run reads only the sheet) plus training cases, and prints the number of jobs, the
 wall time and the peak memory of the dry run. Target: at most 10 s on a 2-core machine.
 
+Snakemake's own cost per job is the floor: the same run also dry-runs a bare workflow with the same
+number of jobs per rule (one output each, no inputs, logs, resources or environments) and prints it.
+
     python benchmarks/dag.py [--scans 2431] [--training 40] [--keep DIR]
 """
 
@@ -54,12 +57,38 @@ def build_project(root: Path, scans: int, training: int) -> None:
     (root / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def dry_run(root: Path, *quiet: str) -> tuple[float, float, int, str]:
-    """Run `snakemake -n -q [quiet...]` in `root`; returns (wall s, CPU s, peak RSS MB, output)."""
+def job_counts(listing: str) -> dict[str, int]:
+    """Jobs per rule from the `Job stats` table of `snakemake -n -q rules` (rule `all` and the total left out)."""
+    table = listing.split("Job stats:", 1)[-1].split("Reasons:", 1)[0]
+    rows = re.findall(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)
+    return {rule: int(count) for rule, count in rows if rule not in ("all", "total")}
+
+
+def write_bare_workflow(root: Path, counts: dict[str, int]) -> Path:
+    """Write a Snakefile in `root` with `counts[rule]` bare jobs per rule; returns its path."""
+    lines = [f"COUNTS = {counts!r}", "", "", "rule all:", "    input:"]
+    lines += [f"        expand('floor/{rule}/{{i}}.txt', i=range(COUNTS['{rule}']))," for rule in counts]
+    for rule in counts:
+        lines += [
+            "",
+            "",
+            f"rule {rule}:",
+            "    output:",
+            f"        'floor/{rule}/{{i}}.txt',",
+            "    shell:",
+            "        'touch {output}'",
+        ]
+    snakefile = root / "Snakefile"
+    snakefile.write_text("\n".join(lines) + "\n")
+    return snakefile
+
+
+def dry_run(root: Path, *quiet: str, snakefile: Path = REPO / "Snakefile") -> tuple[float, float, int, str]:
+    """Run `snakemake -n -q [quiet...]` of `snakefile` in `root`; returns (wall s, CPU s, peak RSS MB, output)."""
     command = [
         str(Path(sys.executable).parent / "snakemake"),
         "-s",
-        str(REPO / "Snakefile"),
+        str(snakefile),
         "-d",
         str(root),
         "-n",
@@ -89,9 +118,13 @@ def main() -> None:
         build_project(root, args.scans, args.training)
         seconds, cpu, peak_mb, _ = dry_run(root)
         *_, listing = dry_run(root, "rules")
-    total = re.search(r"^total\s+(\d+)", listing, re.MULTILINE)
-    print(f"scans: {args.scans} (+{args.training} training cases), jobs: {total.group(1) if total else 'unknown'}")
+        counts = job_counts(listing)
+        bare = Path(tmp) / "bare"
+        bare.mkdir()
+        bare_seconds, bare_cpu, _, _ = dry_run(bare, snakefile=write_bare_workflow(bare, counts))
+    print(f"scans: {args.scans} (+{args.training} training cases), jobs: {sum(counts.values()) + 1}")
     print(f"snakemake -n -q: {seconds:.1f} s wall, {cpu:.1f} s CPU, peak RSS {peak_mb} MB (target <= 10 s)")
+    print(f"bare workflow, same jobs per rule: {bare_seconds:.1f} s wall, {bare_cpu:.1f} s CPU (Snakemake's own floor)")
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 

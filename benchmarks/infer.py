@@ -3,7 +3,8 @@
 Prints, in one run on the same machine (with the processor's model, its bfloat16 flags and the load):
   1. one forward pass of the paper network on a 128^3 window through brainmets' compiled inference
      graph in float32 and in bfloat16: wall seconds, CPU seconds, CPU seconds per wall second, GFLOP/s
-     (one forward is about 1.06 TFLOP), and how far bfloat16's logits are from float32's;
+     (one forward is about 1.06 TFLOP) against the rate of a float32 matrix product on the same cores,
+     and how far bfloat16's logits are from float32's;
   2. one 1 mm demo brain (cropped to the brain, z-scored) through the whole sliding window (1 fold,
      no mirroring, overlap 0.5, `inference.precision: auto`): brainmets versus nnU-Net v2's
      nnUNetPredictor with a PlainConvUNet built to the same settings and random weights; wall and CPU
@@ -159,6 +160,21 @@ def paper_predictor(patch: int, precision: str):
     return compile_predictor(model, (patch,) * 3)
 
 
+def matmul_gflops(size: int = 2048, reps: int = 5) -> float:
+    """Float32 GFLOP/s of a TensorFlow matrix product on all cores (fastest of `reps`): a reachable rate here."""
+    import tensorflow as tf
+
+    a = tf.random.normal((size, size), dtype=tf.float32)
+    product = tf.function(lambda x: tf.linalg.matmul(x, x))
+    product(a).numpy()  # warm-up
+    best = float("inf")
+    for _ in range(reps):
+        started = time.perf_counter()
+        product(a).numpy()
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
+
+
 def part_forward(patch: int, reps: int, precisions: list[str]) -> dict:
     """One forward of the paper network in each precision (same weights): seconds, and bfloat16's logit agreement."""
     from brainmets.inference.runtime import native_bfloat16
@@ -182,6 +198,7 @@ def part_forward(patch: int, reps: int, precisions: list[str]) -> dict:
             np.mean(np.sign(logits["bfloat16"]) == np.sign(logits["float32"]))
         )
         results["bfloat16"]["max_logit_difference"] = float(np.abs(logits["bfloat16"] - logits["float32"]).max())
+    results["matmul_gflops"] = matmul_gflops()
     return results
 
 
@@ -604,15 +621,17 @@ def print_speed(
         f"CPU: {cpu_description()}; {os.cpu_count()} cores; "
         f"load average before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f}"
     )
+    matmul = forward.pop("matmul_gflops")
     print(f"one forward pass of the paper network on {patch}^3 (fastest of {reps}; emulated bfloat16: 1 call):")
     for name, r in forward.items():
         gflops = FORWARD_TFLOP_128 * scale * 1000 / r["wall_s"]
         print(
             f"  {name:9s} {r['wall_s']:7.2f} s wall  {r['cpu_s']:7.2f} s CPU  "
-            f"{r['cpu_s'] / r['wall_s']:4.2f} CPU s/wall s  {gflops:6.1f} GFLOP/s  "
-            f"x{forward[next(iter(forward))]['wall_s'] / r['wall_s']:.2f} of {next(iter(forward))}"
+            f"{r['cpu_s'] / r['wall_s']:4.2f} CPU s/wall s  {gflops:6.1f} GFLOP/s ({gflops / matmul:.0%} of the matrix "
+            f"product's)  x{forward[next(iter(forward))]['wall_s'] / r['wall_s']:.2f} of {next(iter(forward))}"
             + ("  (emulated: no native bfloat16 here)" if r["emulated"] else "")
         )
+    print(f"  float32 matrix product (2048^2, TensorFlow, all cores): {matmul:6.1f} GFLOP/s, this CPU's reachable rate")
     if "sign_agreement" in forward.get("bfloat16", {}):
         bf16 = forward["bfloat16"]
         print(
@@ -641,7 +660,9 @@ def print_speed(
         windows = recipe_windows(mask, patch, folds, axes, overlap)
         print(
             f"{name} recipe ({folds} folds x {2 ** len(axes)} flips, overlap {overlap}) per 1 mm brain: "
-            f"{windows} windows x {per_window:.1f} s = {windows * per_window / 60:.1f} min ({ours['precision']})"
+            f"{windows} windows x {per_window:.1f} s = {windows * per_window / 60:.1f} min ({ours['precision']}); "
+            f"at the float32 matrix product's rate it would still take "
+            f"{windows * FORWARD_TFLOP_128 * scale * 1000 / matmul / 60:.1f} min"
         )
 
 
