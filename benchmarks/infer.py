@@ -46,6 +46,7 @@ the acceptance figures of each:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -400,12 +401,23 @@ def results_figures(results: Path, samples: Path, limit: int | None) -> None:
     print_figures(rows, voxels)
 
 
+def patient_space_truth(scan_dir: Path) -> np.ndarray:
+    """A preprocessed scan's truth (stored on the cropped network-input grid) placed on its brain mask's grid."""
+    from brainmets.io import load_nifti
+    from brainmets.preprocess.pipeline import BRAIN_MASK, RECORD, TRUTH
+    from brainmets.preprocess.space import uncrop
+
+    start = json.loads((scan_dir / RECORD).read_text())["crop"]["start"]
+    shape = load_nifti(scan_dir / BRAIN_MASK, allow_constant=True).shape
+    return uncrop(np.asarray(load_nifti(scan_dir / TRUTH, allow_constant=True).dataobj), start, shape)
+
+
 def demo_figures(model: Path, samples: Path, config: Path | None, limit: int | None) -> None:
     """Preprocess (with the truth carried along), predict and score the demo test scans; print the figures."""
     from brainmets.inference.pipeline import load_segmenter, predict_scan
     from brainmets.inference.settings import load_settings as load_inference_settings
     from brainmets.io import load_nifti, voxel_spacing_mm
-    from brainmets.preprocess.pipeline import BRAIN_MASK, TRUTH, ZSCORE, preprocess_scan
+    from brainmets.preprocess.pipeline import BRAIN_MASK, ZSCORE, preprocess_scan
     from brainmets.preprocess.settings import load_settings
     from brainmets.samplesheet import load_samples
 
@@ -420,12 +432,17 @@ def demo_figures(model: Path, samples: Path, config: Path | None, limit: int | N
             preprocess_scan(row["image"], scan_dir, settings=load_settings(config), mask=row["mask"])
             predict_scan(segmenter, scan_dir / ZSCORE, scan_dir / BRAIN_MASK, scan_dir)
             spacing = tuple(voxel_spacing_mm(load_nifti(scan_dir / BRAIN_MASK, allow_constant=True).affine))
-            truth, segmentation, entropy, brain = (
+            segmentation, entropy, brain = (
                 np.asarray(load_nifti(scan_dir / name, allow_constant=True).dataobj)
-                for name in (TRUTH, "segmentation.nii.gz", "uncertainty_total_entropy.nii.gz", BRAIN_MASK)
+                for name in ("segmentation.nii.gz", "uncertainty_total_entropy.nii.gz", BRAIN_MASK)
             )
             scored, inside = score_scan(
-                f"{row['patient_id']}/{row['timepoint']}", truth, segmentation, entropy, brain, spacing
+                f"{row['patient_id']}/{row['timepoint']}",
+                patient_space_truth(scan_dir),
+                segmentation,
+                entropy,
+                brain,
+                spacing,
             )
             rows.append(scored)
             voxels.append(inside)
@@ -447,14 +464,14 @@ def precision_guard(model: Path, samples: Path, config: Path | None, limit: int 
     from brainmets.inference.pipeline import load_segmenter, predict_scan
     from brainmets.inference.settings import load_settings as load_inference_settings
     from brainmets.io import load_nifti, voxel_spacing_mm
-    from brainmets.preprocess.pipeline import BRAIN_MASK, TRUTH, ZSCORE, preprocess_scan
+    from brainmets.preprocess.pipeline import BRAIN_MASK, ZSCORE, preprocess_scan
     from brainmets.preprocess.settings import load_settings
     from brainmets.samplesheet import load_samples
 
     sheet = load_samples(samples).reset_index()
     tests = sheet[~sheet["training"] & sheet["mask"].notna()].head(limit)
     settings = load_inference_settings(config)
-    segmenters = {p: load_segmenter(model, settings.replace(precision=p)) for p in ("float32", "bfloat16")}
+    segmenters = {p: load_segmenter(model, dataclasses.replace(settings, precision=p)) for p in ("float32", "bfloat16")}
     print(f"CPU: {cpu_description()}; load average {os.getloadavg()[0]:.1f}")
     rows, scored = [], {p: ([], []) for p in segmenters}
     with tempfile.TemporaryDirectory() as tmp:
@@ -474,7 +491,7 @@ def precision_guard(model: Path, samples: Path, config: Path | None, limit: int 
                 }
                 figures, inside = score_scan(
                     f"{row['patient_id']}/{row['timepoint']} {precision}",
-                    load(scan_dir / TRUTH),
+                    patient_space_truth(scan_dir),
                     maps[precision]["segmentation"],
                     maps[precision]["uncertainty_total_entropy"],
                     load(scan_dir / BRAIN_MASK),
