@@ -32,11 +32,14 @@ rule predict:
         "benchmarks/out/predict/{patient}/{timepoint}.tsv"
     conda:
         "../envs/network.yaml"
-    threads: 2
+    # On a GPU: two threads and the GPU. On the CPU: one thread and no GPU claim, so that scans run side by
+    # side; a job's single-threaded parts (TensorFlow import, model loading, tracing, writing, native maps,
+    # picture) took half its time, with the second core idle while it ran alone.
+    threads: lambda wildcards: 2 if gpu_job(config["inference"]["device"]) else 1
     resources:
         mem_mb=6000,
         runtime=70,
-        gpu=1,
+        gpu=lambda wildcards: int(gpu_job(config["inference"]["device"])),
     shell:
         "(scan=$(dirname {input.record})"
         " && brainmets predict --image $scan/t1ce_zscore.nii.gz --brain-mask $scan/brain_mask.nii.gz"
