@@ -201,23 +201,23 @@ def test_a_cropped_network_input_gives_maps_on_the_brain_mask_grid(model_dir, sc
     assert np.asarray(crop_p.dataobj)[box][brain[box]].min() > 0
 
 
+def write_tiny_demo_config(path: Path) -> Path:
+    """A configuration for the tiny demo cohort: its 2 mm grid, deepbet, overlap 0.25 without mirroring."""
+    import yaml
+
+    preprocess = {"spacing_mm": SPACING_MM, "skullstrip": {"method": "deepbet"}}
+    path.write_text(yaml.safe_dump({"preprocess": preprocess, "inference": {"mirror_axes": [], "overlap": 0.25}}))
+    return path
+
+
 @pytest.mark.slow
 def test_segment_raw_scans_gives_native_maps_on_the_exact_input_grid(model_dir, tiny_cohort, tmp_path, capsys):
     """Two oblique demo scans through preprocessing (deepbet, 2 mm), the 2-fold model and back."""
-    import yaml
     from brainmets.preprocess.pipeline import RECORD
 
     sheet = pd.read_csv(tiny_cohort / "samples.tsv", sep="\t")
     images = [Path(sheet[sheet["patient_id"] == p]["image"].iloc[0]) for p in ("patient01", "patient02")]
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "preprocess": {"spacing_mm": SPACING_MM, "skullstrip": {"method": "deepbet"}},
-                "inference": {"mirror_axes": [], "overlap": 0.25},
-            }
-        )
-    )
+    config = write_tiny_demo_config(tmp_path / "config.yaml")
     out = tmp_path / "segmented"
     argv = ["segment", *map(str, images), "--model", str(model_dir), "--out-dir", str(out), "--config", str(config)]
     assert main(argv) == 0
@@ -238,19 +238,9 @@ def test_segment_raw_scans_gives_native_maps_on_the_exact_input_grid(model_dir, 
 @pytest.mark.slow
 def test_predict_also_writes_the_native_maps_of_to_native_and_the_picture(model_dir, tiny_cohort, tmp_path):
     """`predict --native-dir --overlay` on a preprocessed demo scan: the files `to-native` writes, and a picture."""
-    import yaml
-
     sheet = pd.read_csv(tiny_cohort / "samples.tsv", sep="\t")
     image = sheet[sheet["patient_id"] == "patient01"]["image"].iloc[0]
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "preprocess": {"spacing_mm": SPACING_MM, "skullstrip": {"method": "deepbet"}},
-                "inference": {"mirror_axes": [], "overlap": 0.25},
-            }
-        )
-    )
+    config = write_tiny_demo_config(tmp_path / "config.yaml")
     scan = tmp_path / "scan"
     assert main(["preprocess", "--image", image, "--config", str(config), "--out-dir", str(scan)]) == 0
     predict = ["predict", "--image", str(scan / "t1ce_zscore.nii.gz"), "--brain-mask", str(scan / "brain_mask.nii.gz")]
