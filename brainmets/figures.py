@@ -143,7 +143,7 @@ def lesion_overlay_figure(
     return three_plane_figure(
         np.asarray(image.dataobj, dtype=np.float32),
         out,
-        spacing_mm=voxel_spacing_mm(image.affine),
+        spacing_mm=tuple(voxel_spacing_mm(image.affine)),
         outline=np.asarray(load_nifti(segmentation_path, allow_constant=True).dataobj),
         overlay=np.asarray(load_nifti(entropy_path, allow_constant=True).dataobj, dtype=np.float32),
         overlay_range=(0.0, 1.0),
