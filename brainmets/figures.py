@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from brainmets.errors import BrainmetsError
-from brainmets.io import atomic_path, int_triple
+from brainmets.io import atomic_path, int_triple, load_nifti, voxel_spacing_mm
 
 #: panel name -> (axis cut through, axes shown horizontally and vertically, their end labels)
 PLANES = {
@@ -129,3 +129,24 @@ def three_plane_figure(
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", facecolor=figure.get_facecolor())
     return Path(path)
+
+
+def lesion_overlay_figure(
+    image_path: str | os.PathLike[str],
+    segmentation_path: str | os.PathLike[str],
+    entropy_path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    title: str = "",
+) -> Path:
+    """Write a scan's report picture: predicted lesions (outline) and total entropy (bits, colour) over the image."""
+    image = load_nifti(image_path)
+    return three_plane_figure(
+        np.asarray(image.dataobj, dtype=np.float32),
+        out,
+        spacing_mm=tuple(voxel_spacing_mm(image.affine)),
+        outline=np.asarray(load_nifti(segmentation_path, allow_constant=True).dataobj),
+        overlay=np.asarray(load_nifti(entropy_path, allow_constant=True).dataobj, dtype=np.float32),
+        overlay_range=(0.0, 1.0),
+        overlay_label="total entropy (bits)",
+        title=title,
+    )

@@ -17,7 +17,7 @@ import re
 import subprocess
 import tempfile
 import time
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -73,6 +73,17 @@ def detect_gpus() -> list[str]:
     except (OSError, subprocess.SubprocessError):
         return []
     return [line.strip() for line in result.stdout.splitlines() if line.strip()]
+
+
+def visible_gpus(env: Mapping[str, str] | None = None) -> list[str]:
+    """The GPUs a job started from `env` (os.environ by default) may use: CUDA_VISIBLE_DEVICES's, else nvidia-smi's."""
+    visible = parse_visible_devices((os.environ if env is None else env).get(ENV))
+    return visible if visible is not None else detect_gpus()
+
+
+def uses_gpu(device: str, env: Mapping[str, str] | None = None) -> bool:
+    """Whether a job whose device setting (auto | cpu | gpu) is `device` runs on a GPU: gpu, or auto with one seen."""
+    return device == "gpu" or (device == "auto" and bool(visible_gpus(env)))
 
 
 def _try_lock(path: Path) -> IO[str] | None:

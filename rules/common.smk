@@ -49,6 +49,19 @@ wildcard_constraints:
     stage="|".join(STAGE_SECTIONS),
 
 
+@functools.cache
+def gpu_visible():
+    """Whether the machine that runs the jobs shows a GPU (CUDA_VISIBLE_DEVICES, else nvidia-smi); asked once."""
+    from brainmets.gpu import uses_gpu
+
+    return uses_gpu("auto")
+
+
+def gpu_job(device):
+    """Whether jobs whose device setting is `device` (auto | cpu | gpu) run on a GPU; auto on a cluster counts as one."""
+    return device == "gpu" or (device == "auto" and (workflow.non_local_exec or gpu_visible()))
+
+
 def get_sample_sheet(wildcards=None):
     """Path of the sample sheet (config `samples`)."""
     return config["samples"]

@@ -2,7 +2,8 @@
 # voxel-wise uncertainty and a lesion table in patient space, then the maps on the native grid and the
 # report picture. One scan per job: jobs of different scans run in parallel (one per GPU) and a failed
 # scan costs only itself; loading the model takes seconds against minutes of sliding-window inference,
-# and the native maps and the picture add seconds, so they share the job rather than add one per scan.
+# and the native maps and the picture add seconds, so they share the job, and its process (no second
+# start of Python and the package), rather than add one per scan.
 
 
 rule predict:
@@ -12,7 +13,6 @@ rule predict:
         record="results/{patient}/{timepoint}/preprocessing.json",
         model=MODEL_JSON,
         config="results/config/inference.yaml",
-        script=workflow.source_path("../scripts/overlay.py"),
     output:
         segmentation="results/{patient}/{timepoint}/segmentation.nii.gz",
         native="results/{patient}/{timepoint}/native/segmentation.nii.gz",
@@ -32,16 +32,17 @@ rule predict:
         "benchmarks/out/predict/{patient}/{timepoint}.tsv"
     conda:
         "../envs/network.yaml"
-    threads: 2
+    # On a GPU: two threads and the GPU. On the CPU: one thread and no GPU claim, so that scans run side by
+    # side; a job's single-threaded parts (TensorFlow import, model loading, tracing, writing, native maps,
+    # picture) took half its time, with the second core idle while it ran alone.
+    threads: lambda wildcards: 2 if gpu_job(config["inference"]["device"]) else 1
     resources:
         mem_mb=6000,
         runtime=70,
-        gpu=1,
+        gpu=lambda wildcards: int(gpu_job(config["inference"]["device"])),
     shell:
-        "(scan=$(dirname {input.record})"
-        " && brainmets predict --image $scan/t1ce_zscore.nii.gz --brain-mask $scan/brain_mask.nii.gz"
+        "scan=$(dirname {input.record});"
+        " brainmets predict --image $scan/t1ce_zscore.nii.gz --brain-mask $scan/brain_mask.nii.gz"
         " --model $(dirname {input.model}) --config {input.config} --threads {threads} --out-dir $scan"
-        " && brainmets to-native --scan-dir $scan --labels {output.segmentation}"
-        " --maps $scan/probability.nii.gz $scan/uncertainty_total_entropy.nii.gz --out-dir $(dirname {output.native})"
-        " && python {input.script} $scan/t1ce.nii.gz {output.segmentation} $scan/uncertainty_total_entropy.nii.gz"
-        " {output.overlay} --title '{wildcards.patient} {wildcards.timepoint}') > {log} 2>&1"
+        " --native-dir $(dirname {output.native}) --overlay {output.overlay}"
+        " --title '{wildcards.patient} {wildcards.timepoint}' > {log} 2>&1"

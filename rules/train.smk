@@ -65,7 +65,8 @@ if not MODEL_GIVEN:
         resources:
             mem_mb=12000,
             runtime=1440,
-            gpu=1,
+            # a fold trained on the CPU claims no GPU, so that folds share a CPU-only machine's cores
+            gpu=lambda wildcards: int(gpu_job(config["train"]["device"])),
         params:
             model_dir=lambda wildcards, output: Path(output.best).parent.parent,
         shell:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 from brainmets.errors import BrainmetsError
-from brainmets.gpu import claim_gpu, parse_visible_devices
+from brainmets.gpu import claim_gpu, parse_visible_devices, uses_gpu
 
 
 def test_two_jobs_on_a_two_gpu_workstation_get_different_gpus(tmp_path):
@@ -39,6 +39,15 @@ def test_no_gpu_means_cpu_and_hidden_devices(tmp_path):
     assert env["CUDA_VISIBLE_DEVICES"] == ""
     assert claim_gpu(tmp_path, devices=["0"], env={"CUDA_VISIBLE_DEVICES": "-1"}).device is None
     assert parse_visible_devices(None) is None and parse_visible_devices("1, 0") == ["1", "0"]
+
+
+def test_a_job_uses_a_gpu_when_asked_or_when_auto_finds_one(monkeypatch):
+    monkeypatch.setattr("brainmets.gpu.detect_gpus", lambda: [])  # a CPU-only machine
+    assert not uses_gpu("auto", env={}) and not uses_gpu("cpu", env={}) and uses_gpu("gpu", env={})
+    assert uses_gpu("auto", env={"CUDA_VISIBLE_DEVICES": "0"})
+    monkeypatch.setattr("brainmets.gpu.detect_gpus", lambda: ["0", "1"])
+    assert uses_gpu("auto", env={}) and not uses_gpu("cpu", env={})
+    assert not uses_gpu("auto", env={"CUDA_VISIBLE_DEVICES": ""})  # every GPU hidden
 
 
 def test_slurm_assignment_is_used_without_locks(tmp_path):

@@ -201,23 +201,23 @@ def test_a_cropped_network_input_gives_maps_on_the_brain_mask_grid(model_dir, sc
     assert np.asarray(crop_p.dataobj)[box][brain[box]].min() > 0
 
 
+def write_tiny_demo_config(path: Path) -> Path:
+    """A configuration for the tiny demo cohort: its 2 mm grid, deepbet, overlap 0.25 without mirroring."""
+    import yaml
+
+    preprocess = {"spacing_mm": SPACING_MM, "skullstrip": {"method": "deepbet"}}
+    path.write_text(yaml.safe_dump({"preprocess": preprocess, "inference": {"mirror_axes": [], "overlap": 0.25}}))
+    return path
+
+
 @pytest.mark.slow
 def test_segment_raw_scans_gives_native_maps_on_the_exact_input_grid(model_dir, tiny_cohort, tmp_path, capsys):
     """Two oblique demo scans through preprocessing (deepbet, 2 mm), the 2-fold model and back."""
-    import yaml
     from brainmets.preprocess.pipeline import RECORD
 
     sheet = pd.read_csv(tiny_cohort / "samples.tsv", sep="\t")
     images = [Path(sheet[sheet["patient_id"] == p]["image"].iloc[0]) for p in ("patient01", "patient02")]
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "preprocess": {"spacing_mm": SPACING_MM, "skullstrip": {"method": "deepbet"}},
-                "inference": {"mirror_axes": [], "overlap": 0.25},
-            }
-        )
-    )
+    config = write_tiny_demo_config(tmp_path / "config.yaml")
     out = tmp_path / "segmented"
     argv = ["segment", *map(str, images), "--model", str(model_dir), "--out-dir", str(out), "--config", str(config)]
     assert main(argv) == 0
@@ -233,6 +233,44 @@ def test_segment_raw_scans_gives_native_maps_on_the_exact_input_grid(model_dir, 
         assert probability.max() > 0 and (probability >= 0).all() and (probability <= 1).all()
         patient = nib.load(scan_dir / "probability.nii.gz")
         assert patient.shape == nib.load(scan_dir / "brain_mask.nii.gz").shape
+
+
+@pytest.mark.slow
+def test_predict_also_writes_the_native_maps_of_to_native_and_the_picture(model_dir, tiny_cohort, tmp_path):
+    """`predict --native-dir --overlay` on a preprocessed demo scan: the files `to-native` writes, and a picture."""
+    sheet = pd.read_csv(tiny_cohort / "samples.tsv", sep="\t")
+    image = sheet[sheet["patient_id"] == "patient01"]["image"].iloc[0]
+    config = write_tiny_demo_config(tmp_path / "config.yaml")
+    scan = tmp_path / "scan"
+    assert main(["preprocess", "--image", image, "--config", str(config), "--out-dir", str(scan)]) == 0
+    predict = ["predict", "--image", str(scan / "t1ce_zscore.nii.gz"), "--brain-mask", str(scan / "brain_mask.nii.gz")]
+    predict += ["--model", str(model_dir), "--config", str(config), "--out-dir", str(scan)]
+    extra = ["--native-dir", str(scan / "native"), "--overlay", str(scan / "overlay.png"), "--title", "patient01"]
+    assert main(predict + extra) == 0
+    maps = [str(scan / f) for f in ("probability.nii.gz", "uncertainty_total_entropy.nii.gz")]
+    reference = ["to-native", "--scan-dir", str(scan), "--labels", str(scan / "segmentation.nii.gz"), "--maps", *maps]
+    assert main([*reference, "--out-dir", str(tmp_path / "reference")]) == 0
+    names = ("segmentation.nii.gz", "probability.nii.gz", "uncertainty_total_entropy.nii.gz")
+    assert sorted(p.name for p in (scan / "native").iterdir()) == sorted(names)
+    for name in names:
+        written, expected = nib.load(scan / "native" / name), nib.load(tmp_path / "reference" / name)
+        np.testing.assert_array_equal(np.asarray(written.dataobj), np.asarray(expected.dataobj))
+        np.testing.assert_array_equal(written.affine, expected.affine)
+        assert written.get_data_dtype() == expected.get_data_dtype()
+    assert np.asarray(nib.load(scan / "native" / "probability.nii.gz").dataobj).max() > 0  # not two empty maps
+    assert (scan / "overlay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_native_maps_without_a_preprocessed_scan_folder_are_refused_before_predicting(
+    model_dir, scan, tmp_path, capsys
+):
+    image, mask, _ = scan
+    out = tmp_path / "out"
+    argv = ["predict", "--image", str(image), "--brain-mask", str(mask), "--model", str(model_dir)]
+    assert main([*argv, "--out-dir", str(out), "--native-dir", str(out / "native")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "preprocessing.json" in error
+    assert not out.exists() or not any(out.iterdir())
 
 
 def test_result_folders_are_named_after_the_inputs_and_stay_apart(tmp_path):

@@ -88,6 +88,33 @@ def test_one_predict_job_per_scan_writes_its_maps_native_maps_and_picture(projec
     assert "native_and_overlay" not in {rule for rule, _ in blocks}
 
 
+def _job_settings(project: Path, rule: str, extra_env: dict[str, str]) -> set[tuple[str, str]]:
+    """(threads, gpu) of every planned job of `rule` in a dry run under `extra_env`."""
+    result = subprocess.run(
+        [*SNAKEMAKE, "-d", str(project), "-n", "--cores", "2"],
+        cwd=project,
+        env={**env(), **extra_env},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    blocks = re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)", result.stdout, re.MULTILINE)
+    found = set()
+    for name, block in blocks:
+        if name == rule:
+            threads = re.search(r"threads: (\d+)", block)
+            found.add((threads.group(1) if threads else "1", re.search(r"gpu=(\d+)", block).group(1)))
+    return found
+
+
+def test_cpu_jobs_claim_no_gpu_and_cpu_inference_runs_one_thread_per_scan(project: Path) -> None:
+    """Without a GPU, predict runs on one thread without the gpu resource (scans side by side); with one, 2 + gpu."""
+    assert _job_settings(project, "predict", {"CUDA_VISIBLE_DEVICES": ""}) == {("1", "0")}
+    assert _job_settings(project, "predict", {"CUDA_VISIBLE_DEVICES": "0"}) == {("2", "1")}
+    assert _job_settings(project, "train", {"CUDA_VISIBLE_DEVICES": ""}) == {("2", "0")}
+    assert _job_settings(project, "train", {"CUDA_VISIBLE_DEVICES": "0"}) == {("2", "1")}
+
+
 def test_single_patient_target_schedules_only_that_patient_and_the_model(project: Path) -> None:
     """`results/P2/rano_response.tsv` brings in P2's scans and the model, nothing of P1 or P3."""
     jobs = dry_run_jobs(project, "results/P2/rano_response.tsv")

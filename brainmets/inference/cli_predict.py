@@ -119,6 +119,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--brain-mask", type=Path, required=True, help="brain mask in patient space; maps are written on its grid"
     )
     parser.add_argument("--out-dir", type=Path, required=True, help="folder for the maps and lesions.tsv")
+    parser.add_argument(
+        "--native-dir",
+        type=Path,
+        help="also write the segmentation, probability and total entropy on the native grid of the preprocessed "
+        "scan in --out-dir (its preprocessing.json), into this folder (as `brainmets to-native`)",
+    )
+    parser.add_argument(
+        "--overlay",
+        type=Path,
+        help="also draw the report picture (PNG): lesions and total entropy over --out-dir's t1ce.nii.gz",
+    )
+    parser.add_argument("--title", default="", help="title of the --overlay picture")
     add_inference_arguments(parser)
 
 
@@ -132,14 +144,38 @@ def claim_gpu_for_inference(device: str) -> GpuClaim:
     return claim
 
 
+def write_native_and_overlay(
+    paths: dict[str, Path], scan_dir: Path, native_dir: Path | None, overlay: Path | None, title: str
+) -> None:
+    """The predicted scan's segmentation, probability and total entropy on its native grid, and its report picture.
+
+    In the job that predicted the scan, so that the workflow starts no further processes for them.
+    """
+    if native_dir is not None:
+        from brainmets.preprocess.native import maps_to_native
+
+        moved = [("segmentation", "label"), ("probability", "map"), ("total_entropy", "map")]
+        maps_to_native([(paths[name], kind, native_dir / paths[name].name) for name, kind in moved], scan_dir)
+    if overlay is not None:
+        from brainmets.figures import lesion_overlay_figure
+        from brainmets.preprocess.pipeline import IMAGE
+
+        lesion_overlay_figure(scan_dir / IMAGE, paths["segmentation"], paths["total_entropy"], overlay, title)
+
+
 def run(args: argparse.Namespace) -> None:
-    """Load the model, predict the scan and write its outputs atomically."""
+    """Load the model, predict the scan and write its outputs atomically (and, on request, native maps and picture)."""
     from brainmets.inference.pipeline import load_segmenter, predict_scan
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     settings = settings_from_args(args)
+    if args.native_dir is not None or args.overlay is not None:
+        from brainmets.preprocess.pipeline import read_record
+
+        read_record(args.out_dir)  # a scan folder written by `brainmets preprocess`, checked before any work
     claim = claim_gpu_for_inference(settings.device)  # the GPU lock is held until the prediction is written
     set_threads(args.threads)
     segmenter = load_segmenter(args.model, settings)
-    predict_scan(segmenter, args.image, args.brain_mask, args.out_dir)
+    paths = predict_scan(segmenter, args.image, args.brain_mask, args.out_dir)
     del claim  # releases the GPU lock
+    write_native_and_overlay(paths, args.out_dir, args.native_dir, args.overlay, args.title)

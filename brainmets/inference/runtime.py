@@ -126,7 +126,9 @@ def compile_predictor(
 
     signature = [tf.TensorSpec((None, *[int(p) for p in patch_size], 1), tf.float32)]
 
-    @tf.function(input_signature=signature, jit_compile=jit_compile, reduce_retracing=True)
+    # autograph=False: the body has no Python control flow to convert, and converting it cost about 0.2 CPU
+    # seconds of each fold's tracing (AVX2 EPYC); the graph and its results are the same
+    @tf.function(input_signature=signature, jit_compile=jit_compile, reduce_retracing=True, autograph=False)
     def forward(batch: Any) -> Any:
         output = model(batch, training=False)
         return tf.cast(output[0] if isinstance(output, (list, tuple)) else output, tf.float32)
