@@ -421,3 +421,22 @@ def test_precision_comes_from_the_config_and_the_command_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["predict", "--image", "a", "--brain-mask", "b", "--model", "m", "--out-dir", "o", "--precision", "fp8"])
     assert "invalid choice: 'fp8'" in capsys.readouterr().err
+
+
+def test_fold_predictors_share_one_graph_and_give_each_folds_own_logits():
+    """Each shared-graph fold predictor equals its own compiled network, bit for bit, in any call order."""
+    from brainmets.inference.runtime import compile_fold_predictors, compile_predictor
+    from brainmets.network.model import full_resolution_model
+
+    models = [full_resolution_model(randomised_unet(seed)) for seed in (3, 4, 5)]
+    batch = np.random.default_rng(2).normal(size=(2, 16, 16, 16, 1)).astype(np.float32)
+    expected = [compile_predictor(m, PATCH)(batch) for m in models]
+    shared = compile_fold_predictors(models, PATCH)
+    for fold in (0, 1, 2, 1, 0, 2, 2):
+        np.testing.assert_array_equal(shared[fold](batch), expected[fold])
+    assert min(np.abs(a - b).max() for a, b in ((expected[0], expected[1]), (expected[1], expected[2]))) > 0.01
+    from brainmets.network.model import build_unet
+
+    other = full_resolution_model(build_unet(filters=(4, 16), deep_supervision_heads=0))
+    with pytest.raises(BrainmetsError, match="fold network 1 differs from fold network 0"):
+        compile_fold_predictors([models[0], other], PATCH)
