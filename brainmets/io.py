@@ -291,7 +291,9 @@ def save_nifti(data: np.ndarray, affine: np.ndarray, path: str | os.PathLike[str
     array = np.asarray(data)
     if array.dtype == bool:
         array = array.astype(np.uint8)
-    img = nib.Nifti1Image(array, np.asarray(affine, dtype=np.float64))
+    # NIfTI stores voxels in Fortran order: nibabel writes a C-ordered array slice by slice, 1.3x (float32)
+    # to 3x (uint8) slower than one copy into Fortran order first; the file is the same
+    img = nib.Nifti1Image(np.asfortranarray(array), np.asarray(affine, dtype=np.float64))
     img.set_qform(img.affine, code=1)
     img.set_sform(img.affine, code=1)
     with atomic_path(path) as tmp:

@@ -363,3 +363,17 @@ def test_definition_option(tmp_path, capsys) -> None:
         main(["evaluate", "--truth", t, "--pred", p, "--out", str(out), "--definition", "brats2024"])
     assert exit_info.value.code == 2
     assert "--definition" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("fill", [0.0, 0.001, 0.02, 0.3])
+def test_lesion_dilation_on_the_bounding_box_equals_the_whole_grid(fill):
+    """The lesion-merging dilation, computed on the lesions' box, is scipy's dilation of the whole grid."""
+    from brainmets.evaluation.metrics import _DILATION, _dilate_once
+    from scipy import ndimage
+
+    rng = np.random.default_rng(7)
+    for shape in ((30, 31, 32), (4, 5, 6), (1, 6, 6)):
+        mask = rng.random(shape) < fill
+        if fill == 0.001:  # lesions on the grid's corners, where the box meets the border
+            mask[0, 0, 0] = mask[-1, -1, -1] = True
+        np.testing.assert_array_equal(_dilate_once(mask), ndimage.binary_dilation(mask, structure=_DILATION))
