@@ -230,11 +230,11 @@ def part_scan_brainmets(data: Path, patch: int) -> dict:
 
     The precision is chosen by the `auto` setting.
     """
-    from brainmets.inference.cli_predict import set_threads
     from brainmets.inference.ensemble import predict_ensemble
     from brainmets.inference.runtime import resolve_precision
+    from brainmets.network.threads import set_tensorflow_threads
 
-    set_threads(os.cpu_count())  # as the workflow's rule passes its threads
+    set_tensorflow_threads(os.cpu_count())  # as the workflow's rule passes its threads
     image, mask = np.load(data / "image.npy"), np.load(data / "mask.npy")
     precision = resolve_precision("auto", "/CPU:0")
     predictor = paper_predictor(patch, precision)

@@ -54,6 +54,8 @@ rule preprocess_training:
     conda:
         "../envs/preprocessing.yaml"
     threads: 1
+    # the training chain first (see rule train)
+    priority: 1
     resources:
         mem_mb=6000,
         runtime=30,

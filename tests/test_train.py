@@ -181,6 +181,8 @@ def test_killed_training_resumes_from_the_latest_checkpoint(workspace, capsys):
             str(model_dir),
             "--config",
             str(config),
+            "--threads",
+            "1",
             "--quiet",
         ]
     )

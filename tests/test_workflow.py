@@ -107,11 +107,11 @@ def _job_settings(project: Path, rule: str, extra_env: dict[str, str]) -> set[tu
     return found
 
 
-def test_cpu_jobs_claim_no_gpu_and_cpu_inference_runs_one_thread_per_scan(project: Path) -> None:
-    """Without a GPU, predict runs on one thread without the gpu resource (scans side by side); with one, 2 + gpu."""
+def test_cpu_jobs_claim_no_gpu_and_run_one_thread_per_scan_and_fold(project: Path) -> None:
+    """Without a GPU, predict and train run on one thread without the gpu resource (side by side); with one, 2 + gpu."""
     assert _job_settings(project, "predict", {"CUDA_VISIBLE_DEVICES": ""}) == {("1", "0")}
     assert _job_settings(project, "predict", {"CUDA_VISIBLE_DEVICES": "0"}) == {("2", "1")}
-    assert _job_settings(project, "train", {"CUDA_VISIBLE_DEVICES": ""}) == {("2", "0")}
+    assert _job_settings(project, "train", {"CUDA_VISIBLE_DEVICES": ""}) == {("1", "0")}
     assert _job_settings(project, "train", {"CUDA_VISIBLE_DEVICES": "0"}) == {("2", "1")}
 
 

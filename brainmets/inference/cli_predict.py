@@ -91,19 +91,6 @@ def settings_from_args(args: argparse.Namespace) -> InferenceSettings:
     return settings_from_config({"inference": section}, "command line")
 
 
-def set_threads(threads: int | None) -> None:
-    """Limit TensorFlow's CPU threads (before it starts); None keeps its default of all cores."""
-    if threads is None:
-        return
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # TensorFlow already running in this process (library use): keep its threads
-        logging.getLogger(__name__).warning("TensorFlow is already initialised; --threads %d ignored", threads)
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     """Declare the arguments of `brainmets predict`."""
     parser.add_argument(
@@ -166,6 +153,7 @@ def write_native_and_overlay(
 def run(args: argparse.Namespace) -> None:
     """Load the model, predict the scan and write its outputs atomically (and, on request, native maps and picture)."""
     from brainmets.inference.pipeline import load_segmenter, predict_scan
+    from brainmets.network.threads import set_tensorflow_threads
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     settings = settings_from_args(args)
@@ -174,7 +162,7 @@ def run(args: argparse.Namespace) -> None:
 
         read_record(args.out_dir)  # a scan folder written by `brainmets preprocess`, checked before any work
     claim = claim_gpu_for_inference(settings.device)  # the GPU lock is held until the prediction is written
-    set_threads(args.threads)
+    set_tensorflow_threads(args.threads)
     segmenter = load_segmenter(args.model, settings)
     paths = predict_scan(segmenter, args.image, args.brain_mask, args.out_dir)
     del claim  # releases the GPU lock

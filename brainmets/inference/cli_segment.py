@@ -23,9 +23,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Load the model once, then preprocess, predict and map back every scan."""
-    from brainmets.inference.cli_predict import set_threads, settings_from_args
+    from brainmets.inference.cli_predict import settings_from_args
     from brainmets.inference.pipeline import load_segmenter
     from brainmets.inference.segment import segment_scans
+    from brainmets.network.threads import set_tensorflow_threads
     from brainmets.preprocess.cli_preprocess import override_skullstrip
     from brainmets.preprocess.settings import load_settings
 
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> None:
     preprocess_settings = override_skullstrip(
         load_settings(args.config), method=args.skullstrip, skull_stripped=args.skull_stripped
     )
-    set_threads(args.threads)
+    set_tensorflow_threads(args.threads)
     segmenter = load_segmenter(args.model, settings)
     for name, folder in segment_scans(args.images, segmenter, args.out_dir, preprocess_settings).items():
         print(f"{name}: {folder}")

@@ -25,6 +25,7 @@ from brainmets.errors import BrainmetsError
 from brainmets.io import atomic_path, read_json, table_records, write_json
 from brainmets.network.model import build_unet
 from brainmets.network.modeldir import fold_dir
+from brainmets.network.sliding import BatchPredictor
 from brainmets.train.cases import Case, list_cases, read_image_and_label
 from brainmets.train.folds import fold_cases
 from brainmets.train.losses import hard_dice, segmentation_loss
@@ -89,7 +90,7 @@ def make_train_step(
     smooth = float(settings.loss["dice_smooth"])
     ds_weights = [float(w) for w in settings.loss["deep_supervision_weights"]]
 
-    @tf.function(jit_compile=jit_compile)
+    @tf.function(jit_compile=jit_compile, autograph=False)
     def train_step(image: tf.Tensor, label: tf.Tensor, weights: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
             outputs = model(image, training=True)
@@ -109,22 +110,28 @@ def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
     return 1.0 if total == 0 else float(2.0 * np.logical_and(prediction, truth).sum() / total)
 
 
+def validation_predictor(model: keras.Model, patch_size: Sequence[int]) -> BatchPredictor:
+    """Windows (batch, *patch_size, 1) -> the model's full-resolution logits (inference mode), traced once per fold."""
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *patch_size, 1), tf.float32)], autograph=False)
+    def full_resolution_logits(x: tf.Tensor) -> tf.Tensor:
+        return tf.cast(model(x, training=False)[0], tf.float32)
+
+    return lambda batch: full_resolution_logits(batch).numpy()
+
+
 def validation_dice(
-    model: keras.Model, cases: Sequence[Case], patch_size: Sequence[int], overlap: float, batch_size: int = 2
+    predictor: BatchPredictor, cases: Sequence[Case], patch_size: Sequence[int], overlap: float, batch_size: int = 2
 ) -> float:
     """Mean over cases of the Dice of (logits > 0), predicted by a sliding window over the brain as at inference."""
     from brainmets.network.sliding import sliding_window_predict
-
-    @tf.function(input_signature=[tf.TensorSpec((None, *patch_size, 1), tf.float32)])
-    def full_resolution_logits(x: tf.Tensor) -> tf.Tensor:
-        return tf.cast(model(x, training=False)[0], tf.float32)
 
     scores = []
     for case in cases:
         image, label = read_image_and_label(case)
         logits = sliding_window_predict(
             image,
-            lambda batch: full_resolution_logits(batch).numpy(),
+            predictor,
             patch_size,
             overlap=overlap,
             batch_size=batch_size,
@@ -255,8 +262,13 @@ def train_fold(
     model_dir: str | os.PathLike[str],
     settings: TrainSettings,
     verbose: int = 1,
+    threads: int | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) one fold on the prepared cases; returns the fold's final state.json contents."""
+    """Train (or resume) one fold on the prepared cases; returns the fold's final state.json contents.
+
+    `threads` is the augmentation pipeline's CPU threads (None: every core, at most 8); TensorFlow's own
+    are set by the caller before TensorFlow starts (brainmets.network.threads).
+    """
     from brainmets.train.dali import build_pipeline
 
     cases = list_cases(cases_dir)
@@ -306,7 +318,8 @@ def train_fold(
         )
 
     train_step = make_train_step(model, optimizer, settings, jit_compile=xla)
-    threads = max(1, min(8, os.cpu_count() or 1))
+    validate = validation_predictor(model, settings.patch_size)
+    threads = threads or max(1, min(8, os.cpu_count() or 1))
     for epoch in range(state["epoch"], settings.epochs):
         started = time.perf_counter()
         if verbose:
@@ -331,7 +344,7 @@ def train_fold(
         due = (epoch + 1) % settings.validate_every == 0 or last
         val = float("nan")
         if due:
-            val = validation_dice(model, val_cases, settings.patch_size, settings.validation_overlap)
+            val = validation_dice(validate, val_cases, settings.patch_size, settings.validation_overlap)
         improved = bool(np.isfinite(val) and val > state["best_dice"])
         state.update(epoch=epoch + 1, step=int(optimizer.iterations.numpy()), finished=last)
         if improved:
