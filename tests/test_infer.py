@@ -426,17 +426,40 @@ def test_precision_comes_from_the_config_and_the_command_line(tmp_path, capsys):
 def test_fold_predictors_share_one_graph_and_give_each_folds_own_logits():
     """Each shared-graph fold predictor equals its own compiled network, bit for bit, in any call order."""
     from brainmets.inference.runtime import compile_fold_predictors, compile_predictor
-    from brainmets.network.model import full_resolution_model
+    from brainmets.network.model import build_unet, full_resolution_model
 
     models = [full_resolution_model(randomised_unet(seed)) for seed in (3, 4, 5)]
     batch = np.random.default_rng(2).normal(size=(2, 16, 16, 16, 1)).astype(np.float32)
     expected = [compile_predictor(m, PATCH)(batch) for m in models]
-    shared = compile_fold_predictors(models, PATCH)
+    runner = full_resolution_model(randomised_unet(9))
+    shared = compile_fold_predictors(runner, [m.get_weights() for m in models], PATCH)
     for fold in (0, 1, 2, 1, 0, 2, 2):
         np.testing.assert_array_equal(shared[fold](batch), expected[fold])
     assert min(np.abs(a - b).max() for a, b in ((expected[0], expected[1]), (expected[1], expected[2]))) > 0.01
-    from brainmets.network.model import build_unet
-
     other = full_resolution_model(build_unet(filters=(4, 16), deep_supervision_heads=0))
-    with pytest.raises(BrainmetsError, match="fold network 1 differs from fold network 0"):
-        compile_fold_predictors([models[0], other], PATCH)
+    with pytest.raises(BrainmetsError, match="the weights of fold 1 do not fit the network"):
+        compile_fold_predictors(runner, [models[0].get_weights(), other.get_weights()], PATCH)
+
+
+def test_fold_weights_of_a_model_directory_are_each_folds_own(tmp_path):
+    """load_fold_weights builds one network and returns the full-resolution weights load_model_dir's folds hold."""
+    import keras
+    from brainmets.network.model import build_unet
+    from brainmets.network.modeldir import load_fold_weights, load_model_dir, model_metadata, write_json
+
+    network = {"filters": [4, 8, 16], "deep_supervision_heads": 1}  # heads that inference leaves out
+    for fold in (0, 1):
+        keras.utils.set_random_seed(fold)
+        (tmp_path / f"fold_{fold}").mkdir()
+        build_unet(**network).save_weights(str(tmp_path / f"fold_{fold}" / "best.weights.h5"))
+    write_json(model_metadata("tiny", network, PATCH, SPACING_MM, [0, 1]), tmp_path / "model.json")
+
+    meta, full, fold_weights = load_fold_weights(tmp_path)
+    meta_each, models = load_model_dir(tmp_path)
+    assert meta == meta_each and len(fold_weights) == len(models) == 2
+    assert len(full.outputs) == 1
+    for weights, model in zip(fold_weights, models, strict=True):
+        assert len(weights) == len(model.get_weights()) == len(full.weights)
+        for ours, theirs in zip(weights, model.get_weights(), strict=True):
+            np.testing.assert_array_equal(ours, theirs)
+    assert any(not np.array_equal(a, b) for a, b in zip(fold_weights[0], fold_weights[1], strict=True))

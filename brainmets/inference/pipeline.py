@@ -102,15 +102,17 @@ class Segmenter:
 def load_segmenter(model_dir: str | os.PathLike[str], settings: InferenceSettings) -> Segmenter:
     """Load and validate a model directory and compile one predictor per fold for the configured device."""
     from brainmets.inference.runtime import compile_fold_predictors, dtype_policy, resolve_device, resolve_precision
-    from brainmets.network.modeldir import load_model_dir
+    from brainmets.network.modeldir import load_fold_weights
 
     started = time.perf_counter()
     device = resolve_device(settings.device)
     with dtype_policy(resolve_precision(settings.precision, device, settings.recipe)):
-        metadata, models = load_model_dir(model_dir, weights=settings.weights)
+        metadata, network, fold_weights = load_fold_weights(model_dir, weights=settings.weights)
     jit = device.startswith("/GPU") if settings.jit_compile == "auto" else bool(settings.jit_compile)
-    predictors = compile_fold_predictors(models, metadata["patch_size"], device=device, jit_compile=jit)
-    log.info("model %s: %d folds on %s loaded in %.1f s", model_dir, len(models), device, time.perf_counter() - started)
+    predictors = compile_fold_predictors(network, fold_weights, metadata["patch_size"], device=device, jit_compile=jit)
+    log.info(
+        "model %s: %d folds on %s loaded in %.1f s", model_dir, len(predictors), device, time.perf_counter() - started
+    )
     return Segmenter(metadata, predictors, settings)
 
 

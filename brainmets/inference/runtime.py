@@ -143,33 +143,32 @@ def compile_predictor(
 
 
 def compile_fold_predictors(
-    models: Sequence[keras.Model],
+    model: keras.Model,
+    fold_weights: Sequence[Sequence[np.ndarray]],
     patch_size: Sequence[int],
     *,
     device: str = "/CPU:0",
     jit_compile: bool = False,
 ) -> list[BatchPredictor]:
-    """One numpy batch predictor per fold network, all running one graph compiled once (see the module notes).
+    """One numpy batch predictor per fold, all running `model`'s graph compiled once (see the module notes).
 
-    The folds must share one architecture. A predictor loads its fold's weights into the graph when it is
-    called after another fold's, so calls should come fold by fold, as the ensembles make them.
+    `fold_weights[k]` is fold k's `get_weights()` for this network. A predictor loads its fold's weights into
+    the graph when it is called after another fold's, so calls should come fold by fold, as the ensembles
+    make them. The weights are kept on `device`.
     """
     import tensorflow as tf
 
-    if not models:
-        return []
-    runner = models[0]
-    shapes = [tuple(v.shape) for v in runner.weights]
+    shapes = [tuple(v.shape) for v in model.weights]
     with tf.device(device):
         folds = []
-        for index, model in enumerate(models):
-            if [tuple(v.shape) for v in model.weights] != shapes:
+        for index, weights in enumerate(fold_weights):
+            if [tuple(np.shape(w)) for w in weights] != shapes:
                 raise BrainmetsError(
-                    f"fold network {index} differs from fold network 0; the folds must share one network"
+                    f"the weights of fold {index} do not fit the network; the folds must share one network"
                 )
-            folds.append([tf.identity(tf.convert_to_tensor(v)) for v in model.weights])
-    compiled = compile_predictor(runner, patch_size, device=device, jit_compile=jit_compile)
-    loaded = [0]
+            folds.append([tf.constant(w) for w in weights])
+    compiled = compile_predictor(model, patch_size, device=device, jit_compile=jit_compile)
+    loaded: list[int | None] = [None]
 
     def fold_predictor(index: int) -> BatchPredictor:
         """The predictor of fold `index`."""
@@ -177,11 +176,11 @@ def compile_fold_predictors(
         def predict(batch: np.ndarray) -> np.ndarray:
             if loaded[0] != index:
                 with tf.device(device):
-                    for variable, value in zip(runner.weights, folds[index], strict=True):
+                    for variable, value in zip(model.weights, folds[index], strict=True):
                         variable.assign(value)
                 loaded[0] = index
             return compiled(batch)
 
         return predict
 
-    return [fold_predictor(index) for index in range(len(models))]
+    return [fold_predictor(index) for index in range(len(folds))]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
+import numpy as np
 
 from brainmets import __version__
 from brainmets.errors import BrainmetsError
@@ -161,30 +162,65 @@ def finalise_model_dir(model_dir: str | os.PathLike[str], folds: list[int] | Non
     return write_json(validate_metadata(meta, str(root / "model.json")), root / "model.json")
 
 
-def load_model_dir(path: str | os.PathLike[str], weights: str = "best") -> tuple[dict[str, Any], list[keras.Model]]:
-    """Validate a model directory; returns its metadata and one full-resolution inference model per fold."""
-    from brainmets.network.model import build_unet, full_resolution_model
+def _read_weights(network: keras.Model, weights_path: Path) -> None:
+    """Load a fold's weights file into `network`, refusing a file that does not fit it (BrainmetsError)."""
+    try:
+        with warnings.catch_warnings():
+            # Keras only warns when parts of a file do not match; a partial load must not pass
+            warnings.simplefilter("error")
+            network.load_weights(str(weights_path))
+    except Exception as error:  # h5py and Keras raise several types for mismatched or corrupt files
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise BrainmetsError(f"{weights_path}: weights do not fit the network in model.json ({message})") from None
+
+
+def _fold_networks(
+    path: str | os.PathLike[str], weights: str, shared: bool
+) -> tuple[dict[str, Any], list[keras.Model], list[Path]]:
+    """Validated metadata, freshly built networks (one per fold, or one to share) and each fold's weights file."""
+    from brainmets.network.model import build_unet
 
     root = Path(path)
     if not root.is_dir():
         raise BrainmetsError(f"{root}: model directory not found; train a model or set model.dir")
     meta = validate_metadata(read_json(root / "model.json"), str(root / "model.json"))
-    models = []
+    files = []
     for fold in meta["folds"]:
         weights_path = fold_dir(root, fold) / f"{weights}.weights.h5"
         if not weights_path.is_file():
             raise BrainmetsError(f"{weights_path}: missing weights of fold {fold} listed in model.json")
-        try:
-            network = build_unet(**meta["network"])
-        except (TypeError, ValueError) as error:
-            raise BrainmetsError(f"{root / 'model.json'}: network settings cannot build the U-Net ({error})") from None
-        try:
-            with warnings.catch_warnings():
-                # Keras only warns when parts of a file do not match; a partial load must not pass
-                warnings.simplefilter("error")
-                network.load_weights(str(weights_path))
-        except Exception as error:  # h5py and Keras raise several types for mismatched or corrupt files
-            message = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise BrainmetsError(f"{weights_path}: weights do not fit the network in model.json ({message})") from None
-        models.append(full_resolution_model(network))
-    return meta, models
+        files.append(weights_path)
+    try:
+        networks = [build_unet(**meta["network"]) for _ in range(1 if shared else len(files))]
+    except (TypeError, ValueError) as error:
+        raise BrainmetsError(f"{root / 'model.json'}: network settings cannot build the U-Net ({error})") from None
+    return meta, networks, files
+
+
+def load_model_dir(path: str | os.PathLike[str], weights: str = "best") -> tuple[dict[str, Any], list[keras.Model]]:
+    """Validate a model directory; returns its metadata and one full-resolution inference model per fold."""
+    from brainmets.network.model import full_resolution_model
+
+    meta, networks, files = _fold_networks(path, weights, shared=False)
+    for network, weights_path in zip(networks, files, strict=True):
+        _read_weights(network, weights_path)
+    return meta, [full_resolution_model(network) for network in networks]
+
+
+def load_fold_weights(
+    path: str | os.PathLike[str], weights: str = "best"
+) -> tuple[dict[str, Any], keras.Model, list[list[np.ndarray]]]:
+    """Validate a model directory; returns its metadata, one full-resolution network and every fold's weights.
+
+    The network is built once (0.5-0.6 s per build of the demo U-Net on one AVX2 core) and each fold's file is
+    read into it in turn; it holds the last fold's weights on return.
+    """
+    from brainmets.network.model import full_resolution_model
+
+    meta, (network,), files = _fold_networks(path, weights, shared=True)
+    full = full_resolution_model(network)  # shares the layers: no deep-supervision heads
+    fold_weights = []
+    for weights_path in files:
+        _read_weights(network, weights_path)
+        fold_weights.append([np.asarray(w) for w in full.get_weights()])
+    return meta, full, fold_weights

@@ -317,6 +317,8 @@ def train_fold(
             f"mixed precision {'on' if mixed else 'off'}, XLA {'on' if xla else 'off'}"
         )
 
+    if not optimizer.built:  # eagerly: built inside the first step, its variables made TensorFlow trace it twice
+        optimizer.build(model.trainable_variables)
     train_step = make_train_step(model, optimizer, settings, jit_compile=xla)
     validate = validation_predictor(model, settings.patch_size)
     threads = threads or max(1, min(8, os.cpu_count() or 1))
