@@ -513,6 +513,10 @@ def precision_guard(model: Path, samples: Path, config: Path | None, limit: int 
                     "bfloat16_s": seconds["bfloat16"],
                 }
             )
+            print(
+                ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()),
+                flush=True,
+            )
     table = pd.DataFrame(rows)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(
