@@ -51,11 +51,11 @@ rule preprocess_training:
         "logs/preprocess_training/{case}.log",
     benchmark:
         "benchmarks/out/preprocess_training/{case}.tsv"
+    # the training chain first (see rule train)
+    priority: 1
     conda:
         "../envs/preprocessing.yaml"
     threads: 1
-    # the training chain first (see rule train)
-    priority: 1
     resources:
         mem_mb=6000,
         runtime=30,

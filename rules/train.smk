@@ -13,11 +13,11 @@ if not MODEL_GIVEN:
             "logs/weight_map/{case}.log",
         benchmark:
             "benchmarks/out/weight_map/{case}.tsv"
+        # the training chain first (see rule train)
+        priority: 1
         conda:
             "../envs/network.yaml"
         threads: 1
-        # the training chain first (see rule train)
-        priority: 1
         resources:
             mem_mb=2000,
             runtime=10,
@@ -36,10 +36,10 @@ if not MODEL_GIVEN:
             "logs/prepare_case/{case}.log",
         benchmark:
             "benchmarks/out/prepare_case/{case}.tsv"
+        priority: 1
         conda:
             "../envs/network.yaml"
         threads: 1
-        priority: 1
         resources:
             mem_mb=2000,
             runtime=10,
@@ -62,16 +62,16 @@ if not MODEL_GIVEN:
             "logs/train/fold_{fold}.log",
         benchmark:
             "benchmarks/out/train/fold_{fold}.tsv"
+        # The training chain (preprocess_training, weight_map, prepare_case, train) goes before the other scans'
+        # preprocessing: those then fill the cores that the folds leave free (the last fold of five on two
+        # cores ran alone, one core idle for 2.5 minutes of the demo) instead of delaying the first fold.
+        priority: 1
         conda:
             "../envs/network.yaml"
         # On a GPU: two threads and the GPU. On the CPU: one thread and no GPU claim, so that folds run side by
         # side: a fold's single-threaded parts (imports, tracing, validation set-up) left the second core idle,
         # and one step on two threads was only 1.6x faster than on one (demo preset, AVX2 EPYC).
         threads: lambda wildcards: 2 if gpu_job(config["train"]["device"]) else 1
-        # The training chain (preprocess_training, weight_map, prepare_case, train) goes before the other scans'
-        # preprocessing: those then fill the cores that the folds leave free (the last fold of five on two
-        # cores ran alone, one core idle for 2.5 minutes of the demo) instead of delaying the first fold.
-        priority: 1
         resources:
             mem_mb=12000,
             runtime=1440,
