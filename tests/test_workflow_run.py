@@ -72,7 +72,9 @@ def _state(project: Path, fold: int) -> dict:
 def test_killed_run_resumes_without_redoing_finished_jobs(tmp_path: Path) -> None:
     """Kill -9 the whole run while the second fold trains: the rerun keeps the first, resumes the second."""
     project = make_training_project(tmp_path / "p", patients=2, folds=2, epochs=3, gpu_lock_dir=tmp_path / "locks")
-    command = [*SNAKEMAKE, MODEL, "-d", str(project), "--cores", "2"]
+    # two threads per fold on two cores: one fold after the other (on the CPU a fold takes one thread by default)
+    sequential = ("--cores", "2", "--set-threads", "train=2")
+    command = [*SNAKEMAKE, MODEL, "-d", str(project), *sequential]
     run = subprocess.Popen(
         command, cwd=project, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -99,7 +101,7 @@ def test_killed_run_resumes_without_redoing_finished_jobs(tmp_path: Path) -> Non
     assert not (project / MODEL).exists()
 
     assert snakemake(project, "--unlock").returncode == 0
-    rerun = snakemake(project, MODEL, "--cores", "2", timeout=400)
+    rerun = snakemake(project, MODEL, *sequential, timeout=400)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     stats = re.search(r"^train\s+(\d+)$", rerun.stdout + rerun.stderr, re.MULTILINE)
     assert stats and stats.group(1) == "1", "the rerun must train only the interrupted fold"
