@@ -62,16 +62,11 @@ def _dilate_once(mask: np.ndarray) -> np.ndarray:
 
     The whole native grid took 2.1 s per scan on the demo cohort (AVX2 EPYC); the lesions' box, milliseconds.
     """
-    found = (
-        np.nonzero(mask.any(axis=(1, 2)))[0],
-        np.nonzero(mask.any(axis=(0, 2)))[0],
-        np.nonzero(mask.any(axis=(0, 1)))[0],
-    )
     out = np.zeros(mask.shape, dtype=bool)
-    if not found[0].size:
-        return out
-    box = tuple(slice(max(0, int(i[0]) - 1), min(n, int(i[-1]) + 2)) for i, n in zip(found, mask.shape, strict=True))
-    out[box] = ndimage.binary_dilation(mask[box], structure=_DILATION)
+    boxes = ndimage.find_objects(mask.astype(np.uint8))
+    if boxes:
+        box = _union_box(boxes, mask.shape)
+        out[box] = ndimage.binary_dilation(mask[box], structure=_DILATION)
     return out
 
 
