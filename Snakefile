@@ -1,8 +1,21 @@
 # brainmets: brain-metastasis segmentation, uncertainty, tracking and RANO-BM response on T1-CE MRI.
 # Run it with `snakemake --cores all`; Snakemake applies profiles/default, which limits GPU jobs (README).
+import gc
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# Planning a large cohort allocates millions of small objects that stay alive until the jobs run, and
+# Python's cyclic collector would walk them all again and again: a quarter of a 2,431-scan dry run
+# (benchmarks/dag.py). It is off while Snakemake parses the workflow and builds the DAG, and on again
+# when the jobs start. Dry runs and the one-job processes that Snakemake starts itself (--no-hooks) never
+# call onstart; they end soon after planning.
+gc.disable()
+
+
+onstart:
+    gc.enable()
 
 
 configfile: "config/config.yaml"

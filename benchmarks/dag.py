@@ -5,7 +5,8 @@ files, since a dry run reads only the sheet) plus training cases, and prints the
 wall time and the peak memory of the dry run. Target: at most 10 s on a 2-core machine.
 
 Snakemake's own cost per job is the floor: the same run also dry-runs a bare workflow with the same
-number of jobs per rule (one output each, no inputs, logs, resources or environments) and prints it.
+number of jobs per rule (one output each, no inputs, logs, resources or environments; Python's cyclic
+garbage collector off while planning, as in the Snakefile) and prints it.
 
     python benchmarks/dag.py [--scans 2431] [--training 40] [--keep DIR]
 """
@@ -66,7 +67,7 @@ def job_counts(listing: str) -> dict[str, int]:
 
 def write_bare_workflow(root: Path, counts: dict[str, int]) -> Path:
     """Write a Snakefile in `root` with `counts[rule]` bare jobs per rule; returns its path."""
-    lines = [f"COUNTS = {counts!r}", "", "", "rule all:", "    input:"]
+    lines = ["import gc", "", "gc.disable()", f"COUNTS = {counts!r}", "", "", "rule all:", "    input:"]
     lines += [f"        expand('floor/{rule}/{{i}}.txt', i=range(COUNTS['{rule}']))," for rule in counts]
     for rule in counts:
         lines += [

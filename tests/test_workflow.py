@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -54,6 +55,29 @@ def test_plain_command_applies_the_default_profile_and_its_gpu_limit(tmp_path: P
     assert run.returncode == 0, run.stdout + run.stderr
     assert re.search(r"^Provided resources: gpu=Resource\(\"gpu\", 1\)$", run.stdout + run.stderr, re.MULTILINE)
     assert (tmp_path / "results/config/track.yaml").is_file()
+
+
+# Parses the workflow as Snakemake does, then calls the hook Snakemake calls before the first job.
+PLANNING_GC = """
+import gc, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import OutputSettings, ResourceSettings
+with SnakemakeApi(OutputSettings()) as api:
+    snakefile, workdir = Path(sys.argv[1]), Path(sys.argv[2])
+    workflow = api.workflow(resource_settings=ResourceSettings(cores=1), snakefile=snakefile, workdir=workdir)._workflow
+    planning = gc.isenabled()
+    workflow._onstart(None)
+    print(planning, gc.isenabled())
+"""
+
+
+def test_garbage_collector_is_off_while_planning_and_on_when_jobs_start(project: Path) -> None:
+    """Python's cyclic collector is off while the workflow is parsed and planned, on again before the first job."""
+    command = [sys.executable, "-c", PLANNING_GC, str(REPO / "Snakefile"), str(project)]
+    result = subprocess.run(command, env=env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.split()[-2:] == ["False", "True"]
 
 
 def test_dry_run_schedules_every_stage_for_every_scan(project: Path) -> None:
