@@ -7,10 +7,10 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 # Planning a large cohort allocates millions of small objects that stay alive until the jobs run, and
-# Python's cyclic collector would walk them all again and again: a quarter of a 2,431-scan dry run
+# Python's cyclic collector would walk them all again and again: a fifth of a 2,431-scan dry run
 # (benchmarks/dag.py). It is off while Snakemake parses the workflow and builds the DAG, and on again
 # when the jobs start. Dry runs and the one-job processes that Snakemake starts itself (--no-hooks) never
-# call onstart; they end soon after planning.
+# call onstart; they are short-lived.
 gc.disable()
 
 
