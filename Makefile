@@ -3,12 +3,13 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+NIIVUE := viewer/node_modules/@niivue/niivue/dist/niivue.umd.js
 CORES  ?= all
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: env scorers demo lint test test-fast lock clean
 
-env: $(STAMP)
+env: $(STAMP) $(NIIVUE)
 
 # Idempotent: rebuilt only when the lock or the package metadata change.
 $(STAMP): requirements.lock pyproject.toml
@@ -17,6 +18,13 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install -q -r requirements.lock
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# The review pages' viewer: NiiVue from npm, pinned with its integrity hash in viewer/package-lock.json; the
+# pages inline its browser bundle, so nothing is fetched when one opens. Reinstalled only when the lock changes.
+$(NIIVUE): viewer/package-lock.json
+	@command -v npm >/dev/null || { echo "make env: npm not found: install Node.js and npm (Debian: apt-get install npm), which fetch the review page's viewer (viewer/package-lock.json)" >&2; exit 1; }
+	npm ci --prefix viewer --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
 
 # The whole workflow on the demo cohort, then its HTML report: the plain commands of the README.
 # Snakemake applies profiles/default (the limit on concurrent GPU jobs) by itself.

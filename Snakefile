@@ -32,6 +32,7 @@ include: "rules/train.smk"
 include: "rules/inference.smk"
 include: "rules/track.smk"
 include: "rules/rano.smk"
+include: "rules/review.smk"
 include: "rules/evaluation.smk"
 
 

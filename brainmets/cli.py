@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "measure": "brainmets.rano.cli_measure",
     "track": "brainmets.track.cli_track",
     "rano": "brainmets.rano.cli_rano",
+    "review-page": "brainmets.review.cli_review_page",
     "evaluate": "brainmets.evaluation.cli_evaluate",
     "evaluate-cohort": "brainmets.evaluation.cli_evaluate_cohort",
 }

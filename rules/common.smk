@@ -37,6 +37,7 @@ STAGE_SECTIONS = {
     "inference": ["model", "inference"],
     "track": ["track", "rano"],
     "rano": ["rano"],
+    "review": ["review", "rano"],
 }
 
 
@@ -206,6 +207,7 @@ def get_final_output():
     # Snakemake remakes a missing output only where a target or a later job asks for it: tracking asks
     # for each scan's segmentation, nothing asks for its picture
     outputs += [f"results/{patient}/{t}/overlay.png" for patient in get_patients() for t in get_timepoints(patient)]
+    outputs += [f"results/{patient}/review.html" for patient in get_patients()]
     outputs += ["results/cohort/rano_response.tsv", "results/cohort/best_response.tsv"]
     if get_evaluation_tables(None):
         outputs += ["results/cohort/evaluation_summary.tsv"]
@@ -243,6 +245,12 @@ def get_patient_segmentations(wildcards):
 def get_patient_lesion_tables(wildcards):
     """Tracked lesion tables of every patient."""
     return [f"results/{patient}/lesions.tsv" for patient in get_patients()]
+
+
+def get_review(wildcards):
+    """The reviewer's decisions on {patient} (results/{patient}/review.tsv) when there are any, else nothing."""
+    path = Path("results", wildcards.patient, "review.tsv")
+    return [str(path)] if path.is_file() else []
 
 
 def get_track_manifest(wildcards):

@@ -5,6 +5,8 @@
 rule track:
     input:
         masks=get_patient_segmentations,
+        # a reviewer's decisions, when results/{patient}/review.tsv exists (brainmets.track.corrections)
+        review=get_review,
         config="results/config/track.yaml",
     output:
         # the visits tracked (timepoint, mask), the manifest `brainmets track` reads
@@ -23,7 +25,8 @@ rule track:
         runtime=20,
     params:
         manifest=get_track_manifest,
+        review=lambda wildcards, input: f"--review {input.review}" if input.review else "",
     shell:
         "printf '{params.manifest}' > {output.manifest} &&"
         " brainmets track {output.manifest} --out $(dirname {output.lesions}) --config {input.config}"
-        " --patient {wildcards.patient} > {log} 2>&1"
+        " --patient {wildcards.patient} {params.review} > {log} 2>&1"

@@ -102,6 +102,7 @@ def stage_settings() -> dict[str, tuple[type, Any]]:
     from brainmets.inference import settings as inference
     from brainmets.preprocess import settings as preprocess
     from brainmets.rano import settings as rano
+    from brainmets.review import settings as review
     from brainmets.track import settings as track
     from brainmets.train import settings as train
 
@@ -112,6 +113,7 @@ def stage_settings() -> dict[str, tuple[type, Any]]:
         "inference": (inference.InferenceSettings, inference.settings_from_config),
         "track": (track.TrackSettings, track.settings_from_config),
         "rano": (rano.RanoSettings, rano.settings_from_config),
+        "review": (review.ReviewSettings, review.settings_from_config),
         "evaluation": (evaluation.EvaluationSettings, evaluation.settings_from_config),
     }
 

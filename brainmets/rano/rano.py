@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,8 @@ from brainmets.rano.settings import RanoSettings
 #: ";"-joined ids (empty without targets); sum_ld_mm is the sum of target LDs (empty without targets);
 #: nadir_mm the smallest earlier sum (empty on the baseline row); changes are in percent (empty when
 #: the reference is 0); new_lesions counts lesions first seen at that visit; progression_date is set
-#: on PD rows only; the response columns are empty after progression under `after_progression: stop`
+#: on PD rows only; the response columns are empty after progression under `after_progression: stop`;
+#: review lists what a reviewer's decisions changed at that visit (empty without a review)
 RESPONSE_COLUMNS: list[str] = [
     "patient_id",
     "period",
@@ -61,7 +62,11 @@ RESPONSE_COLUMNS: list[str] = [
     "confirmed",
     "progression_date",
     "assessment",
+    "review",
 ]
+
+#: the `review` mark of a lesion-table row a reviewer rejected (brainmets.track.corrections): it counts for nothing
+REJECTED = "rejected"
 
 #: columns of the best-overall-response table, in order
 BEST_RESPONSE_COLUMNS: list[str] = [
@@ -123,6 +128,11 @@ def is_measurable(
     )
 
 
+def is_rejected(review: pd.Series) -> pd.Series:
+    """Whether each lesion-table row's `review` marks ("; "-joined) say a reviewer rejected it."""
+    return review.fillna("").astype(str).str.split("; ").map(lambda marks: REJECTED in marks)
+
+
 def iso_dates(values: pd.Series, source: str) -> pd.Series:
     """Parse ISO dates (YYYY-MM-DD) into normalised Timestamps, naming the row of the first bad one."""
     parsed = pd.to_datetime(values.astype(str), format="%Y-%m-%d", errors="coerce")
@@ -157,6 +167,9 @@ def check_lesion_table(lesions: pd.DataFrame, source: str) -> pd.DataFrame:
             )
         table[column] = numbers
     table["merged_into"] = pd.to_numeric(table["merged_into"], errors="coerce")
+    # the mark of a reviewer's decision (`brainmets track --review`); rows marked rejected count for nothing
+    review = table["review"] if "review" in table.columns else pd.Series("", index=table.index)
+    table["review"] = review.fillna("").astype(str)
     return table
 
 
@@ -230,6 +243,8 @@ class _Visit:
     slices: dict[int, int]
     volume: dict[int, float]
     merged_into: dict[int, int]
+    #: what a reviewer's decisions changed at this visit ("lesion 3: rejected", ...)
+    review: list[str] = field(default_factory=list)
 
 
 def _visits(table: pd.DataFrame) -> dict[str, dict[pd.Timestamp, _Visit]]:
@@ -238,7 +253,14 @@ def _visits(table: pd.DataFrame) -> dict[str, dict[pd.Timestamp, _Visit]]:
     keys = table[["patient_id", "timepoint"]].drop_duplicates().sort_values(["patient_id", "timepoint"])
     for patient, timepoint in zip(keys["patient_id"], keys["timepoint"], strict=True):
         visits.setdefault(patient, {})[timepoint] = _Visit({}, {}, {}, {}, {})
-    present = table[(table["component"] > 0) & (table["lesion_id"] > 0)]
+    reviewed = table[(table["review"] != "") & (table["lesion_id"] > 0)]
+    for patient, timepoint, lesion, mark in zip(
+        reviewed["patient_id"], reviewed["timepoint"], reviewed["lesion_id"], reviewed["review"], strict=True
+    ):
+        note = f"lesion {int(lesion)}: {mark}"
+        if note not in visits[patient][timepoint].review:
+            visits[patient][timepoint].review.append(note)
+    present = table[(table["component"] > 0) & (table["lesion_id"] > 0) & ~is_rejected(table["review"])]
     grouped = present.groupby(["patient_id", "timepoint", "lesion_id"], sort=False).agg(
         ld=("longest_diameter_mm", "sum"),
         pd=("perpendicular_diameter_mm", "max"),
@@ -459,6 +481,7 @@ def _visit_row(
         "confirmed": False,
         "progression_date": None,
         "assessment": "radiographic" if np.isnan(dose_mg) and status is None else "radiographic+clinical",
+        "review": "; ".join(visit.review),
     }
 
 

@@ -26,6 +26,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--config", type=Path, help="YAML configuration: `track` section (matching) and `rano` (measurability)"
     )
     parser.add_argument("--patient", help="write this id into a leading patient_id column of lesions.tsv")
+    parser.add_argument(
+        "--review",
+        type=Path,
+        help="a reviewer's review.tsv (lesion_id, timepoint, decision reject/accept/merge, into) to apply; "
+        "ids are those of tracking without it (brainmets.track.corrections)",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -35,4 +41,4 @@ def run(args: argparse.Namespace) -> None:
     from brainmets.track.track import track_manifest
 
     settings, rano_settings = load_settings(args.config), load_rano_settings(args.config)
-    track_manifest(args.manifest, args.out, settings, rano_settings, args.patient)
+    track_manifest(args.manifest, args.out, settings, rano_settings, args.patient, args.review)

@@ -39,10 +39,13 @@ from brainmets.track.settings import TrackSettings
 
 #: columns of the tracked lesion table, in order (a `patient_id` column may precede them). Events:
 #: baseline, present, new, reappeared, split, merged, resolved, and "none" on the placeholder row
-#: (lesion_id 0) of a timepoint before any lesion was seen
-TRACK_COLUMNS: list[str] = ["timepoint", "lesion_id", "component", "event", "merged_into"] + [
-    c for c in MEASUREMENT_COLUMNS if c != "component"
-]
+#: (lesion_id 0) of a timepoint before any lesion was seen; `review` says what a reviewer's decision
+#: changed in the row (empty without one: see brainmets.track.corrections)
+TRACK_COLUMNS: list[str] = (
+    ["timepoint", "lesion_id", "component", "event", "merged_into"]
+    + [c for c in MEASUREMENT_COLUMNS if c != "component"]
+    + ["review"]
+)
 
 
 @dataclass
@@ -239,6 +242,7 @@ def track_lesions(
                 track.merged_into = merged.get(lesion_id)
 
     table = pd.DataFrame(rows, columns=TRACK_COLUMNS)
+    table["review"] = ""
     table["merged_into"] = table["merged_into"].astype("Int64")
     table = table.astype(
         {"lesion_id": int, "component": int, "n_axial_slices": int, "ld_slice": int, "measurable": bool}
@@ -286,11 +290,19 @@ def track_manifest(
     settings: TrackSettings | None = None,
     rano_settings: RanoSettings | None = None,
     patient_id: str | None = None,
+    review: str | os.PathLike[str] | None = None,
 ) -> pd.DataFrame:
-    """Track the masks a manifest lists; writes OUT/lesions.tsv and OUT/tracked/<timepoint>.nii.gz."""
+    """Track the masks a manifest lists; writes OUT/lesions.tsv and OUT/tracked/<timepoint>.nii.gz.
+
+    `review`: a reviewer's review.tsv, applied to the tracked lesions (brainmets.track.corrections).
+    """
     rows = read_manifest(manifest)
     masks, affine = load_masks_on_one_grid(list(rows["mask"]))
     table, label_maps = track_lesions(masks, affine, list(rows["timepoint"]), settings, rano_settings)
+    if review is not None:
+        from brainmets.track.corrections import apply_review, read_review
+
+        table, label_maps = apply_review(table, label_maps, list(rows["timepoint"]), read_review(review, table))
     if patient_id is not None:
         table.insert(0, "patient_id", patient_id)
     out = Path(out_dir)
