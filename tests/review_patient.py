@@ -52,6 +52,7 @@ def write_patient(folder: Path) -> Path:
         for lesion, (where, radii) in LESIONS.items():
             if radii[v] > 0:
                 inside = ball(where, radii[v])
+                entropy[ball(where, radii[v] + 4.0) & ~inside] = 0.6  # an uncertain rim around each lesion
                 brain[inside] = 900.0
                 segmentation[inside] = 1
                 entropy[inside] = LESION_ENTROPY[lesion]

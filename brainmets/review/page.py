@@ -47,7 +47,7 @@ NIIVUE_LICENSE = Path("viewer/NIIVUE-LICENSE")
 LESION_COLOURS: list[str] = [
     "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
     "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3",
-    "#808000", "#ffd8b1", "#000075", "#ffffff",
+    "#808000", "#ffd8b1", "#000075", "#ff7f50",
 ]  # fmt: skip
 #: colour of a rejected lesion
 REJECTED_COLOUR = "#808080"
@@ -185,7 +185,7 @@ def timeline_svg(response: pd.DataFrame, width: int = 820, height: int = 220) ->
     rows = response.sort_values("timepoint", kind="stable")
     days = rows["days_from_baseline"].to_numpy(dtype=float)
     sums = pd.to_numeric(rows["sum_ld_mm"], errors="coerce").to_numpy(dtype=float)
-    left, right, top, bottom = 60, 110, 20, 50
+    left, right, top, bottom = 60, 110, 34, 50
     span = max(float(days.max(initial=0)), 1.0)
     peak = max(float(np.nanmax(sums)) if np.isfinite(sums).any() else 0.0, 1.0) * 1.15
 
@@ -201,7 +201,7 @@ def timeline_svg(response: pd.DataFrame, width: int = 820, height: int = 220) ->
         f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="#888"/>',
         f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="#888"/>',
         f'<text x="12" y="{top + 8}" fill="#ccc">mm</text>',
-        f'<text x="{left}" y="{top - 6}" fill="#ccc">sum of target longest diameters</text>',
+        f'<text x="{left + 10}" y="{top - 6}" fill="#ccc">sum of target longest diameters</text>',
     ]
     for tick in np.linspace(0, peak, 4):
         parts.append(f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end" fill="#ccc">{tick:.0f}</text>')
