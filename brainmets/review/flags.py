@@ -7,7 +7,9 @@ A lesion at a visit is flagged when
 - `near threshold`: its longest diameter lies within `review.measurability_margin_mm` of a RANO-BM size
   threshold (measurability at 10 mm and 5 mm perpendicular, or 5 mm for an unequivocal new lesion), so a
   small error in the outline changes its role;
-- `decides response`: rejecting it at that visit would change the overall response at some visit.
+- `decides response`: rejecting it at that visit and the later ones would change the overall response (or
+  its confirmation) at some visit. Later visits go with it, since a lesion rejected at one visit only would
+  come back as a new lesion at the next.
 """
 
 from __future__ import annotations
@@ -67,10 +69,10 @@ def lesions_by_visit(lesions: pd.DataFrame) -> pd.DataFrame:
 
 
 def _with_rejected(lesions: pd.DataFrame, timepoint: str, lesion_id: int) -> pd.DataFrame:
-    """A copy of a lesion table with one lesion's rows at one visit marked rejected."""
+    """A copy of a lesion table with one lesion's rows marked rejected from a visit (ISO date) on."""
     table = lesions.copy()
     review = table["review"].fillna("").astype(str) if "review" in table else pd.Series("", index=table.index)
-    rows = (table["timepoint"].astype(str).str[:10] == timepoint) & (table["lesion_id"] == lesion_id)
+    rows = (table["timepoint"].astype(str).str[:10] >= timepoint) & (table["lesion_id"] == lesion_id)
     table["review"] = review.where(~rows, REJECTED)
     return table
 
@@ -135,7 +137,7 @@ def flag_lesions(
             changed = _changes(response, assess(_with_rejected(lesions, t, lesion), clinical, rano_settings))
             if changed:
                 flags.append("decides response")
-                reasons.append("without it: " + ", ".join(changed))
+                reasons.append(f"without it from {t} on: " + ", ".join(changed))
         rows.append(
             {
                 **record,

@@ -209,7 +209,7 @@ def timeline_svg(response: pd.DataFrame, width: int = 820, height: int = 220) ->
     if len(points) > 1:
         path = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
         parts.append(f'<polyline points="{path}" fill="none" stroke="#9ecae1" stroke-width="2"/>')
-    for record, d, v in zip(rows.to_dict("records"), days, sums, strict=True):
+    for index, (record, d, v) in enumerate(zip(table_records(rows), days, sums, strict=True)):
         response_text = str(record.get("overall_response") or "")
         if response_text in ("", "nan"):
             response_text = str(record.get("assessment") or "")
@@ -222,7 +222,8 @@ def timeline_svg(response: pd.DataFrame, width: int = 820, height: int = 220) ->
         parts.append(
             f'<g class="visit-point" data-timepoint="{html.escape(str(record["timepoint"]))}"><title>{title}</title>'
             f'<circle cx="{x(d):.1f}" cy="{cy:.1f}" r="6" fill="{colour}"/>'
-            f'<text x="{x(d):.1f}" y="{cy - 10:.1f}" text-anchor="middle" fill="{colour}">{html.escape(label)}</text>'
+            f'<text x="{x(d) + (8 if index == 0 else 0):.1f}" y="{cy - 10:.1f}" '
+            f'text-anchor="{"start" if index == 0 else "middle"}" fill="{colour}">{html.escape(label)}</text>'
             f'<text x="{x(d):.1f}" y="{height - bottom + 16}" text-anchor="middle" fill="#ccc">'
             f"{html.escape(str(record['timepoint']))}</text>"
             f'<text x="{x(d):.1f}" y="{height - bottom + 30}" text-anchor="middle" fill="#888">day {d:.0f}</text></g>'
