@@ -36,8 +36,8 @@ def lesion_centroid_mm(lesion: int) -> np.ndarray:
     return (AFFINE @ np.array([*LESIONS[lesion][0], 1.0]))[:3]
 
 
-def write_patient(folder: Path) -> Path:
-    """Write brain, segmentation and entropy map of every visit plus the tracking manifest; returns the folder."""
+def write_patient(folder: Path, visits: list[str] = VISITS) -> Path:
+    """Write each visit's brain, segmentation and entropy map (lesions of the first visits) and the manifest."""
     grid = np.indices(SHAPE).astype(float)
     centre = (np.array(SHAPE, float) - 1) / 2
     brain_mask = (
@@ -45,7 +45,7 @@ def write_patient(folder: Path) -> Path:
     ).sum(0) <= 1
     rng = np.random.default_rng(0)
     rows = ["timepoint\tmask"]
-    for v, visit in enumerate(VISITS):
+    for v, visit in enumerate(visits):
         brain = np.where(brain_mask, 400.0 + 60 * np.sin(grid[0] / 5) + rng.normal(0, 10, SHAPE), 0.0)
         segmentation = np.zeros(SHAPE, np.uint8)
         entropy = np.zeros(SHAPE, np.float32)
