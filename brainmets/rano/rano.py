@@ -3,6 +3,8 @@
 The rules, and the project's decisions where the paper leaves a choice open, are those of
 `docs/rano-bm.md`; every threshold is a field of `RanoSettings` (config section `rano`).
 Decisions made here:
+- Rows a reviewer rejected (lesion-table column `review`, brainmets.track.corrections) count for nothing:
+  the lesion is absent at that visit.
 - Measurability is recomputed from each lesion's diameters and slice count with the settings in use.
   A lesion split into fragments at one timepoint has LD = sum of the fragments' LDs, volume = sum,
   PD and slice count = the largest fragment value.
