@@ -78,6 +78,19 @@ def test_clicking_a_lesion_moves_every_crosshair_to_its_centroid(browser: Browse
     assert np.allclose(after, tracked[None, :], atol=0.5), after
 
 
+def test_clicking_in_one_viewer_moves_the_crosshair_of_every_visit(browser: Browser) -> None:
+    """The crosshair is shared (NiiVue's broadcastTo): a click in the first visit's view moves all three alike."""
+    before = np.array(browser.evaluate("brainmetsReview.crosshairsMM()"))
+    r = browser.rect("#viewer-0")
+    x, y = r["x"] + r["width"] * 0.2, r["y"] + r["height"] * 0.3  # inside the top-left plane
+    for kind in ("mousePressed", "mouseReleased"):
+        browser.send("Input.dispatchMouseEvent", session=True, type=kind, x=x, y=y, button="left", clickCount=1)
+    settle(browser)
+    after = np.array(browser.evaluate("brainmetsReview.crosshairsMM()"))
+    assert not np.allclose(after[0], before[0], atol=1.0), "the click did not move the first crosshair"
+    assert np.allclose(after, after[0][None, :], atol=0.01), after
+
+
 def test_entropy_toggle_changes_the_picture(browser: Browser) -> None:
     """Ticking the total-entropy box overlays the map: the canvas changes; unticking restores it."""
     browser.evaluate("brainmetsReview.goTo([-13, -19, 20])")
