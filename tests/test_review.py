@@ -197,3 +197,13 @@ def test_a_missing_viewer_ends_in_one_line_naming_make_env(
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "run `make env`" in error and "niivue.umd.js" in error
     assert not (patient / "review.html").exists()
+
+
+def test_merges_follow_chains_to_their_end_and_join_a_cycle_at_its_lowest_id() -> None:
+    """5 -> 3 -> 1 makes 5 and 3 into 1; 2 <-> 4 both become 2."""
+    from brainmets.track.corrections import merge_map
+
+    decisions = pd.DataFrame(
+        {"lesion_id": [5, 3, 2, 4], "timepoint": [""] * 4, "decision": ["merge"] * 4, "into": [3, 1, 4, 2]}
+    )
+    assert merge_map(decisions) == {5: 1, 3: 1, 4: 2}
