@@ -134,6 +134,29 @@ def test_unnormalised_or_mismatched_inputs_are_refused(model_dir, scan, tmp_path
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("spacing", [(1.5, 1.5, 1.5), (2.0, 2.0, 2.5)])
+def test_a_scan_at_another_spacing_than_the_models_is_refused_in_one_line(model_dir, scan, tmp_path, capsys, spacing):
+    """README: `predict` refuses spacings other than the model's (here 2 mm): nothing is predicted or written."""
+    image_path, mask_path, _ = scan
+    affine = np.diag([*spacing, 1.0])
+    image, mask = tmp_path / "other_spacing.nii.gz", tmp_path / "other_mask.nii.gz"
+    save_nifti(np.asarray(nib.load(image_path).dataobj), affine, image)
+    save_nifti(np.asarray(nib.load(mask_path).dataobj), affine, mask)
+    segmenter = load_segmenter(model_dir, InferenceSettings(mirror_axes=()))
+    with pytest.raises(BrainmetsError, match=r"other_spacing.nii.gz: voxel spacing .* differs from the model's"):
+        predict_scan(segmenter, image, mask, tmp_path / "out")
+    args = ["predict", "--image", str(image), "--brain-mask", str(mask), "--model", str(model_dir)]
+    assert main([*args, "--out-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"voxel spacing {spacing} mm differs from the model's (2.0, 2.0, 2.0) mm" in err
+    assert not (tmp_path / "out").exists()
+    # within the 1 % tolerance the scan is the model's spacing
+    save_nifti(np.asarray(nib.load(image_path).dataobj), np.diag([2.01, 2.0, 2.0, 1.0]), image)
+    save_nifti(np.asarray(nib.load(mask_path).dataobj), np.diag([2.01, 2.0, 2.0, 1.0]), mask)
+    assert predict_scan(segmenter, image, mask, tmp_path / "near")["probability"].is_file()
+
+
 def test_bad_model_directory_and_settings_end_in_one_line(scan, tmp_path, capsys):
     image_path, mask_path, _ = scan
     code = main(
@@ -391,6 +414,41 @@ def test_auto_precision_is_bfloat16_only_where_the_cpu_computes_it(monkeypatch, 
         assert runtime.resolve_precision("bfloat16", "/CPU:0", "published") == "bfloat16"
     with pytest.raises(BrainmetsError, match="inference.precision is 'half'"):
         runtime.resolve_precision("half", "/CPU:0")
+
+
+@pytest.mark.parametrize(
+    ("details", "chosen"),
+    [
+        ({"compute_capability": (8, 0), "device_name": "A100"}, "bfloat16"),
+        ({"compute_capability": (9, 0), "device_name": "H100"}, "bfloat16"),
+        ({"compute_capability": (7, 5), "device_name": "T4"}, "float32"),
+        ({"compute_capability": (7, 0), "device_name": "V100"}, "float32"),
+        ({}, "float32"),  # a GPU that reports no compute capability
+    ],
+)
+def test_auto_precision_on_a_gpu_follows_its_compute_capability(monkeypatch, caplog, details, chosen):
+    """README: bfloat16 on an Ampere or later GPU (compute capability >= 8.0), float32 on older ones."""
+    import tensorflow as tf
+    from brainmets.inference import runtime
+
+    gpu = tf.config.PhysicalDevice(name="/physical_device:GPU:0", device_type="GPU")
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [gpu] if kind in (None, "GPU") else [])
+    asked = []
+
+    def device_details(device):
+        asked.append(device)
+        return details
+
+    monkeypatch.setattr(tf.config.experimental, "get_device_details", device_details)
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx512_bf16", "amx_bf16"}))  # the CPU must not count
+    assert runtime.resolve_device("auto") == "/GPU:0"
+    with caplog.at_level("INFO", logger="brainmets.inference.runtime"):
+        assert runtime.resolve_precision("auto", "/GPU:0") == chosen
+    assert asked == [gpu]
+    assert f"precision {chosen} (auto: {'native' if chosen == 'bfloat16' else 'no native'} bfloat16" in caplog.text
+    assert "on /GPU:0" in caplog.text
+    assert runtime.resolve_precision("auto", "/GPU:0", "published") == "float32"
+    assert runtime.resolve_precision("float32", "/GPU:0") == "float32"
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
