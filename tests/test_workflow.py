@@ -211,3 +211,56 @@ def test_sheet_skull_stripped_column_reaches_preprocessing(project: Path, tmp_pa
         for image, line in commands.items()
     }
     assert options == {"P1": "--skull-stripped", "P2": None, "T1": "--no-skull-stripped"}
+
+
+@pytest.fixture(scope="module")
+def finished_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated project whose every output exists and is recorded by Snakemake as made (`--touch`)."""
+    root = make_project(tmp_path_factory.mktemp("finished"))
+    summary = snakemake(root, "--summary")
+    assert summary.returncode == 0, summary.stdout + summary.stderr
+    outputs = [line.split("\t")[0] for line in summary.stdout.splitlines()[1:] if line.startswith("results/")]
+    assert len(outputs) > 50
+    for name in outputs:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).touch()
+    touched = snakemake(root, "--touch", "--forceall", "--cores", "1")  # every job, so each records its params
+    assert touched.returncode == 0, touched.stdout + touched.stderr
+    assert not dry_run_jobs(root)  # nothing left to do
+    return root
+
+
+#: rules every stage's commands feed, in workflow order (the demo cohort is off in generated projects)
+AFTER_PREPROCESSING = {"preprocess", "preprocess_training", "weight_map", "prepare_case", "train", "finalise_model"}
+AFTER_INFERENCE = {"predict", "track", "rano", "rano_cohort", "evaluate", "evaluate_cohort"}
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "stages", "rules"),
+    [
+        ("preprocess", "n4_iterations", [10, 10, 5], {"preprocess", "train"}, AFTER_PREPROCESSING | AFTER_INFERENCE),
+        (
+            "model",
+            "preset",
+            "paper",
+            {"train", "inference"},
+            AFTER_PREPROCESSING - {"preprocess", "preprocess_training"} | AFTER_INFERENCE,
+        ),
+        ("train", "seed", 7, {"train"}, AFTER_PREPROCESSING - {"preprocess", "preprocess_training"} | AFTER_INFERENCE),
+        ("inference", "overlap", 0.3, {"inference"}, AFTER_INFERENCE),
+        ("track", "dilation_mm", 2.5, {"track"}, {"track", "rano", "rano_cohort"}),
+        ("rano", "pr_relative", 0.35, {"track", "rano"}, {"track", "rano", "rano_cohort"}),
+        ("evaluation", "definition", "brats2025", set(), {"evaluate", "evaluate_cohort"}),
+    ],
+)
+def test_a_configuration_change_reruns_only_the_stages_that_read_the_section(
+    finished_project: Path, tmp_path: Path, section: str, key: str, value: object, stages: set, rules: set
+) -> None:
+    """README: a configuration change reruns only the stage whose section changed (and what uses its outputs)."""
+    config = yaml.safe_load((finished_project / "config" / "config.yaml").read_text())
+    config[section][key] = value
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config, sort_keys=False))
+    jobs = dry_run_jobs(finished_project, "--configfile", str(changed))
+    assert {w["stage"] for rule, w in jobs if rule == "stage_config"} == stages, jobs
+    assert {rule for rule, _ in jobs} - {"all", "stage_config"} == rules
