@@ -188,3 +188,41 @@ def test_predict_with_published_recipe_writes_the_published_maps(imported_model:
     assert np.abs(written("uncertainty_total_entropy.nii.gz") - total).max() < 1e-4
     assert np.abs(written("uncertainty_mutual_information.nii.gz") - (total - entropy)).max() < 1e-4
     assert (tmp_path / "out" / "lesions.tsv").is_file()
+
+
+def test_segment_with_published_recipe_writes_the_published_maps(imported_model: Path, tmp_path: Path) -> None:
+    """README: `brainmets segment --recipe published` gives the published maps of the z-scored brain it prepared."""
+    shape = (48, 44, 40)
+    grid = np.indices(shape, dtype=np.float32)
+    centre = (np.array(shape, np.float32) - 1) / 2
+    brain = sum(((grid[a] - centre[a]) / r) ** 2 for a, r in enumerate((19, 17, 15))) <= 1
+    rng = np.random.default_rng(5)
+    image = np.where(brain, 300 + 20 * rng.normal(size=shape), 0).astype(np.float32)
+    image[20:27, 18:24, 16:22] += 200  # an enhancing blob inside the brain
+    image[~brain] = 0
+    # 2 mm voxels (a 160 mL brain); segment resamples the scan to the model's 1 mm
+    nib.save(nib.Nifti1Image(image, np.diag([2.0, 2.0, 2.0, 1.0])), tmp_path / "scan.nii.gz")
+    out = tmp_path / "out"
+    args = ["segment", str(tmp_path / "scan.nii.gz"), "--model", str(imported_model), "--out-dir", str(out)]
+    assert main([*args, "--recipe", "published", "--skull-stripped", "--device", "cpu"]) == 0
+    scan_dir = out / "scan"
+    zscore = nib.load(scan_dir / "t1ce_zscore.nii.gz")
+    grid_img = nib.load(scan_dir / "brain_mask.nii.gz")
+    offset = np.rint(np.linalg.solve(grid_img.affine, zscore.affine)[:3, 3]).astype(int)
+    crop = tuple(slice(o, o + n) for o, n in zip(offset, zscore.shape, strict=True))
+    _, models = load_model_dir(imported_model)
+    label, probability, entropy, total = reference_predict(np.asarray(zscore.dataobj, np.float32), models, patch=128)
+
+    def written(name: str) -> np.ndarray:
+        data = np.asarray(nib.load(scan_dir / name).dataobj)
+        outside = np.ones(data.shape, bool)
+        outside[crop] = False
+        assert not data[outside].any()
+        return data[crop]
+
+    np.testing.assert_array_equal(written("segmentation.nii.gz"), label)
+    assert np.abs(written("probability.nii.gz") - probability).max() < 1e-4
+    assert np.abs(written("uncertainty_expected_entropy.nii.gz") - entropy).max() < 1e-4
+    assert np.abs(written("uncertainty_total_entropy.nii.gz") - total).max() < 1e-4
+    assert (total - entropy).max() > 0.05  # two folds that disagree: the total entropy is not the expected one
+    assert (scan_dir / "native" / "probability.nii.gz").is_file()
