@@ -321,3 +321,21 @@ def test_best_checkpoint_holds_the_best_validation_epoch(one_case, monkeypatch):
     assert all(np.array_equal(b, e) for b, e in zip(best, validated[1], strict=True))
     assert all(np.array_equal(b, e) for b, e in zip(latest, validated[3], strict=True))
     assert not all(np.array_equal(b, e) for b, e in zip(best, latest, strict=True))  # training moved on
+
+
+def test_training_device_follows_what_tensorflow_sees(monkeypatch):
+    """train.device: auto takes a visible GPU (mixed precision and XLA on), gpu without one is a clear error."""
+    import tensorflow as tf
+    from brainmets.train import loop
+
+    hidden: list[object] = []
+    monkeypatch.setattr(tf.config, "set_visible_devices", lambda devices, kind=None: hidden.append((devices, kind)))
+    gpu = tf.config.PhysicalDevice(name="/physical_device:GPU:0", device_type="GPU")
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [gpu] if kind == "GPU" else [])
+    assert loop.resolve_device("auto") == "gpu" and loop.resolve_device("gpu") == "gpu"
+    assert loop._switch("auto", "gpu") and not loop._switch("auto", "cpu") and not loop._switch(False, "gpu")
+    assert loop.resolve_device("cpu") == "cpu" and hidden == [([], "GPU")]  # the GPU is hidden from TensorFlow
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    assert loop.resolve_device("auto") == "cpu"
+    with pytest.raises(BrainmetsError, match="train.device is gpu but TensorFlow sees no GPU"):
+        loop.resolve_device("gpu")
