@@ -521,3 +521,21 @@ def test_fold_weights_of_a_model_directory_are_each_folds_own(tmp_path):
         for ours, theirs in zip(weights, model.get_weights(), strict=True):
             np.testing.assert_array_equal(ours, theirs)
     assert any(not np.array_equal(a, b) for a, b in zip(fold_weights[0], fold_weights[1], strict=True))
+
+
+def test_weights_latest_reads_each_folds_latest_checkpoint(tmp_path):
+    """inference.weights: best (default) reads fold_<k>/best.weights.h5, latest reads latest.weights.h5."""
+    from brainmets.network.modeldir import load_fold_weights
+
+    root = write_tiny_model(tmp_path / "model", folds=(0,))
+    randomised_unet(7).save_weights(str(root / "fold_0" / "latest.weights.h5"))
+    expected = {name: randomised_unet(seed) for name, seed in (("best", 0), ("latest", 7))}
+    for name, model in expected.items():
+        _, network, (fold,) = load_fold_weights(root, weights=name)
+        stored = {w.path: v for w, v in zip(network.weights, fold, strict=True)}
+        reference = {w.path: w.numpy() for w in model.weights if w.path in stored}
+        assert reference.keys() == stored.keys()
+        assert all(np.array_equal(reference[k], stored[k]) for k in stored), name
+    with pytest.raises(BrainmetsError, match="latest.weights.h5"):
+        (root / "fold_0" / "latest.weights.h5").unlink()
+        load_fold_weights(root, weights="latest")

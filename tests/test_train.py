@@ -283,6 +283,8 @@ def test_training_overfits_one_case(one_case):
     assert first["train_dice"] < 0.5  # it starts knowing nothing
     assert last["loss"] <= 0.5 * first["loss"], list(log["loss"])
     assert last["train_dice"] > 0.5, list(log["train_dice"])
+    # validate_every 100 > 12 epochs: only the last epoch is validated, as it always is
+    assert log["val_dice"].iloc[:-1].isna().all() and 0 <= last["val_dice"] <= 1
 
 
 @pytest.mark.slow
@@ -339,3 +341,19 @@ def test_training_device_follows_what_tensorflow_sees(monkeypatch):
     assert loop.resolve_device("auto") == "cpu"
     with pytest.raises(BrainmetsError, match="train.device is gpu but TensorFlow sees no GPU"):
         loop.resolve_device("gpu")
+
+
+def test_optimiser_is_the_documented_sgd_with_poly_decay():
+    """config/README: SGD, Nesterov momentum 0.99, lr 0.01 with poly(0.9) decay to 0, weight decay 3e-5, clip 12."""
+    from brainmets.train.loop import make_optimizer
+
+    settings = settings_from_config({"model": {"preset": "demo"}, "train": {"device": "cpu"}})
+    optimizer = make_optimizer(settings, mixed_precision=False)
+    assert optimizer.__class__.__name__ == "SGD"
+    assert optimizer.momentum == pytest.approx(0.99) and optimizer.nesterov
+    assert optimizer.weight_decay == pytest.approx(3e-5) and optimizer.global_clipnorm == pytest.approx(12.0)
+    total = settings.epochs * settings.iterations_per_epoch
+    optimizer.build([])
+    for step in (0, total // 3, total - 1, total):
+        optimizer.iterations.assign(step)
+        assert float(optimizer.learning_rate) == pytest.approx(0.01 * (1 - step / total) ** 0.9, abs=1e-7), step
