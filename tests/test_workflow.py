@@ -264,3 +264,49 @@ def test_a_configuration_change_reruns_only_the_stages_that_read_the_section(
     jobs = dry_run_jobs(finished_project, "--configfile", str(changed))
     assert {w["stage"] for rule, w in jobs if rule == "stage_config"} == stages, jobs
     assert {rule for rule, _ in jobs} - {"all", "stage_config"} == rules
+
+
+def test_a_new_training_case_retrains_the_model_and_leaves_the_scans_preprocessed(
+    finished_project: Path, tmp_path: Path
+) -> None:
+    """README: the model is retrained when it is out of date (new training cases); patient scans keep their files."""
+    from slurm.project import write_scan
+
+    image = tmp_path / "T9" / "2023-02-01.nii.gz"
+    mask = write_scan(image, seed=99)
+    sheet = (finished_project / "config" / "samples.tsv").read_text()
+    (tmp_path / "samples.tsv").write_text(sheet + f"T9\t2023-02-01\t{image}\t{mask}\ttrue\n")
+    config = yaml.safe_load((finished_project / "config" / "config.yaml").read_text())
+    config["samples"] = str(tmp_path / "samples.tsv")
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config, sort_keys=False))
+    jobs = dry_run_jobs(finished_project, "--configfile", str(changed))
+    rules = Counter(rule for rule, _ in jobs)
+    assert rules["preprocess_training"] == rules["weight_map"] == rules["prepare_case"] == 1
+    assert {w["case"] for rule, w in jobs if rule == "prepare_case"} == {"T9_2023-02-01"}
+    assert rules["train"] == 2 and rules["finalise_model"] == 1 and rules["predict"] == 6
+    assert "preprocess" not in rules and "stage_config" not in rules
+
+
+TRAINING_PRIORITY = """
+import sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import OutputSettings, ResourceSettings
+with SnakemakeApi(OutputSettings()) as api:
+    snakefile, workdir = Path(sys.argv[1]), Path(sys.argv[2])
+    workflow = api.workflow(resource_settings=ResourceSettings(cores=1), snakefile=snakefile, workdir=workdir)._workflow
+    for rule in workflow.rules:
+        print(rule.name, rule.priority)
+"""
+
+
+def test_the_training_chain_has_priority_over_the_other_scans(project: Path) -> None:
+    """config/README: the training chain (preprocess_training to train) goes before the other scans' jobs."""
+    command = [sys.executable, "-c", TRAINING_PRIORITY, str(REPO / "Snakefile"), str(project)]
+    result = subprocess.run(command, env=env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    priority = dict(line.split() for line in result.stdout.splitlines() if len(line.split()) == 2)
+    first = {name for name, value in priority.items() if int(value) > 0}
+    assert first == {"preprocess_training", "weight_map", "prepare_case", "train"}
+    assert {"preprocess", "predict", "finalise_model"} <= priority.keys()
