@@ -310,3 +310,21 @@ def test_the_training_chain_has_priority_over_the_other_scans(project: Path) -> 
     first = {name for name, value in priority.items() if int(value) > 0}
     assert first == {"preprocess_training", "weight_map", "prepare_case", "train"}
     assert {"preprocess", "predict", "finalise_model"} <= priority.keys()
+
+
+def test_a_model_dir_outside_results_is_used_as_it_is(project: Path, tmp_path: Path) -> None:
+    """README: model.dir outside results/ holding a model.json is used as it is; no training rule is planned."""
+    model = tmp_path / "elsewhere" / "model"
+    model.mkdir(parents=True)
+    (model / "model.json").write_text("{}")
+    config = yaml.safe_load((project / "config" / "config.yaml").read_text())
+    config["model"]["dir"] = str(model)
+    other = tmp_path / "pretrained.yaml"
+    other.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake(project, "-n", "-p", "--configfile", str(other))
+    assert result.returncode == 0, result.stdout + result.stderr
+    rules = set(re.findall(r"^(?:local)?rule (\w+):", result.stdout, re.MULTILINE))
+    assert {"predict", "track", "rano", "evaluate"} <= rules
+    assert not rules & {"preprocess_training", "weight_map", "prepare_case", "train", "finalise_model"}
+    predicts = [line for line in result.stdout.splitlines() if "brainmets predict" in line]
+    assert len(predicts) == 6 and all(f"--model $(dirname {model}/model.json)" in line for line in predicts)
