@@ -539,3 +539,23 @@ def test_weights_latest_reads_each_folds_latest_checkpoint(tmp_path):
     with pytest.raises(BrainmetsError, match="latest.weights.h5"):
         (root / "fold_0" / "latest.weights.h5").unlink()
         load_fold_weights(root, weights="latest")
+
+
+@pytest.mark.parametrize(
+    ("device", "setting", "jit"),
+    [("/GPU:0", "auto", True), ("/CPU:0", "auto", False), ("/CPU:0", True, True), ("/GPU:0", False, False)],
+)
+def test_xla_is_on_by_default_on_a_gpu_only(model_dir, monkeypatch, device, setting, jit):
+    """config/README: inference.jit_compile auto compiles the network with XLA on a GPU, not on the CPU."""
+    from brainmets.inference import runtime
+
+    seen = {}
+
+    def compile_folds(network, fold_weights, patch_size, *, device, jit_compile):
+        seen.update(device=device, jit=jit_compile)
+        return [lambda batch: batch for _ in fold_weights]
+
+    monkeypatch.setattr(runtime, "resolve_device", lambda setting: device)
+    monkeypatch.setattr(runtime, "compile_fold_predictors", compile_folds)
+    load_segmenter(model_dir, InferenceSettings(jit_compile=setting, precision="float32"))
+    assert seen == {"device": device, "jit": jit}
