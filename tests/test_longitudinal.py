@@ -1,4 +1,9 @@
-"""End to end on the demo cohort's truth: measure + track + rano reproduce the expected response."""
+"""End to end on the demo cohort's truth: measure + track + rano reproduce the expected response.
+
+The demo's truth table (truth/lesions.tsv) is brainmets' own measurement of the truth masks, so the tests
+that compare with it check that tracking and measuring agree with each other; the measurements themselves
+are checked against the generator's designed lesion shapes in `test_diameters_match_the_generators_lesion_shapes`.
+"""
 
 from __future__ import annotations
 
