@@ -163,7 +163,7 @@ def test_diameters_match_the_generators_lesion_shapes(tracked_truth):
     background voxel centres, each within half a voxel of the true border along a grid axis, so a
     diameter may differ by at most the in-plane voxel diagonal (2.83 mm).
     """
-    from brainmets.demo.lesions import IRREGULARITY, MAX_AXIS_RATIO
+    from brainmets.demo.lesions import IRREGULARITY, MAX_AXIS_RATIO, rasterise
 
     out, cohort = tracked_truth["out"], tracked_truth["cohort"]
     truth = pd.read_csv(cohort / "truth" / "lesions.tsv", sep="\t")
@@ -179,9 +179,12 @@ def test_diameters_match_the_generators_lesion_shapes(tracked_truth):
         ours = ours.groupby(["timepoint", "lesion_id"])["longest_diameter_mm"].max()
         theirs = truth[truth["patient_id"] == patient].groupby(["timepoint", "lesion_id"])["longest_diameter_mm"].max()
         first = nib.load(cohort / "truth" / patient / f"{dates[0]}_lesions.nii.gz")
-        assert np.allclose(first.affine, affine)  # the reconstructed design is this patient's
+        assert np.allclose(first.affine, affine)
         slice_z = affine[2, 2] * np.arange(first.shape[2]) + affine[2, 3]
         for t, date in enumerate(dates):
+            # the reconstructed design is this patient's: rasterised, it gives the truth map of the visit
+            truth_map = np.asarray(nib.load(cohort / "truth" / patient / f"{date}_lesions.nii.gz").dataobj)
+            assert np.array_equal(rasterise(designed, t, affine, first.shape) > 0, truth_map > 0), (patient, date)
             for lesion in designed:
                 nominal = 2 * lesion.blobs[0].radius_mm * lesion.factors[0, t]
                 exact = continuous_longest_axial_diameter(lesion, t, slice_z)
