@@ -242,15 +242,24 @@ def test_rano_command_draws_the_pictures(tracked_truth, tmp_path):
         ]
     )
     assert code == 0
+    import matplotlib.image
+
+    scenarios = pd.read_csv(tracked_truth["cohort"] / "truth" / "scenarios.tsv", sep="\t")
+    scenario = dict(zip(scenarios["patient_id"], scenarios["scenario"], strict=True))
     for patient in tracked_truth["patients"]:
         for kind in ("trajectory", "timeline"):
             picture = tmp_path / f"{patient}_{kind}.png"
             assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-            import matplotlib.image
-
-            pixels = matplotlib.image.imread(picture)
+            pixels = matplotlib.image.imread(picture)[..., :3] * 255
             assert pixels.shape[0] > 200 and pixels.shape[1] > 400
-            assert pixels[..., :3].std() > 0.05  # something is drawn
+            assert pixels.std() > 10  # something is drawn
+            # the new-lesion colour (#d62728: the timeline's "new" event, the trajectory's new-lesion marker and
+            # progression line) is drawn for the patient with a new lesion only
+            red = (np.abs(pixels - [214, 39, 40]) < 15).all(axis=-1).sum()
+            if scenario[patient] == "progression-new-lesion":
+                assert red > 30, (patient, kind, red)
+            else:
+                assert red == 0, (patient, kind, red)
 
 
 def test_pictures_for_several_patients_need_a_patient_placeholder(tracked_truth, tmp_path, capsys):
