@@ -134,10 +134,18 @@ def test_merged_lesion_carries_the_lower_id_in_every_label_map(every_scenario: P
             assert (labels == 1).any() and not (labels == 2).any()
 
 
-def test_written_sheet_is_the_sample_sheet_function(tiny_cohort: Path) -> None:
-    settings = {k: v for k, v in TINY_COHORT.items() if k != "scale"}
-    fresh = cohort.sample_sheet(tiny_cohort, **settings).to_csv(sep="\t", index=False)
-    assert (tiny_cohort / "samples.tsv").read_text() == fresh
+def test_written_sheet_lists_exactly_the_scans_written(tiny_cohort: Path) -> None:
+    """Each row names a scan the generator wrote (folder = patient/date, mask beside it), each scan is listed once."""
+    sheet = pd.read_csv(tiny_cohort / "samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    written = sorted(p.parent.relative_to(tiny_cohort).as_posix() for p in tiny_cohort.glob("*/*/t1ce.nii.gz"))
+    assert sorted(f"{row.patient_id}/{row.timepoint}" for row in sheet.itertuples()) == written
+    for row in sheet.itertuples():
+        folder = tiny_cohort / row.patient_id / row.timepoint
+        assert Path(row.image) == folder / "t1ce.nii.gz" and Path(row.mask) == folder / "lesions.nii.gz"
+        assert nib.load(row.image).shape == nib.load(row.mask).shape
+        assert row.training == ("true" if row.patient_id.startswith("train") else "false")
+    poses = _truth(tiny_cohort, "poses")
+    assert sorted(f"{p}/{t}" for p, t in zip(poses["patient_id"], poses["timepoint"], strict=True)) == written
 
 
 def test_committed_sheet_is_the_default_demo_cohorts() -> None:

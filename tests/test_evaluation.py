@@ -1,5 +1,15 @@
 """Per-scan evaluation (brats2023): HD95 against the surface-distance package, lesion-wise cases worked out by hand
-from the official BraTS-2023 code, the command."""
+from the official BraTS-2023 code, the command.
+
+The official code is rachitsaluja/BraTS-2023-Metrics, `eval.py`: `get_LesionWiseScores` and
+`get_LesionWiseResults` with challenge_name 'BraTS-MET' (dilation_factor 1 with
+scipy.ndimage.generate_binary_structure(3, 2), i.e. an 18-connected one-voxel dilation; cc3d components
+with connectivity 26; a predicted component is a hit when it overlaps the dilated lesion and the lesion is
+scored against every hit component together; lesion_volume_thresh 2: lesions of at most 2 mm^3 are left
+out of the scores and counts, their hits are no false positives; an infinite HD95 becomes 374; no lesion
+and no false positive: lesion-wise Dice 1, HD95 0). It is not packaged, so the suite does not run it: the
+cases below follow it step by step.
+"""
 
 from __future__ import annotations
 

@@ -134,6 +134,29 @@ def test_unnormalised_or_mismatched_inputs_are_refused(model_dir, scan, tmp_path
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("spacing", [(1.5, 1.5, 1.5), (2.0, 2.0, 2.5)])
+def test_a_scan_at_another_spacing_than_the_models_is_refused_in_one_line(model_dir, scan, tmp_path, capsys, spacing):
+    """README: `predict` refuses spacings other than the model's (here 2 mm): nothing is predicted or written."""
+    image_path, mask_path, _ = scan
+    affine = np.diag([*spacing, 1.0])
+    image, mask = tmp_path / "other_spacing.nii.gz", tmp_path / "other_mask.nii.gz"
+    save_nifti(np.asarray(nib.load(image_path).dataobj), affine, image)
+    save_nifti(np.asarray(nib.load(mask_path).dataobj), affine, mask)
+    segmenter = load_segmenter(model_dir, InferenceSettings(mirror_axes=()))
+    with pytest.raises(BrainmetsError, match=r"other_spacing.nii.gz: voxel spacing .* differs from the model's"):
+        predict_scan(segmenter, image, mask, tmp_path / "out")
+    args = ["predict", "--image", str(image), "--brain-mask", str(mask), "--model", str(model_dir)]
+    assert main([*args, "--out-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"voxel spacing {spacing} mm differs from the model's (2.0, 2.0, 2.0) mm" in err
+    assert not (tmp_path / "out").exists()
+    # within the 1 % tolerance the scan is the model's spacing
+    save_nifti(np.asarray(nib.load(image_path).dataobj), np.diag([2.01, 2.0, 2.0, 1.0]), image)
+    save_nifti(np.asarray(nib.load(mask_path).dataobj), np.diag([2.01, 2.0, 2.0, 1.0]), mask)
+    assert predict_scan(segmenter, image, mask, tmp_path / "near")["probability"].is_file()
+
+
 def test_bad_model_directory_and_settings_end_in_one_line(scan, tmp_path, capsys):
     image_path, mask_path, _ = scan
     code = main(
@@ -393,6 +416,41 @@ def test_auto_precision_is_bfloat16_only_where_the_cpu_computes_it(monkeypatch, 
         runtime.resolve_precision("half", "/CPU:0")
 
 
+@pytest.mark.parametrize(
+    ("details", "chosen"),
+    [
+        ({"compute_capability": (8, 0), "device_name": "A100"}, "bfloat16"),
+        ({"compute_capability": (9, 0), "device_name": "H100"}, "bfloat16"),
+        ({"compute_capability": (7, 5), "device_name": "T4"}, "float32"),
+        ({"compute_capability": (7, 0), "device_name": "V100"}, "float32"),
+        ({}, "float32"),  # a GPU that reports no compute capability
+    ],
+)
+def test_auto_precision_on_a_gpu_follows_its_compute_capability(monkeypatch, caplog, details, chosen):
+    """README: bfloat16 on an Ampere or later GPU (compute capability >= 8.0), float32 on older ones."""
+    import tensorflow as tf
+    from brainmets.inference import runtime
+
+    gpu = tf.config.PhysicalDevice(name="/physical_device:GPU:0", device_type="GPU")
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [gpu] if kind in (None, "GPU") else [])
+    asked = []
+
+    def device_details(device):
+        asked.append(device)
+        return details
+
+    monkeypatch.setattr(tf.config.experimental, "get_device_details", device_details)
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx512_bf16", "amx_bf16"}))  # the CPU must not count
+    assert runtime.resolve_device("auto") == "/GPU:0"
+    with caplog.at_level("INFO", logger="brainmets.inference.runtime"):
+        assert runtime.resolve_precision("auto", "/GPU:0") == chosen
+    assert asked == [gpu]
+    assert f"precision {chosen} (auto: {'native' if chosen == 'bfloat16' else 'no native'} bfloat16" in caplog.text
+    assert "on /GPU:0" in caplog.text
+    assert runtime.resolve_precision("auto", "/GPU:0", "published") == "float32"
+    assert runtime.resolve_precision("float32", "/GPU:0") == "float32"
+
+
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     from brainmets.inference.runtime import cpu_flags
 
@@ -463,3 +521,41 @@ def test_fold_weights_of_a_model_directory_are_each_folds_own(tmp_path):
         for ours, theirs in zip(weights, model.get_weights(), strict=True):
             np.testing.assert_array_equal(ours, theirs)
     assert any(not np.array_equal(a, b) for a, b in zip(fold_weights[0], fold_weights[1], strict=True))
+
+
+def test_weights_latest_reads_each_folds_latest_checkpoint(tmp_path):
+    """inference.weights: best (default) reads fold_<k>/best.weights.h5, latest reads latest.weights.h5."""
+    from brainmets.network.modeldir import load_fold_weights
+
+    root = write_tiny_model(tmp_path / "model", folds=(0,))
+    randomised_unet(7).save_weights(str(root / "fold_0" / "latest.weights.h5"))
+    expected = {name: randomised_unet(seed) for name, seed in (("best", 0), ("latest", 7))}
+    for name, model in expected.items():
+        _, network, (fold,) = load_fold_weights(root, weights=name)
+        stored = {w.path: v for w, v in zip(network.weights, fold, strict=True)}
+        reference = {w.path: w.numpy() for w in model.weights if w.path in stored}
+        assert reference.keys() == stored.keys()
+        assert all(np.array_equal(reference[k], stored[k]) for k in stored), name
+    with pytest.raises(BrainmetsError, match="latest.weights.h5"):
+        (root / "fold_0" / "latest.weights.h5").unlink()
+        load_fold_weights(root, weights="latest")
+
+
+@pytest.mark.parametrize(
+    ("device", "setting", "jit"),
+    [("/GPU:0", "auto", True), ("/CPU:0", "auto", False), ("/CPU:0", True, True), ("/GPU:0", False, False)],
+)
+def test_xla_is_on_by_default_on_a_gpu_only(model_dir, monkeypatch, device, setting, jit):
+    """config/README: inference.jit_compile auto compiles the network with XLA on a GPU, not on the CPU."""
+    from brainmets.inference import runtime
+
+    seen = {}
+
+    def compile_folds(network, fold_weights, patch_size, *, device, jit_compile):
+        seen.update(device=device, jit=jit_compile)
+        return [lambda batch: batch for _ in fold_weights]
+
+    monkeypatch.setattr(runtime, "resolve_device", lambda setting: device)
+    monkeypatch.setattr(runtime, "compile_fold_predictors", compile_folds)
+    load_segmenter(model_dir, InferenceSettings(jit_compile=setting, precision="float32"))
+    assert seen == {"device": device, "jit": jit}

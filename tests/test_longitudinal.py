@@ -1,4 +1,9 @@
-"""End to end on the demo cohort's truth: measure + track + rano reproduce the expected response."""
+"""End to end on the demo cohort's truth: measure + track + rano reproduce the expected response.
+
+The demo's truth table (truth/lesions.tsv) is brainmets' own measurement of the truth masks, so the tests
+that compare with it check that tracking and measuring agree with each other; the measurements themselves
+are checked against the generator's designed lesion shapes in `test_diameters_match_the_generators_lesion_shapes`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ import pandas as pd
 import pytest
 from brainmets.cli import main
 from brainmets.io import save_nifti
+
+from conftest import TINY_COHORT
 
 #: columns compared exactly (strings) and approximately (numbers); target_ids are compared through the id map
 EXACT = [
@@ -109,6 +116,88 @@ def test_tracked_events_match_the_truth_lesion_table(tracked_truth):
         assert mine.to_numpy() == pytest.approx(theirs.to_numpy())
 
 
+def designed_lesions(patient: str) -> tuple[list, np.ndarray, list[str]]:
+    """The lesions the generator designed for a tiny-cohort patient (its own random stream), common affine, dates."""
+    from brainmets.demo import cohort, head, scenarios
+    from brainmets.demo.settings import DemoSettings
+
+    settings = DemoSettings(**TINY_COHORT)
+    subject = next(s for s in cohort.subjects(settings.patients, settings.timepoints, 0) if s.subject_id == patient)
+    rng = np.random.default_rng([settings.seed, 0, subject.number])  # as cohort.generate_subject draws it
+    anatomy = head.warp_head(head.template_head(settings.scale), rng)
+    designed = scenarios.design_lesions(
+        subject.scenario, subject.n_timepoints, anatomy, rng, min_diameter_mm=3.0 * settings.scale
+    )
+    return designed, anatomy.affine, cohort.subject_dates(subject, settings.seed)
+
+
+def continuous_longest_axial_diameter(lesion, timepoint: int, slice_z_mm: np.ndarray, step_mm: float = 0.2) -> float:
+    """Largest in-plane Feret diameter (mm) of the generator's analytic lesion shape on the given axial planes.
+
+    The shape (`Lesion.rho` <= 1) is sampled every `step_mm` in each plane, not on the scan's voxels, and
+    measured with a convex hull written here, independently of brainmets.rano.measure.
+    """
+    from scipy.spatial import ConvexHull
+    from scipy.spatial.distance import pdist
+
+    if not lesion.present(timepoint):
+        return 0.0
+    reach, centre = lesion.extent_mm(timepoint), lesion.centre_mm
+    x, y = np.meshgrid(*(np.arange(c - reach, c + reach + step_mm, step_mm) for c in centre[:2]), indexing="ij")
+    longest = 0.0
+    for z in slice_z_mm[np.abs(slice_z_mm - centre[2]) <= reach]:
+        points = np.stack([x.ravel(), y.ravel(), np.full(x.size, z)], axis=1)
+        inside = points[lesion.rho(points, timepoint) <= 1.0][:, :2]
+        if len(inside) >= 3:
+            longest = max(longest, float(pdist(inside[ConvexHull(inside).vertices]).max()))
+    return longest
+
+
+def test_diameters_match_the_generators_lesion_shapes(tracked_truth):
+    """Measured LDs (brainmets on the truth masks, and the demo's truth table) against the designed lesions.
+
+    The generator draws each lesion from a nominal diameter d (2 x blob radius x the visit's size factor)
+    with axis ratios up to 1.15 and a border irregularity of 18 %, so d alone fixes the LD only to
+    [0.71 d, 1.36 d]; the exact LD of the designed shape is computed here from its analytic form. On the
+    2 mm common grid the measured outline runs through the pixel-edge midpoints between lesion and
+    background voxel centres, each within half a voxel of the true border along a grid axis, so a
+    diameter may differ by at most the in-plane voxel diagonal (2.83 mm).
+    """
+    from brainmets.demo.lesions import IRREGULARITY, MAX_AXIS_RATIO, rasterise
+
+    out, cohort = tracked_truth["out"], tracked_truth["cohort"]
+    truth = pd.read_csv(cohort / "truth" / "lesions.tsv", sep="\t")
+    compared = 0
+    for patient in tracked_truth["patients"]:
+        designed, affine, dates = designed_lesions(patient)
+        assert np.allclose(affine[:3, :3], np.diag(np.diag(affine[:3, :3])))  # axial planes are world z planes
+        spacing = np.abs(np.diag(affine)[:3])
+        tolerance = float(np.hypot(spacing[0], spacing[1]))
+        mapping = id_map(cohort, out, patient)
+        ours = pd.read_csv(out / patient / "lesions.tsv", sep="\t")
+        ours["lesion_id"] = ours["lesion_id"].map(mapping)
+        ours = ours.groupby(["timepoint", "lesion_id"])["longest_diameter_mm"].max()
+        theirs = truth[truth["patient_id"] == patient].groupby(["timepoint", "lesion_id"])["longest_diameter_mm"].max()
+        first = nib.load(cohort / "truth" / patient / f"{dates[0]}_lesions.nii.gz")
+        assert np.allclose(first.affine, affine)
+        slice_z = affine[2, 2] * np.arange(first.shape[2]) + affine[2, 3]
+        for t, date in enumerate(dates):
+            # the reconstructed design is this patient's: rasterised, it gives the truth map of the visit
+            truth_map = np.asarray(nib.load(cohort / "truth" / patient / f"{date}_lesions.nii.gz").dataobj)
+            assert np.array_equal(rasterise(designed, t, affine, first.shape) > 0, truth_map > 0), (patient, date)
+            for lesion in designed:
+                nominal = 2 * lesion.blobs[0].radius_mm * lesion.factors[0, t]
+                exact = continuous_longest_axial_diameter(lesion, t, slice_z)
+                measured = float(ours.get((date, lesion.lesion_id), 0.0))
+                assert abs(measured - exact) <= tolerance, (patient, date, lesion.lesion_id, measured, exact)
+                assert abs(float(theirs.get((date, lesion.lesion_id), 0.0)) - exact) <= tolerance
+                assert exact <= nominal * MAX_AXIS_RATIO * (1 + IRREGULARITY) + 1e-6
+                if nominal >= 10:
+                    assert measured >= nominal / MAX_AXIS_RATIO * (1 - IRREGULARITY) - tolerance
+                compared += exact > 0
+    assert compared >= 20
+
+
 def test_measure_command_matches_the_truth_measurements(tracked_truth, tmp_path):
     truth = pd.read_csv(tracked_truth["cohort"] / "truth" / "lesions.tsv", sep="\t")
     for patient in tracked_truth["patients"]:
@@ -153,15 +242,24 @@ def test_rano_command_draws_the_pictures(tracked_truth, tmp_path):
         ]
     )
     assert code == 0
+    import matplotlib.image
+
+    scenarios = pd.read_csv(tracked_truth["cohort"] / "truth" / "scenarios.tsv", sep="\t")
+    scenario = dict(zip(scenarios["patient_id"], scenarios["scenario"], strict=True))
     for patient in tracked_truth["patients"]:
         for kind in ("trajectory", "timeline"):
             picture = tmp_path / f"{patient}_{kind}.png"
             assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-            import matplotlib.image
-
-            pixels = matplotlib.image.imread(picture)
+            pixels = matplotlib.image.imread(picture)[..., :3] * 255
             assert pixels.shape[0] > 200 and pixels.shape[1] > 400
-            assert pixels[..., :3].std() > 0.05  # something is drawn
+            assert pixels.std() > 10  # something is drawn
+            # the new-lesion colour (#d62728: the timeline's "new" event, the trajectory's new-lesion marker and
+            # progression line) is drawn for the patient with a new lesion only
+            red = (np.abs(pixels - [214, 39, 40]) < 15).all(axis=-1).sum()
+            if scenario[patient] == "progression-new-lesion":
+                assert red > 30, (patient, kind, red)
+            else:
+                assert red == 0, (patient, kind, red)
 
 
 def test_pictures_for_several_patients_need_a_patient_placeholder(tracked_truth, tmp_path, capsys):

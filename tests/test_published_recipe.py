@@ -21,7 +21,11 @@ FILTERS = (4, 8, 8, 16)
 
 
 def reference_predict(image: np.ndarray, models: list, patch: int, overlap: float = 0.75):
-    """predict.py + NNUnet.inference + sliding_window_inference, step by step in TensorFlow ops."""
+    """predict.py + NNUnet.inference + sliding_window_inference, step by step in TensorFlow ops.
+
+    Returns label, probability and (expected) entropy as predict.py computes them, and the total entropy
+    H(mean fold probability) in bits, which predict.py does not write, from the same fold probabilities.
+    """
     patch_size = np.array([patch] * 3)
     location = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(image))
     crop = image.astype(np.float64)[location]
@@ -74,7 +78,11 @@ def reference_predict(image: np.ndarray, models: list, patch: int, overlap: floa
     with np.errstate(divide="ignore", invalid="ignore"):
         entropy = np.nan_to_num(-(prob * np.log2(prob) + (1 - prob) * np.log2(1 - prob))).mean(axis=0)
     entropy[background == 1] = 0
-    return label, probability, entropy
+    mean = prob.mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        total = np.nan_to_num(-(mean * np.log2(mean) + (1 - mean) * np.log2(1 - mean)))
+    total[background == 1] = 0
+    return label, probability, entropy, total
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +120,7 @@ def test_recipe_reproduces_published_maps_on_a_small_patch(imported_model: Path)
     _, models = load_model_dir(imported_model)
     # the nonzero box (38 x 27 x 42) needs padding on one axis and two or three windows on the others
     image = _brain_image((44, 40, 50), (slice(3, 41), slice(8, 35), slice(5, 47)))
-    label, probability, entropy = reference_predict(image, models, patch=32)
+    label, probability, entropy, total = reference_predict(image, models, patch=32)
     assert 0.05 < label[3:41, 8:35, 5:47].mean() < 0.95  # both classes present: the label comparison means something
     maps = predict_published(image, [compile_predictor(m, (32, 32, 32)) for m in models], (32, 32, 32), batch_size=3)
     np.testing.assert_array_equal(maps.label, label)
@@ -121,7 +129,10 @@ def test_recipe_reproduces_published_maps_on_a_small_patch(imported_model: Path)
     outside = np.ones(image.shape, bool)
     outside[3:41, 8:35, 5:47] = False
     assert not maps.total_entropy[outside].any() and not maps.mutual_information[outside].any()
-    assert (maps.total_entropy >= maps.expected_entropy).all()
+    # total entropy and mutual information over the folds, from the reference's fold probabilities
+    assert (total - entropy).max() > 0.05  # the two folds disagree: the mutual information is not trivially 0
+    assert np.abs(maps.total_entropy - total).max() < 1e-5
+    assert np.abs(maps.mutual_information - (total - entropy)).max() < 1e-5
 
 
 def test_predict_with_published_recipe_writes_the_published_maps(imported_model: Path, tmp_path: Path) -> None:
@@ -158,7 +169,7 @@ def test_predict_with_published_recipe_writes_the_published_maps(imported_model:
         ]
     )
     assert status == 0
-    label, probability, entropy = reference_predict(image, models, patch=128)
+    label, probability, entropy, total = reference_predict(image, models, patch=128)
     full = (slice(5, 75), slice(2, 122), slice(3, 63))
 
     def written(name: str) -> np.ndarray:
@@ -173,5 +184,45 @@ def test_predict_with_published_recipe_writes_the_published_maps(imported_model:
     assert label.any()
     assert np.abs(written("probability.nii.gz") - probability).max() < 1e-4
     assert np.abs(written("uncertainty_expected_entropy.nii.gz") - entropy).max() < 1e-4
-    for name in ("uncertainty_total_entropy.nii.gz", "uncertainty_mutual_information.nii.gz", "lesions.tsv"):
-        assert (tmp_path / "out" / name).is_file()
+    assert (total - entropy).max() > 0.05
+    assert np.abs(written("uncertainty_total_entropy.nii.gz") - total).max() < 1e-4
+    assert np.abs(written("uncertainty_mutual_information.nii.gz") - (total - entropy)).max() < 1e-4
+    assert (tmp_path / "out" / "lesions.tsv").is_file()
+
+
+def test_segment_with_published_recipe_writes_the_published_maps(imported_model: Path, tmp_path: Path) -> None:
+    """README: `brainmets segment --recipe published` gives the published maps of the z-scored brain it prepared."""
+    shape = (48, 44, 40)
+    grid = np.indices(shape, dtype=np.float32)
+    centre = (np.array(shape, np.float32) - 1) / 2
+    brain = sum(((grid[a] - centre[a]) / r) ** 2 for a, r in enumerate((19, 17, 15))) <= 1
+    rng = np.random.default_rng(5)
+    image = np.where(brain, 300 + 20 * rng.normal(size=shape), 0).astype(np.float32)
+    image[20:27, 18:24, 16:22] += 200  # an enhancing blob inside the brain
+    image[~brain] = 0
+    # 2 mm voxels (a 160 mL brain); segment resamples the scan to the model's 1 mm
+    nib.save(nib.Nifti1Image(image, np.diag([2.0, 2.0, 2.0, 1.0])), tmp_path / "scan.nii.gz")
+    out = tmp_path / "out"
+    args = ["segment", str(tmp_path / "scan.nii.gz"), "--model", str(imported_model), "--out-dir", str(out)]
+    assert main([*args, "--recipe", "published", "--skull-stripped", "--device", "cpu"]) == 0
+    scan_dir = out / "scan"
+    zscore = nib.load(scan_dir / "t1ce_zscore.nii.gz")
+    grid_img = nib.load(scan_dir / "brain_mask.nii.gz")
+    offset = np.rint(np.linalg.solve(grid_img.affine, zscore.affine)[:3, 3]).astype(int)
+    crop = tuple(slice(o, o + n) for o, n in zip(offset, zscore.shape, strict=True))
+    _, models = load_model_dir(imported_model)
+    label, probability, entropy, total = reference_predict(np.asarray(zscore.dataobj, np.float32), models, patch=128)
+
+    def written(name: str) -> np.ndarray:
+        data = np.asarray(nib.load(scan_dir / name).dataobj)
+        outside = np.ones(data.shape, bool)
+        outside[crop] = False
+        assert not data[outside].any()
+        return data[crop]
+
+    np.testing.assert_array_equal(written("segmentation.nii.gz"), label)
+    assert np.abs(written("probability.nii.gz") - probability).max() < 1e-4
+    assert np.abs(written("uncertainty_expected_entropy.nii.gz") - entropy).max() < 1e-4
+    assert np.abs(written("uncertainty_total_entropy.nii.gz") - total).max() < 1e-4
+    assert (total - entropy).max() > 0.05  # two folds that disagree: the total entropy is not the expected one
+    assert (scan_dir / "native" / "probability.nii.gz").is_file()

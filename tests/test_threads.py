@@ -27,10 +27,21 @@ def test_tensorflow_runs_on_the_given_threads_one_op_at_a_time(threads):
     assert result.stdout.split() == [str(threads), "1"]
 
 
-def test_no_threads_keeps_tensorflow_defaults_and_zero_is_refused():
-    set_tensorflow_threads(None)  # nothing to check but that it does not touch TensorFlow: no error
+def test_no_threads_keeps_tensorflow_defaults_and_zero_is_refused(monkeypatch):
+    """None leaves TensorFlow's pools alone, N sets intra-op N and inter-op 1, 0 is refused before TensorFlow."""
+    import tensorflow as tf
+
+    calls: list[tuple[str, int]] = []
+    monkeypatch.setattr(tf.config.threading, "set_intra_op_parallelism_threads", lambda n: calls.append(("intra", n)))
+    monkeypatch.setattr(tf.config.threading, "set_inter_op_parallelism_threads", lambda n: calls.append(("inter", n)))
+    set_tensorflow_threads(None)
+    assert calls == []
+    set_tensorflow_threads(2)
+    assert calls == [("intra", 2), ("inter", 1)]
+    calls.clear()
     with pytest.raises(BrainmetsError, match="--threads is 0; use 1 or more"):
         set_tensorflow_threads(0)
+    assert calls == []
 
 
 def test_train_refuses_zero_threads_in_one_line(tmp_path, capsys):

@@ -19,7 +19,7 @@ from brainmets.io import save_nifti
 from brainmets.network.modeldir import finalise_model_dir, load_model_dir
 from brainmets.train.cases import Case, list_cases
 from brainmets.train.folds import fold_cases, patient_folds
-from brainmets.train.settings import load_preset, settings_from_config
+from brainmets.train.settings import TrainSettings, load_preset, settings_from_config
 
 from synthetic import write_synthetic_cases
 
@@ -242,3 +242,118 @@ def test_mixed_precision_and_xla_paths_run_on_cpu(workspace):
     step = make_train_step(model, optimizer, settings, jit_compile=True)
     loss, _ = step(*_step_data(16))
     assert np.isfinite(float(loss)) and int(optimizer.iterations.numpy()) == 1
+
+
+def _whole_case_preset(root: Path, epochs: int, iterations: int) -> TrainSettings:
+    """Tiny network whose 32^3 patch is the whole 32^3 case, no augmentation: every step sees the same case."""
+    augmentation = {k: (0.0 if k.endswith("_p") else v) for k, v in load_preset("demo")["augmentation"].items()}
+    augmentation["foreground_crop_p"] = 1.0
+    preset = dict(
+        TINY,
+        patch_size=[32, 32, 32],
+        batch_size=1,
+        epochs=epochs,
+        iterations_per_epoch=iterations,
+        augmentation=augmentation,
+        validate_every=1,
+    )
+    path = root / f"whole_case_{epochs}x{iterations}.yaml"
+    path.write_text(yaml.safe_dump(preset))
+    return settings_from_config({"model": {"preset": str(path)}, "train": {"folds": 2, "device": "cpu"}})
+
+
+@pytest.fixture(scope="module")
+def one_case(tmp_path_factory):
+    """Two synthetic 32^3 cases of two patients: with 2 folds, fold 0 trains on exactly one case."""
+    root = tmp_path_factory.mktemp("one_case")
+    write_synthetic_cases(root, patients=2, timepoints=1, shape=(32, 32, 32))
+    return root
+
+
+@pytest.mark.slow
+def test_training_overfits_one_case(one_case):
+    """60 steps of the real loop on one case at least halve the loss and lift the training Dice above 0.5."""
+    from brainmets.train.loop import train_fold
+
+    settings = _whole_case_preset(one_case, epochs=12, iterations=5).replace(validate_every=100)
+    state = train_fold(one_case / "cases", 0, one_case / "model_learn", settings, verbose=0, threads=1)
+    assert len(state["train_cases"]) == 1 and state["step"] == 60
+    log = pd.read_csv(one_case / "model_learn" / "fold_0" / "log.csv")
+    first, last = log.iloc[0], log.iloc[-1]
+    assert first["train_dice"] < 0.5  # it starts knowing nothing
+    assert last["loss"] <= 0.5 * first["loss"], list(log["loss"])
+    assert last["train_dice"] > 0.5, list(log["train_dice"])
+    # validate_every 100 > 12 epochs: only the last epoch is validated, as it always is
+    assert log["val_dice"].iloc[:-1].isna().all() and 0 <= last["val_dice"] <= 1
+
+
+@pytest.mark.slow
+def test_best_checkpoint_holds_the_best_validation_epoch(one_case, monkeypatch):
+    """With validation Dice patched to 0.3, 0.7, 0.5, 0.6, best.weights.h5 is the network after epoch 2."""
+    import keras
+    from brainmets.network.model import build_unet
+    from brainmets.train import loop
+
+    scores = iter([0.3, 0.7, 0.5, 0.6])
+    seen: dict[str, keras.Model] = {}
+    validated: list[list[np.ndarray]] = []  # the network's weights at each validation, epoch by epoch
+    real_predictor = loop.validation_predictor
+
+    def remember_model(model, patch_size):
+        seen["model"] = model
+        return real_predictor(model, patch_size)
+
+    def chosen_score(predictor, cases, patch_size, overlap, batch_size=2):
+        validated.append([w.numpy().copy() for w in seen["model"].weights])
+        return next(scores)
+
+    monkeypatch.setattr(loop, "validation_predictor", remember_model)
+    monkeypatch.setattr(loop, "validation_dice", chosen_score)
+    settings = _whole_case_preset(one_case, epochs=4, iterations=2)
+    state = loop.train_fold(one_case / "cases", 0, one_case / "model_best", settings, verbose=0, threads=1)
+    assert len(validated) == 4 and state["best_epoch"] == 2 and state["best_dice"] == pytest.approx(0.7)
+
+    def stored(name):
+        model = build_unet(**settings.network)
+        model.load_weights(str(one_case / "model_best" / "fold_0" / f"{name}.weights.h5"))
+        return [w.numpy() for w in model.weights]
+
+    best, latest = stored("best"), stored("latest")
+    assert len(best) == len(validated[1])
+    assert all(np.array_equal(b, e) for b, e in zip(best, validated[1], strict=True))
+    assert all(np.array_equal(b, e) for b, e in zip(latest, validated[3], strict=True))
+    assert not all(np.array_equal(b, e) for b, e in zip(best, latest, strict=True))  # training moved on
+
+
+def test_training_device_follows_what_tensorflow_sees(monkeypatch):
+    """train.device: auto takes a visible GPU (mixed precision and XLA on), gpu without one is a clear error."""
+    import tensorflow as tf
+    from brainmets.train import loop
+
+    hidden: list[object] = []
+    monkeypatch.setattr(tf.config, "set_visible_devices", lambda devices, kind=None: hidden.append((devices, kind)))
+    gpu = tf.config.PhysicalDevice(name="/physical_device:GPU:0", device_type="GPU")
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [gpu] if kind == "GPU" else [])
+    assert loop.resolve_device("auto") == "gpu" and loop.resolve_device("gpu") == "gpu"
+    assert loop._switch("auto", "gpu") and not loop._switch("auto", "cpu") and not loop._switch(False, "gpu")
+    assert loop.resolve_device("cpu") == "cpu" and hidden == [([], "GPU")]  # the GPU is hidden from TensorFlow
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    assert loop.resolve_device("auto") == "cpu"
+    with pytest.raises(BrainmetsError, match="train.device is gpu but TensorFlow sees no GPU"):
+        loop.resolve_device("gpu")
+
+
+def test_optimiser_is_the_documented_sgd_with_poly_decay():
+    """config/README: SGD, Nesterov momentum 0.99, lr 0.01 with poly(0.9) decay to 0, weight decay 3e-5, clip 12."""
+    from brainmets.train.loop import make_optimizer
+
+    settings = settings_from_config({"model": {"preset": "demo"}, "train": {"device": "cpu"}})
+    optimizer = make_optimizer(settings, mixed_precision=False)
+    assert optimizer.__class__.__name__ == "SGD"
+    assert optimizer.momentum == pytest.approx(0.99) and optimizer.nesterov
+    assert optimizer.weight_decay == pytest.approx(3e-5) and optimizer.global_clipnorm == pytest.approx(12.0)
+    total = settings.epochs * settings.iterations_per_epoch
+    optimizer.build([])
+    for step in (0, total // 3, total - 1, total):
+        optimizer.iterations.assign(step)
+        assert float(optimizer.learning_rate) == pytest.approx(0.01 * (1 - step / total) ** 0.9, abs=1e-7), step

@@ -35,14 +35,50 @@ def test_binary_entropy_in_bits():
     assert binary_entropy_bits(np.array(p)) == pytest.approx(-(p * math.log2(p) + (1 - p) * math.log2(1 - p)))
 
 
+def entropy_bits(p: np.ndarray) -> np.ndarray:
+    """-p log2 p - (1 - p) log2 (1 - p), written out here (0 log 0 = 0), independently of binary_entropy_bits."""
+    p = np.asarray(p, dtype=np.float64)
+    plogp = np.where(p > 0, p * np.log2(np.where(p > 0, p, 1.0)), 0.0)
+    qlogq = np.where(p < 1, (1 - p) * np.log2(np.where(p < 1, 1 - p, 1.0)), 0.0)
+    return -(plogp + qlogq)
+
+
 @settings(max_examples=60, deadline=None)
 @given(arrays(np.float64, (6, 4, 3, 2), elements=st.floats(0.0, 1.0)))
-def test_total_is_expected_plus_mutual_information_and_all_nonnegative(members):
+def test_maps_follow_the_entropy_formulas_of_the_members(members):
+    """total = H(mean p), expected = mean of the members' H(p_m), mutual information = their difference."""
     maps = ensemble_maps(list(members))
-    np.testing.assert_allclose(maps.total_entropy, maps.expected_entropy + maps.mutual_information, atol=1e-6)
-    for values in (maps.total_entropy, maps.expected_entropy, maps.mutual_information):
-        assert (values >= 0).all() and (values <= 1 + 1e-6).all()
+    total = entropy_bits(members.mean(axis=0))
+    expected = entropy_bits(members).mean(axis=0)
     np.testing.assert_allclose(maps.probability, members.mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(maps.total_entropy, total, atol=1e-6)
+    np.testing.assert_allclose(maps.expected_entropy, expected, atol=1e-6)
+    np.testing.assert_allclose(maps.mutual_information, total - expected, atol=1e-6)
+
+
+def test_maps_of_worked_members():
+    """Two members at one voxel, p = 0.1 and 0.5: worked by hand with log2."""
+    h01 = -(0.1 * math.log2(0.1) + 0.9 * math.log2(0.9))  # 0.4690
+    h03 = -(0.3 * math.log2(0.3) + 0.7 * math.log2(0.7))  # 0.8813, the entropy of the mean 0.3
+    maps = ensemble_maps([np.full((1, 1, 1), 0.1), np.full((1, 1, 1), 0.5)])
+    assert maps.probability.item() == pytest.approx(0.3)
+    assert maps.total_entropy.item() == pytest.approx(h03, abs=1e-6)
+    assert maps.expected_entropy.item() == pytest.approx((h01 + 1.0) / 2, abs=1e-6)
+    assert maps.mutual_information.item() == pytest.approx(h03 - (h01 + 1.0) / 2, abs=1e-6)
+
+
+def test_ensemble_maps_from_fold_logits_follow_the_formulas():
+    """predict_ensemble with two folds of constant logits a, b: members sigmoid(a), sigmoid(b) everywhere."""
+    a, b = 2.0, -0.5
+    pa, pb = 1 / (1 + math.exp(-a)), 1 / (1 + math.exp(-b))
+    image = np.ones((8, 8, 8), np.float32)
+    maps = predict_ensemble(image, [lambda x: x * 0 + a, lambda x: x * 0 + b], (8, 8, 8), overlap=0.5, mirror_axes=[])
+    total = entropy_bits(np.array((pa + pb) / 2)).item()
+    expected = (entropy_bits(np.array(pa)).item() + entropy_bits(np.array(pb)).item()) / 2
+    np.testing.assert_allclose(maps.probability, (pa + pb) / 2, rtol=1e-6)
+    np.testing.assert_allclose(maps.total_entropy, total, rtol=1e-5)
+    np.testing.assert_allclose(maps.expected_entropy, expected, rtol=1e-5)
+    np.testing.assert_allclose(maps.mutual_information, total - expected, rtol=1e-4)
 
 
 def test_agreeing_members_have_no_mutual_information_and_disagreeing_ones_do():

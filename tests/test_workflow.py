@@ -211,3 +211,120 @@ def test_sheet_skull_stripped_column_reaches_preprocessing(project: Path, tmp_pa
         for image, line in commands.items()
     }
     assert options == {"P1": "--skull-stripped", "P2": None, "T1": "--no-skull-stripped"}
+
+
+@pytest.fixture(scope="module")
+def finished_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated project whose every output exists and is recorded by Snakemake as made (`--touch`)."""
+    root = make_project(tmp_path_factory.mktemp("finished"))
+    summary = snakemake(root, "--summary")
+    assert summary.returncode == 0, summary.stdout + summary.stderr
+    outputs = [line.split("\t")[0] for line in summary.stdout.splitlines()[1:] if line.startswith("results/")]
+    assert len(outputs) > 50
+    for name in outputs:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).touch()
+    touched = snakemake(root, "--touch", "--forceall", "--cores", "1")  # every job, so each records its params
+    assert touched.returncode == 0, touched.stdout + touched.stderr
+    assert not dry_run_jobs(root)  # nothing left to do
+    return root
+
+
+#: rules every stage's commands feed, in workflow order (the demo cohort is off in generated projects)
+AFTER_PREPROCESSING = {"preprocess", "preprocess_training", "weight_map", "prepare_case", "train", "finalise_model"}
+AFTER_INFERENCE = {"predict", "track", "rano", "rano_cohort", "evaluate", "evaluate_cohort"}
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "stages", "rules"),
+    [
+        ("preprocess", "n4_iterations", [10, 10, 5], {"preprocess", "train"}, AFTER_PREPROCESSING | AFTER_INFERENCE),
+        (
+            "model",
+            "preset",
+            "paper",
+            {"train", "inference"},
+            AFTER_PREPROCESSING - {"preprocess", "preprocess_training"} | AFTER_INFERENCE,
+        ),
+        ("train", "seed", 7, {"train"}, AFTER_PREPROCESSING - {"preprocess", "preprocess_training"} | AFTER_INFERENCE),
+        ("inference", "overlap", 0.3, {"inference"}, AFTER_INFERENCE),
+        ("track", "dilation_mm", 2.5, {"track"}, {"track", "rano", "rano_cohort"}),
+        ("rano", "pr_relative", 0.35, {"track", "rano"}, {"track", "rano", "rano_cohort"}),
+        ("evaluation", "definition", "brats2025", set(), {"evaluate", "evaluate_cohort"}),
+    ],
+)
+def test_a_configuration_change_reruns_only_the_stages_that_read_the_section(
+    finished_project: Path, tmp_path: Path, section: str, key: str, value: object, stages: set, rules: set
+) -> None:
+    """README: a configuration change reruns only the stage whose section changed (and what uses its outputs)."""
+    config = yaml.safe_load((finished_project / "config" / "config.yaml").read_text())
+    config[section][key] = value
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config, sort_keys=False))
+    jobs = dry_run_jobs(finished_project, "--configfile", str(changed))
+    assert {w["stage"] for rule, w in jobs if rule == "stage_config"} == stages, jobs
+    assert {rule for rule, _ in jobs} - {"all", "stage_config"} == rules
+
+
+def test_a_new_training_case_retrains_the_model_and_leaves_the_scans_preprocessed(
+    finished_project: Path, tmp_path: Path
+) -> None:
+    """README: the model is retrained when it is out of date (new training cases); patient scans keep their files."""
+    from slurm.project import write_scan
+
+    image = tmp_path / "T9" / "2023-02-01.nii.gz"
+    mask = write_scan(image, seed=99)
+    sheet = (finished_project / "config" / "samples.tsv").read_text()
+    (tmp_path / "samples.tsv").write_text(sheet + f"T9\t2023-02-01\t{image}\t{mask}\ttrue\n")
+    config = yaml.safe_load((finished_project / "config" / "config.yaml").read_text())
+    config["samples"] = str(tmp_path / "samples.tsv")
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config, sort_keys=False))
+    jobs = dry_run_jobs(finished_project, "--configfile", str(changed))
+    rules = Counter(rule for rule, _ in jobs)
+    assert rules["preprocess_training"] == rules["weight_map"] == rules["prepare_case"] == 1
+    assert {w["case"] for rule, w in jobs if rule == "prepare_case"} == {"T9_2023-02-01"}
+    assert rules["train"] == 2 and rules["finalise_model"] == 1 and rules["predict"] == 6
+    assert "preprocess" not in rules and "stage_config" not in rules
+
+
+TRAINING_PRIORITY = """
+import sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import OutputSettings, ResourceSettings
+with SnakemakeApi(OutputSettings()) as api:
+    snakefile, workdir = Path(sys.argv[1]), Path(sys.argv[2])
+    workflow = api.workflow(resource_settings=ResourceSettings(cores=1), snakefile=snakefile, workdir=workdir)._workflow
+    for rule in workflow.rules:
+        print(rule.name, rule.priority)
+"""
+
+
+def test_the_training_chain_has_priority_over_the_other_scans(project: Path) -> None:
+    """config/README: the training chain (preprocess_training to train) goes before the other scans' jobs."""
+    command = [sys.executable, "-c", TRAINING_PRIORITY, str(REPO / "Snakefile"), str(project)]
+    result = subprocess.run(command, env=env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    priority = dict(line.split() for line in result.stdout.splitlines() if len(line.split()) == 2)
+    first = {name for name, value in priority.items() if int(value) > 0}
+    assert first == {"preprocess_training", "weight_map", "prepare_case", "train"}
+    assert {"preprocess", "predict", "finalise_model"} <= priority.keys()
+
+
+def test_a_model_dir_outside_results_is_used_as_it_is(project: Path, tmp_path: Path) -> None:
+    """README: model.dir outside results/ holding a model.json is used as it is; no training rule is planned."""
+    model = tmp_path / "elsewhere" / "model"
+    model.mkdir(parents=True)
+    (model / "model.json").write_text("{}")
+    config = yaml.safe_load((project / "config" / "config.yaml").read_text())
+    config["model"]["dir"] = str(model)
+    other = tmp_path / "pretrained.yaml"
+    other.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake(project, "-n", "-p", "--configfile", str(other))
+    assert result.returncode == 0, result.stdout + result.stderr
+    rules = set(re.findall(r"^(?:local)?rule (\w+):", result.stdout, re.MULTILINE))
+    assert {"predict", "track", "rano", "evaluate"} <= rules
+    assert not rules & {"preprocess_training", "weight_map", "prepare_case", "train", "finalise_model"}
+    predicts = [line for line in result.stdout.splitlines() if "brainmets predict" in line]
+    assert len(predicts) == 6 and all(f"--model $(dirname {model}/model.json)" in line for line in predicts)

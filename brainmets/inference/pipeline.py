@@ -135,8 +135,8 @@ def check_spacing(affine: np.ndarray, spacing_mm: Sequence[float], source: str) 
     expected = np.asarray(spacing_mm, dtype=float)
     if np.any(np.abs(found - expected) > SPACING_TOLERANCE * expected):
         raise BrainmetsError(
-            f"{source}: voxel spacing {tuple(np.round(found, 3))} mm differs from the model's "
-            f"{tuple(expected)} mm; resample it with `brainmets preprocess` (preprocess.spacing_mm)"
+            f"{source}: voxel spacing {tuple(round(float(v), 3) for v in found)} mm differs from the model's "
+            f"{tuple(float(v) for v in expected)} mm; resample it with `brainmets preprocess` (preprocess.spacing_mm)"
         )
 
 
