@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from brainmets import __version__
-from brainmets.errors import BrainmetsError
+from brainmets.errors import BrainmetsError, raise_if_fault
 from brainmets.io import load_nifti, same_grid, save_nifti, voxel_spacing_mm, voxel_volume_ml, write_json
 from brainmets.preprocess.intensity import n4_correct, zscore_over_brain
 from brainmets.preprocess.registration import identity_transform, register_to_baseline, write_transform
@@ -78,6 +78,7 @@ def read_record(scan_dir: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError) as error:
+        raise_if_fault(error, path, "cannot read")
         raise BrainmetsError(f"{path}: not readable JSON ({error}); preprocess the scan again") from None
     if (
         not isinstance(record, dict)

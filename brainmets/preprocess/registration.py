@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from brainmets.errors import BrainmetsError
+from brainmets.errors import BrainmetsError, raise_if_fault
 from brainmets.io import atomic_path
 
 if TYPE_CHECKING:
@@ -106,6 +106,7 @@ def read_transform(path: str | os.PathLike[str]) -> ants.ANTsTransform:
     try:
         return ants.read_transform(str(p))
     except Exception as error:
+        raise_if_fault(error, p, "cannot read")
         raise BrainmetsError(f"{p}: not a readable ANTs transform ({type(error).__name__})") from None
 
 

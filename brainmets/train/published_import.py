@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from brainmets.errors import BrainmetsError
+from brainmets.errors import BrainmetsError, raise_if_fault
 from brainmets.io import write_json
 from brainmets.network.modeldir import fold_dir, model_metadata, validate_metadata
 
@@ -121,6 +121,7 @@ def checkpoint_prefix(folder: Path) -> Path:
     try:
         match = STATE_LINE.search(state_file.read_text())
     except (OSError, UnicodeDecodeError) as error:
+        raise_if_fault(error, state_file, "cannot read")
         raise BrainmetsError(f"{state_file}: unreadable checkpoint state file ({error})") from None
     if match is None:
         raise BrainmetsError(f"{state_file}: no model_checkpoint_path line; not a TensorFlow checkpoint state file")
@@ -158,6 +159,7 @@ def read_network_arrays(prefix: Path) -> tuple[dict[str, Any], dict[str, np.ndar
         reader = tf.train.load_checkpoint(str(prefix))
         shapes = {k: list(v) for k, v in reader.get_variable_to_shape_map().items()}
     except (tf.errors.OpError, ValueError, IndexError, RuntimeError) as error:  # all seen on damaged files
+        raise_if_fault(error, index, "cannot read")
         raise BrainmetsError(f"{index}: unreadable checkpoint ({str(error).splitlines()[0]})") from None
     settings = network_settings(shapes, index)
     expected = checkpoint_variable_map(len(settings["filters"]), settings["deep_supervision_heads"])
@@ -175,6 +177,7 @@ def read_network_arrays(prefix: Path) -> tuple[dict[str, Any], dict[str, np.ndar
         try:
             arrays[key] = np.asarray(reader.get_tensor(key), dtype=np.float32)
         except (tf.errors.OpError, ValueError, IndexError, RuntimeError) as error:  # all seen on damaged files
+            raise_if_fault(error, f"{prefix}.data", "cannot read")
             raise BrainmetsError(
                 f"{prefix}.data: variable {key} cannot be read ({str(error).splitlines()[0]}); "
                 "the checkpoint is damaged"

@@ -1,0 +1,120 @@
+"""What a command shows on the terminal: TensorFlow's start-up chatter kept out, progress bars on terminals only.
+
+TensorFlow's C++ libraries log to the process's standard error (file descriptor 2) while they load,
+before any setting of theirs can silence them: "All log messages before absl::InitializeLog() ...",
+oneDNN's notice and the CPU-feature guard. `quiet_tensorflow_startup` holds file descriptor 2 while
+`tensorflow` is imported (by us or by Keras) and passes on only the lines that are not such chatter,
+and sets TF_CPP_MIN_LOG_LEVEL=2 so that TensorFlow's later informational lines and warnings stay out
+too (its errors still show). A user who sets TF_CPP_MIN_LOG_LEVEL or runs with `--verbose` sees all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.abc
+import importlib.machinery
+import logging
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from types import ModuleType
+from typing import Any, TypeVar
+
+#: TensorFlow's own switch for its C++ log (0 all, 1 no INFO, 2 no WARNING, 3 no ERROR)
+TF_LOG_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
+#: lines of TensorFlow's start-up log that are chatter: absl's notice and INFO/WARNING records (I0000/W0000 ...)
+CHATTER = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\]|"
+    r"To enable the following instructions:)"
+)
+
+T = TypeVar("T")
+
+
+def is_chatter(line: str) -> bool:
+    """Whether a line of standard error is TensorFlow's start-up chatter (not an error)."""
+    return bool(CHATTER.match(line))
+
+
+@contextlib.contextmanager
+def filtered_stderr() -> Iterator[None]:
+    """Collect what is written to file descriptor 2 in the block, then pass on what is not chatter."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile(mode="w+b") as held:
+        saved = os.dup(2)
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [line for line in held.read().decode(errors="replace").splitlines() if not is_chatter(line)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr, flush=True)
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """Runs a module's own loader with standard error filtered (see `filtered_stderr`)."""
+
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        """The module object of the wrapped loader."""
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        """Execute the module with standard error filtered."""
+        with filtered_stderr():
+            self.loader.exec_module(module)
+
+
+class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
+    """Finds `tensorflow` as the other finders do and hands out a loader that filters its start-up log."""
+
+    def find_spec(self, name: str, path: Sequence[str] | None, target: ModuleType | None = None) -> Any:
+        """The spec of `tensorflow` with a quiet loader; None for every other module."""
+        if name != "tensorflow":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return None
+        spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+def quiet_tensorflow_startup(verbose: bool = False) -> None:
+    """Keep TensorFlow's C++ start-up log off the terminal and logs, unless `verbose` or TF_CPP_MIN_LOG_LEVEL is set."""
+    if verbose or TF_LOG_VARIABLE in os.environ or "tensorflow" in sys.modules:
+        return
+    os.environ[TF_LOG_VARIABLE] = "2"
+    if not any(isinstance(finder, _QuietTensorFlowFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowFinder())
+
+
+def interactive() -> bool:
+    """Whether standard error is a terminal a person watches (not a log file or a pipe)."""
+    return sys.stderr.isatty()
+
+
+def progress(items: Iterable[T], total: int, what: str, log: logging.Logger) -> Iterator[T]:
+    """Yield `items`, showing a progress bar with the time left on a terminal, and a log line per item elsewhere.
+
+    The log line (in Snakemake logs and pipes) says which item of how many finished and in how many
+    seconds (s).
+    """
+    if interactive():
+        from tqdm import tqdm
+
+        yield from tqdm(items, total=total, desc=what, unit="member", leave=False, file=sys.stderr, dynamic_ncols=True)
+        return
+    started = time.perf_counter()
+    for index, item in enumerate(items, start=1):
+        yield item
+        log.info("%s %d/%d done (%.1f s)", what, index, total, time.perf_counter() - started)
+        started = time.perf_counter()
