@@ -127,18 +127,29 @@ def storage_error(
     """The StorageError for an operating-system fault behind `error`, or None when it is not one.
 
     `path` names the file when the error does not (libraries writing through an open file lose the
-    name); a `temporary` name in the error is replaced by `path`, the name the user gave; `action`
+    name); a `temporary` file or folder (or a file in it) named by the error is replaced by `path`, the
+    name the user gave; `action`
     (e.g. "cannot write") goes before the words of the fault.
     """
     if isinstance(error, StorageError):
-        return error
+        if not _within(error.path, temporary):
+            return error
+        return StorageError(path, error.errno, action or error.action)
     code = os_error_code(error)
     if code is None or not any(_wraps_os_errors(link) for link in _chain(error)):
         return None
     named = _named_path(error)
-    if named is None or (temporary is not None and named == os.fspath(temporary)):
+    if named is None or _within(named, temporary):
         named = None if path is None else os.fspath(path)
     return StorageError(named, code, action)
+
+
+def _within(named: str | None, temporary: str | os.PathLike[str] | None) -> bool:
+    """Whether a path is the temporary file or folder, or lies in it."""
+    if named is None or temporary is None:
+        return False
+    staged = os.fspath(temporary)
+    return named == staged or named.startswith(staged.rstrip(os.sep) + os.sep)
 
 
 def raise_if_fault(error: BaseException, path: str | os.PathLike[str], action: str = "") -> None:

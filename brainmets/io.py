@@ -85,6 +85,19 @@ def temporary_folder(parent: str | os.PathLike[str], prefix: str) -> Path:
     return staging
 
 
+def write_failure_errno(folder: str | os.PathLike[str]) -> int:
+    """The likely reason (errno) why a library that reports no errors wrote an incomplete file into `folder`."""
+    try:
+        disk = os.statvfs(folder)
+    except OSError as error:
+        return error.errno or errno.EIO
+    if disk.f_flag & os.ST_RDONLY:
+        return errno.EROFS
+    if disk.f_bavail == 0 or disk.f_favail == 0:
+        return errno.ENOSPC
+    return errno.EIO
+
+
 def _fault(error: BaseException, path: Path, action: str, temporary: Path | None = None) -> BaseException:
     """The StorageError for a fault while working on `path`, or the error itself when it is not a fault."""
     return storage_error(error, path, temporary=temporary, action=action) or error
