@@ -19,7 +19,7 @@ import sys
 
 from brainmets import __version__
 from brainmets.errors import BrainmetsError, debug_requested, storage_error
-from brainmets.terminal import quiet_tensorflow_startup
+from brainmets.terminal import clear_stage, quiet_tensorflow_startup
 
 #: subcommand name -> module that implements it
 COMMANDS: dict[str, str] = {
@@ -92,12 +92,14 @@ def main(argv: list[str] | None = None) -> int:
             check_config_file(args.config)
         args._run(args)
     except KeyboardInterrupt:
+        clear_stage()
         print(f"brainmets {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as error:
         fault = storage_error(error)
         if debug or (fault is None and not isinstance(error, BrainmetsError)):
             raise  # a bug, or the user asked for tracebacks
+        clear_stage()
         print(f"brainmets {args.command}: error: {fault or error}", file=sys.stderr)
         return 2 if fault is None else 1
     return 0

@@ -13,13 +13,11 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.machinery
-import logging
 import os
 import re
 import sys
 import tempfile
-import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -102,19 +100,37 @@ def interactive() -> bool:
     return sys.stderr.isatty()
 
 
-def progress(items: Iterable[T], total: int, what: str, log: logging.Logger) -> Iterator[T]:
-    """Yield `items`, showing a progress bar with the time left on a terminal, and a log line per item elsewhere.
+def progress(items: Sequence[T], what: str) -> Iterator[T]:
+    """Yield `items`; on a terminal with a progress bar (done, total, elapsed and time left) on standard error.
 
-    The log line (in Snakemake logs and pipes) says which item of how many finished and in how many
-    seconds (s).
+    Elsewhere (Snakemake logs, pipes) the items come as they are: callers log a line per item when
+    `interactive()` is false.
     """
-    if interactive():
-        from tqdm import tqdm
-
-        yield from tqdm(items, total=total, desc=what, unit="member", leave=False, file=sys.stderr, dynamic_ncols=True)
+    if not interactive():
+        yield from items
         return
-    started = time.perf_counter()
-    for index, item in enumerate(items, start=1):
-        yield item
-        log.info("%s %d/%d done (%.1f s)", what, index, total, time.perf_counter() - started)
-        started = time.perf_counter()
+    from tqdm import tqdm
+
+    yield from tqdm(items, desc=what, unit="member", leave=False, file=sys.stderr, dynamic_ncols=True)
+
+
+#: whether a stage line is on the terminal (no newline yet)
+_stage_shown = False
+
+
+def show_stage(text: str) -> None:
+    """On a terminal, show what a long step is doing now on one line that the next stage overwrites."""
+    global _stage_shown
+    if interactive():
+        sys.stderr.write(f"\r\033[K{text}")
+        sys.stderr.flush()
+        _stage_shown = True
+
+
+def clear_stage() -> None:
+    """Remove the stage line from the terminal (before a log line, an error or a progress bar)."""
+    global _stage_shown
+    if _stage_shown:
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()
+        _stage_shown = False

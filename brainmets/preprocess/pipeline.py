@@ -38,6 +38,7 @@ from brainmets.preprocess.space import (
     resample_to_spacing,
     to_ants,
 )
+from brainmets.terminal import clear_stage, show_stage
 
 if TYPE_CHECKING:
     import ants
@@ -62,11 +63,28 @@ RECORD_FORMAT = "brainmets-preprocess"
 RECORD_VERSION = 1
 
 
+#: the steps of preprocessing in a user's words
+STAGES = {
+    "load": "reading the scan",
+    "resample": "reorienting to RAS and resampling",
+    "skullstrip": "brain extraction",
+    "n4": "bias-field correction (N4)",
+    "register": "registration to the baseline",
+    "to_patient": "resampling into patient space",
+    "normalise": "intensity normalisation (z-score)",
+    "write": "writing the files",
+}
+
+
 @contextmanager
 def _timed(timings: dict[str, float], step: str) -> Iterator[None]:
-    """Add the wall-clock seconds of the enclosed block to timings[step]."""
+    """Add the wall-clock seconds of the enclosed block to timings[step]; a terminal shows the stage meanwhile."""
+    show_stage(f"preprocessing: {STAGES.get(step, step)} ...")
     start = time.perf_counter()
-    yield
+    try:
+        yield
+    finally:
+        clear_stage()
     timings[step] = round(timings.get(step, 0.0) + time.perf_counter() - start, 3)
 
 
