@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
 
 from brainmets import __version__
 from brainmets.errors import BrainmetsError, debug_requested, storage_error
@@ -75,6 +76,28 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def report_errors(name: str, work: Callable[[], object], debug: bool = False) -> int:
+    """Run `work`, ending an error in one line on stderr; returns the exit status (0 ok, 1 fault, 2 bad input).
+
+    The one place where errors reach the user: every command goes through it (and so do the workflow's
+    scripts). A bug, or any error when `debug` or BRAINMETS_DEBUG asks for it, keeps its traceback.
+    """
+    try:
+        work()
+    except KeyboardInterrupt:
+        clear_stage()
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        fault = storage_error(error)
+        if debug or debug_requested() or (fault is None and not isinstance(error, BrainmetsError)):
+            raise  # a bug, or the user asked for tracebacks
+        clear_stage()
+        print(f"{name}: error: {fault or error}", file=sys.stderr)
+        return 2 if fault is None else 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the process exit status (0 ok, 1 fault of the machine, 2 bad input)."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -84,25 +107,16 @@ def main(argv: list[str] | None = None) -> int:
     named = next((arg for arg in argv if not arg.startswith("-")), None)
     parser = build_parser(named if named in COMMANDS else None)
     args = parser.parse_args(argv)
-    debug = getattr(args, "debug", False) or debug_requested()
-    try:
+
+    def work() -> None:
+        """Check --config, then run the command."""
         if getattr(args, "config", None):  # every --config file against the one schema, before any work
             from brainmets.config import check_config_file
 
             check_config_file(args.config)
         args._run(args)
-    except KeyboardInterrupt:
-        clear_stage()
-        print(f"brainmets {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:
-        fault = storage_error(error)
-        if debug or (fault is None and not isinstance(error, BrainmetsError)):
-            raise  # a bug, or the user asked for tracebacks
-        clear_stage()
-        print(f"brainmets {args.command}: error: {fault or error}", file=sys.stderr)
-        return 2 if fault is None else 1
-    return 0
+
+    return report_errors(f"brainmets {args.command}", work, getattr(args, "debug", False))
 
 
 if __name__ == "__main__":
