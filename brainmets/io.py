@@ -104,6 +104,17 @@ def _fault(error: BaseException, path: Path, action: str, temporary: Path | None
 
 
 @contextlib.contextmanager
+def reading(path: str | os.PathLike[str]) -> Iterator[None]:
+    """A block that reads `path`: a fault of the machine in it (failing storage, a permission, too many open
+    files) is raised as a StorageError naming `path`, even where the library's error has no file name."""
+    try:
+        yield
+    except Exception as error:
+        raise_if_fault(error, path, "cannot read")
+        raise
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds.
 
@@ -147,7 +158,8 @@ def read_nifti_header(path: str | os.PathLike[str]) -> nib.Nifti1Header | nib.Ni
     p = Path(path)
     if not p.is_file():
         raise BrainmetsError(f"{p}: file not found")
-    block = _leading_bytes(p, nib.Nifti2Header.sizeof_hdr)
+    with reading(p):
+        block = _leading_bytes(p, nib.Nifti2Header.sizeof_hdr)
     header = None
     for header_class in (nib.Nifti1Header, nib.Nifti2Header):
         size = header_class.sizeof_hdr
@@ -427,7 +439,8 @@ def _read_mapping(
     if not p.is_file():
         raise BrainmetsError(f"{p}: file not found")
     try:
-        data = parse(p.read_text())
+        with reading(p):
+            data = parse(p.read_text())
     except errors as error:
         raise BrainmetsError(f"{p}: not valid {kind} ({str(error).splitlines()[0]})") from None
     if data is None and allow_empty:

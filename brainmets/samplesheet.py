@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from brainmets.errors import BrainmetsError, raise_if_fault
+from brainmets.errors import BrainmetsError, StorageError, raise_if_fault
 
 HELP = "Check a sample sheet (ids, dates, duplicates, every image and mask) and report the first problem as one line."
 
@@ -130,6 +130,8 @@ def _check_file(
             check_gzip_stream(path)
             return _FileGrid(tuple(img.shape[:3]), img.affine)
         header = read_nifti_header(path)
+    except StorageError:
+        raise  # a fault of the machine, not of the sheet: the file's own line
     except BrainmetsError as error:
         raise BrainmetsError(f"{_where(sheet, row, column)}: {error}") from None
     shape = tuple(int(n) for n in header.get_data_shape())

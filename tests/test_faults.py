@@ -322,3 +322,34 @@ def test_every_fault_is_told_in_words_with_what_to_do(
     command: str, code: int, inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     run_with_fault(command, code, inputs, tmp_path, monkeypatch, capsys)
+
+
+@pytest.mark.parametrize("code", [errno.EIO, errno.EACCES, errno.EMFILE])
+@pytest.mark.parametrize("command", ["check-samples", "measure", "evaluate-cohort"])
+def test_a_failing_read_ends_in_one_line_naming_the_input(
+    command: str, code: int, inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """The read fails as failing storage does: open succeeds for the others, the input's read has no file name."""
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text(
+        "patient_id\ttimepoint\timage\tmask\ttraining\n"
+        f"P1\t2024-01-01\t{inputs / 't0_image.nii.gz'}\t{inputs / 't0.nii.gz'}\tfalse\n"
+    )
+    failing = {"check-samples": inputs / "t0.nii.gz", "measure": inputs / "t0.nii.gz"}.get(
+        command, inputs / "evaluation.tsv"
+    )
+    argv = {"check-samples": ["check-samples", str(sheet)]}.get(command) or command_argv(command, inputs, tmp_path)
+    real_open = builtins.open
+
+    def failing_open(file, mode="r", *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        if isinstance(file, str | os.PathLike) and Path(file) == failing and "r" in str(mode):
+            raise OSError(code, os.strerror(code))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", failing_open)
+    monkeypatch.setattr(io, "open", failing_open)
+    status = main(argv)
+    monkeypatch.undo()
+    error = capsys.readouterr().err
+    assert status == 1 and len(error.strip().splitlines()) == 1 and "Traceback" not in error, error
+    assert error.startswith(f"brainmets {command}: error: {failing}: cannot read ({FAULTS[code][0]}); "), error
