@@ -61,7 +61,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "--verbose",
         action="store_true",
         default=argparse.SUPPRESS,
-        help="also show TensorFlow's own start-up and library log (also: set TF_CPP_MIN_LOG_LEVEL yourself)",
+        help="also show TensorFlow's own start-up and library log (also: TF_CPP_MIN_LOG_LEVEL=0)",
     )
     for action in common._actions:
         parser._add_action(action)  # before or after COMMAND alike

@@ -5,7 +5,7 @@ before any setting of theirs can silence them: "All log messages before absl::In
 oneDNN's notice and the CPU-feature guard. `quiet_tensorflow_startup` holds file descriptor 2 while
 `tensorflow` is imported (by us or by Keras) and passes on only the lines that are not such chatter,
 and sets TF_CPP_MIN_LOG_LEVEL=2 so that TensorFlow's later informational lines and warnings stay out
-too (its errors still show). A user who sets TF_CPP_MIN_LOG_LEVEL or runs with `--verbose` sees all.
+too (its errors still show). A level the user sets is kept; `--verbose` or TF_CPP_MIN_LOG_LEVEL=0 shows all.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from typing import Any, TypeVar
 
 #: TensorFlow's own switch for its C++ log (0 all, 1 no INFO, 2 no WARNING, 3 no ERROR)
 TF_LOG_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
+#: set beside TF_CPP_MIN_LOG_LEVEL when brainmets set it, so that processes started from this one (a test
+#: suite, a workflow) do not take it for the user's choice
+QUIET_MARK = "BRAINMETS_QUIET_TENSORFLOW"
 #: lines of TensorFlow's start-up log that are chatter: absl's notice and INFO/WARNING records (I0000/W0000 ...)
 CHATTER = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\]|"
@@ -87,10 +90,13 @@ class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
 
 
 def quiet_tensorflow_startup(verbose: bool = False) -> None:
-    """Keep TensorFlow's C++ start-up log off the terminal and logs, unless `verbose` or TF_CPP_MIN_LOG_LEVEL is set."""
-    if verbose or TF_LOG_VARIABLE in os.environ or "tensorflow" in sys.modules:
+    """Keep TensorFlow's C++ start-up log off the terminal and logs, unless `verbose` or TF_CPP_MIN_LOG_LEVEL=0."""
+    ours = os.environ.get(QUIET_MARK) == os.environ.get(TF_LOG_VARIABLE) == "2"  # set here, or inherited from us
+    users = None if ours else os.environ.get(TF_LOG_VARIABLE)
+    if verbose or users == "0" or "tensorflow" in sys.modules:
         return
-    os.environ[TF_LOG_VARIABLE] = "2"
+    if users is None:  # a level the user chose stays; the start-up chatter goes, as TensorFlow ignores it there
+        os.environ[TF_LOG_VARIABLE] = os.environ[QUIET_MARK] = "2"
     if not any(isinstance(finder, _QuietTensorFlowFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlowFinder())
 

@@ -148,7 +148,7 @@ def test_predict_without_model_json_prints_exactly_one_line(tmp_path: Path) -> N
         "quiet_tensorflow_startup(); import tensorflow\n"
         "status = main(sys.argv[1:]); assert 'tensorflow' in sys.modules; sys.exit(status)"
     )
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "BRAINMETS_QUIET_TENSORFLOW")}
     done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, env=env)
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == [f"brainmets predict: error: {model / 'model.json'}: file not found"]
