@@ -117,3 +117,11 @@ def read_section(path: str | os.PathLike[str] | None, section: str) -> dict[str,
 
     config = read_yaml(path, allow_empty=True) if path is not None else {}
     return checked_section(config, section, str(path))
+
+
+def write_stage_config(sections: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write the configuration sections one workflow stage reads (section -> settings) as YAML, atomically."""
+    from brainmets.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(dict(sections), sort_keys=False))

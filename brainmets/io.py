@@ -1,16 +1,20 @@
 """Reading and writing files safely: validated NIfTI, table, YAML and JSON input, atomic output.
 
 Every output is written to a temporary sibling and renamed into place, so an interrupted job never
-leaves a half-written file that a later step would accept.
+leaves a half-written file that a later step would accept, and an output from an earlier run stays as
+it was when its replacement cannot be written. A fault of the machine while writing (a full disk, a
+read-only mount, ...) becomes a StorageError naming the output, whatever library did the writing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import json
 import os
 import secrets
+import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -21,7 +25,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from brainmets.errors import BrainmetsError
+from brainmets.errors import BrainmetsError, StorageError, raise_if_fault, storage_error
 
 #: voxel spacings outside this range (mm) are refused as absurd
 SPACING_RANGE_MM = (0.05, 20.0)
@@ -40,19 +44,103 @@ def _new_file(folder: Path, prefix: str, suffix: str) -> Path:
     raise BrainmetsError(f"{folder}: could not create a temporary file beside the output")
 
 
+def current_umask() -> int:
+    """The process's file-mode creation mask (e.g. 0o022), read without changing it where Linux allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
+
+
+def make_folder(path: str | os.PathLike[str]) -> Path:
+    """Create a folder and its missing parents (mode 0777 minus the umask, like mkdir); a fault is a StorageError."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a file where the folder belongs
+        raise StorageError(folder, errno.ENOTDIR, "cannot create the folder") from None
+    except OSError as error:
+        raise _fault(error, folder, "cannot create the folder") from error
+    return folder
+
+
+def temporary_folder(parent: str | os.PathLike[str], prefix: str) -> Path:
+    """A new empty folder with a fresh name in `parent`, with the mode the umask allows (0755 under 022).
+
+    tempfile.mkdtemp always makes 0700: right for scratch space, wrong for a folder that is renamed into
+    place as an output others should read.
+    """
+    folder = make_folder(parent)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=prefix, suffix=".part", dir=folder))
+        staging.chmod(0o777 & ~current_umask())
+    except OSError as error:
+        raise _fault(error, folder, "cannot create a temporary folder") from error
+    return staging
+
+
+def write_failure_errno(folder: str | os.PathLike[str]) -> int:
+    """The likely reason (errno) why a library that reports no errors wrote an incomplete file into `folder`."""
+    try:
+        disk = os.statvfs(folder)
+    except OSError as error:
+        return error.errno or errno.EIO
+    if disk.f_flag & os.ST_RDONLY:
+        return errno.EROFS
+    if disk.f_bavail == 0 or disk.f_favail == 0:
+        return errno.ENOSPC
+    return errno.EIO
+
+
+def _fault(error: BaseException, path: Path, action: str, temporary: Path | None = None) -> BaseException:
+    """The StorageError for a fault while working on `path`, or the error itself when it is not a fault."""
+    return storage_error(error, path, temporary=temporary, action=action) or error
+
+
+@contextlib.contextmanager
+def reading(path: str | os.PathLike[str]) -> Iterator[None]:
+    """A block that reads `path`: a fault of the machine in it (failing storage, a permission, too many open
+    files) is raised as a StorageError naming `path`, even where the library's error has no file name."""
+    try:
+        yield
+    except Exception as error:
+        raise_if_fault(error, path, "cannot read")
+        raise
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds.
+
+    A fault of the machine in the block (whatever library raised it, with or without the file's name)
+    is raised as a StorageError naming `path`; the temporary file is removed in every case.
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(target.parent)
     # keep the suffixes so that libraries which infer the format from the name (.nii.gz) still work
     suffix = "".join(target.suffixes)
-    tmp = _new_file(target.parent, f".{target.name}.", f".part{suffix}")
     try:
-        yield tmp
-        os.replace(tmp, target)
+        tmp = _new_file(target.parent, f".{target.name}.", f".part{suffix}")
+    except OSError as error:  # named after the output, not the temporary name the user never gave
+        raise StorageError(target, error.errno, "cannot write") from error
+    try:
+        try:
+            yield tmp
+            os.replace(tmp, target)
+        except Exception as error:
+            fault = storage_error(error, target, temporary=tmp, action="cannot write")
+            if fault is None:
+                raise
+            raise fault from error
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # on a failing disk the removal may fail too: the fault is reported
+            tmp.unlink(missing_ok=True)
 
 
 #: a 3x3 voxel-to-mm matrix whose |determinant| is below this fraction of the product of its column
@@ -70,7 +158,8 @@ def read_nifti_header(path: str | os.PathLike[str]) -> nib.Nifti1Header | nib.Ni
     p = Path(path)
     if not p.is_file():
         raise BrainmetsError(f"{p}: file not found")
-    block = _leading_bytes(p, nib.Nifti2Header.sizeof_hdr)
+    with reading(p):
+        block = _leading_bytes(p, nib.Nifti2Header.sizeof_hdr)
     header = None
     for header_class in (nib.Nifti1Header, nib.Nifti2Header):
         size = header_class.sizeof_hdr
@@ -131,6 +220,7 @@ def load_nifti(path: str | os.PathLike[str], *, allow_constant: bool = False) ->
         if isinstance(img, nib.Nifti1Image):  # NIfTI-2 images are Nifti1Image too; a .hdr/.img pair is not
             data = np.asanyarray(img.dataobj)
     except Exception as error:  # nibabel raises many types for corrupt input
+        raise_if_fault(error, p, "cannot read")
         raise BrainmetsError(
             f"{p}: not a readable NIfTI image ({type(error).__name__}: {error})".splitlines()[0]
         ) from None
@@ -166,6 +256,7 @@ def check_gzip_stream(path: str | os.PathLike[str]) -> None:
             while stream.read(1 << 24):
                 pass
     except (OSError, EOFError, zlib.error) as error:
+        raise_if_fault(error, p, "cannot read")
         problem = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise BrainmetsError(f"{p}: not a readable NIfTI image (damaged gzip stream: {problem})") from None
 
@@ -327,6 +418,7 @@ def read_tsv(
     try:
         table = pd.read_csv(p, sep="\t", converters={column: str for column in text_columns})
     except Exception as error:
+        raise_if_fault(error, p, "cannot read")
         raise BrainmetsError(f"{p}: not a readable tab-separated table ({error})".splitlines()[0]) from None
     missing = [c for c in (required or []) if c not in table.columns]
     if missing:
@@ -347,7 +439,8 @@ def _read_mapping(
     if not p.is_file():
         raise BrainmetsError(f"{p}: file not found")
     try:
-        data = parse(p.read_text())
+        with reading(p):
+            data = parse(p.read_text())
     except errors as error:
         raise BrainmetsError(f"{p}: not valid {kind} ({str(error).splitlines()[0]})") from None
     if data is None and allow_empty:

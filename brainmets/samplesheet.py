@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from brainmets.errors import BrainmetsError
+from brainmets.errors import BrainmetsError, StorageError, raise_if_fault
 
 HELP = "Check a sample sheet (ids, dates, duplicates, every image and mask) and report the first problem as one line."
 
@@ -62,6 +62,7 @@ def read_sheet(path: str | os.PathLike[str]) -> pd.DataFrame:
     try:
         table = pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False, na_values=[""])
     except Exception as error:  # pandas raises several types for malformed text
+        raise_if_fault(error, p, "cannot read")
         raise BrainmetsError(f"{p}: not a readable tab-separated sheet ({error})".splitlines()[0]) from None
     table.columns = [str(c).strip() for c in table.columns]
     return table
@@ -129,6 +130,8 @@ def _check_file(
             check_gzip_stream(path)
             return _FileGrid(tuple(img.shape[:3]), img.affine)
         header = read_nifti_header(path)
+    except StorageError:
+        raise  # a fault of the machine, not of the sheet: the file's own line
     except BrainmetsError as error:
         raise BrainmetsError(f"{_where(sheet, row, column)}: {error}") from None
     shape = tuple(int(n) for n in header.get_data_shape())

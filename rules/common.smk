@@ -2,7 +2,6 @@ import functools
 from pathlib import Path
 
 import pandas as pd
-import yaml
 from snakemake.exceptions import WorkflowError
 
 from brainmets.config import check_config
@@ -227,14 +226,6 @@ def get_evaluation_tables(wildcards):
         for timepoint in get_timepoints(patient)
         if has_truth(patient, timepoint)
     ]
-
-
-def write_stage_config(sections, path):
-    """Write the configuration sections a stage reads as YAML, atomically."""
-    from brainmets.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(yaml.safe_dump(dict(sections), sort_keys=False))
 
 
 def get_patient_segmentations(wildcards):

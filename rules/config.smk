@@ -18,5 +18,5 @@ rule stage_config:
         runtime=1,
     params:
         sections=lambda wildcards: {key: config.get(key) for key in STAGE_SECTIONS[wildcards.stage]},
-    run:
-        write_stage_config(params.sections, output[0])
+    script:
+        "../scripts/stage_config.py"

@@ -17,7 +17,7 @@ from typing import Any
 
 #: set to 1 to run the tests that install packages, write /etc and start daemons (the SLURM cluster)
 SYSTEM_TESTS_VARIABLE = "BRAINMETS_SYSTEM_TESTS"
-#: programs that install system packages or start (or reach) system daemons
+#: programs that install system packages, start (or reach) system daemons or mount file systems
 FORBIDDEN_PROGRAMS = (
     "apt-get",
     "apt",
@@ -32,6 +32,8 @@ FORBIDDEN_PROGRAMS = (
     "slurmctld",
     "slurmd",
     "slurmdbd",
+    "mount",
+    "umount",
 )
 #: folder no test may write to
 PROTECTED = "/etc"

@@ -28,6 +28,12 @@ def test_installing_a_package_is_refused(guarded: MachineGuard) -> None:
     assert guarded.violations == ["starts apt-get (apt-get install -y slurm-wlm)"]
 
 
+def test_mounting_a_file_system_is_refused(guarded: MachineGuard, tmp_path) -> None:
+    with pytest.raises(MachineChanged, match="starts mount"):
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(tmp_path)], check=False)
+    assert not os.path.ismount(tmp_path)
+
+
 def test_a_daemon_started_through_a_shell_is_refused(guarded: MachineGuard) -> None:
     with pytest.raises(MachineChanged, match="starts slurmctld"):
         subprocess.run("slurmctld -D &", shell=True, check=False)

@@ -20,6 +20,7 @@ from scipy.special import expit
 from brainmets.errors import BrainmetsError
 from brainmets.inference.uncertainty import EnsembleAccumulator, EnsembleMaps
 from brainmets.network.sliding import BatchPredictor, sliding_window_predict
+from brainmets.terminal import interactive, progress
 
 log = logging.getLogger(__name__)
 
@@ -51,22 +52,24 @@ def predict_ensemble(
         raise BrainmetsError("the model has no fold networks to predict with")
     flips = mirror_combinations(mirror_axes)
     accumulator = EnsembleAccumulator(image.shape)
-    for fold, predictor in enumerate(predictors):
-        for flip in flips:
-            started = time.perf_counter()
-            flipped_mask = None if brain_mask is None else np.flip(brain_mask, flip)
-            logits = sliding_window_predict(
-                np.flip(image, flip),
-                predictor,
-                patch_size,
-                overlap=overlap,
-                batch_size=batch_size,
-                brain_mask=flipped_mask,
-                fill_value=-np.inf,
-            )
-            probability = expit(np.flip(logits, flip).astype(np.float64))
-            if brain_mask is not None:
-                probability[~brain_mask.astype(bool)] = 0.0
-            accumulator.add(probability)
+    members = [(fold, predictor, flip) for fold, predictor in enumerate(predictors) for flip in flips]
+    # a progress bar with the time left on a terminal, a line per member in logs
+    for fold, predictor, flip in progress(members, "ensemble members"):
+        started = time.perf_counter()
+        flipped_mask = None if brain_mask is None else np.flip(brain_mask, flip)
+        logits = sliding_window_predict(
+            np.flip(image, flip),
+            predictor,
+            patch_size,
+            overlap=overlap,
+            batch_size=batch_size,
+            brain_mask=flipped_mask,
+            fill_value=-np.inf,
+        )
+        probability = expit(np.flip(logits, flip).astype(np.float64))
+        if brain_mask is not None:
+            probability[~brain_mask.astype(bool)] = 0.0
+        accumulator.add(probability)
+        if not interactive():
             log.info("member fold %d, mirror axes %s: %.1f s", fold, flip or "none", time.perf_counter() - started)
     return accumulator.result()

@@ -102,9 +102,10 @@ class Segmenter:
 def load_segmenter(model_dir: str | os.PathLike[str], settings: InferenceSettings) -> Segmenter:
     """Load and validate a model directory and compile one predictor per fold for the configured device."""
     from brainmets.inference.runtime import compile_fold_predictors, dtype_policy, resolve_device, resolve_precision
-    from brainmets.network.modeldir import load_fold_weights
+    from brainmets.network.modeldir import load_fold_weights, model_files
 
     started = time.perf_counter()
+    model_files(model_dir, settings.weights)  # a missing or broken model.json refused before anything is logged
     device = resolve_device(settings.device)
     with dtype_policy(resolve_precision(settings.precision, device, settings.recipe)):
         metadata, network, fold_weights = load_fold_weights(model_dir, weights=settings.weights)

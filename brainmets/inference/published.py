@@ -31,6 +31,7 @@ from scipy.special import expit
 from brainmets.errors import BrainmetsError
 from brainmets.inference.uncertainty import EnsembleAccumulator, EnsembleMaps
 from brainmets.network.sliding import BatchPredictor
+from brainmets.terminal import interactive, progress
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,8 @@ def published_fold_logits(
             batch_size=batch_size,
         )
         summed += np.flip(logits, flip)
-        log.info("flip %s: %.1f s", flip or "none", time.perf_counter() - started)
+        if not interactive():
+            log.info("flip %s: %.1f s", flip or "none", time.perf_counter() - started)
     mean = (summed / len(flips)).astype(np.float32)
     unpadded = mean[tuple(slice(before, n - after) for (before, after), n in zip(pads, volume.shape, strict=True))]
     full = np.zeros(image.shape, dtype=np.float32)
@@ -153,7 +155,7 @@ def predict_published(
     background[box] = False
     accumulator = EnsembleAccumulator(image.shape)
     sum_logits = np.zeros(image.shape, dtype=np.float64)
-    for fold, predictor in enumerate(predictors):
+    for fold, predictor in progress(list(enumerate(predictors)), "ensemble members (folds)"):
         started = time.perf_counter()
         logits = published_fold_logits(
             image, predictor, patch_size, overlap=overlap, flips=flips, batch_size=batch_size
@@ -162,6 +164,7 @@ def predict_published(
         probability = expit(logits)
         probability[background] = 0.0  # background is certain: entropy 0 there, as the published maps
         accumulator.add(probability)
-        log.info("fold %d (%d flips): %.1f s", fold, len(flips), time.perf_counter() - started)
+        if not interactive():
+            log.info("fold %d (%d flips): %.1f s", fold, len(flips), time.perf_counter() - started)
     label = (sum_logits / len(predictors) > 0) & ~background
     return dataclasses.replace(accumulator.result(), label=label.astype(np.uint8))

@@ -71,6 +71,15 @@ def native_maps(scan_dir: str | os.PathLike[str]) -> dict[str, Path]:
     }
 
 
+def ensemble_size(segmenter: Segmenter) -> int:
+    """Members the segmenter averages per scan: folds x mirrorings (folds alone count for the published recipe)."""
+    from brainmets.inference.ensemble import mirror_combinations
+
+    if segmenter.settings.recipe == "published":
+        return len(segmenter.predictors)
+    return len(segmenter.predictors) * len(mirror_combinations(segmenter.settings.mirror_axes))
+
+
 def segment_scans(
     images: Sequence[str | os.PathLike[str]],
     segmenter: Segmenter,
@@ -84,12 +93,16 @@ def segment_scans(
         read_nifti_header(image)
     names = scan_names(images)
     folders = {}
-    for image, name in zip(images, names, strict=True):
+    for number, (image, name) in enumerate(zip(images, names, strict=True), start=1):
         started = time.perf_counter()
         scan_dir = Path(out_dir) / name
+        stage = f"scan {number}/{len(names)} {name}"
+        log.info("%s: preprocessing (reorient, resample, brain extraction, bias correction)", stage)
         preprocess_scan(image, scan_dir, settings=preprocess_settings)
+        log.info("%s: inference (%d ensemble members)", stage, ensemble_size(segmenter))
         predict_scan(segmenter, scan_dir / ZSCORE, scan_dir / BRAIN_MASK, scan_dir)
+        log.info("%s: maps to the native grid", stage)
         native_maps(scan_dir)
-        log.info("%s -> %s (%s) in %.0f s", image, scan_dir, LESIONS, time.perf_counter() - started)
+        log.info("%s: done -> %s (%s) in %.0f s", stage, scan_dir, LESIONS, time.perf_counter() - started)
         folders[name] = scan_dir
     return folders

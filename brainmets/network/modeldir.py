@@ -23,7 +23,7 @@ import jsonschema
 import numpy as np
 
 from brainmets import __version__
-from brainmets.errors import BrainmetsError
+from brainmets.errors import BrainmetsError, raise_if_fault
 from brainmets.io import read_json, write_json
 
 if TYPE_CHECKING:
@@ -170,16 +170,13 @@ def _read_weights(network: keras.Model, weights_path: Path) -> None:
             warnings.simplefilter("error")
             network.load_weights(str(weights_path))
     except Exception as error:  # h5py and Keras raise several types for mismatched or corrupt files
+        raise_if_fault(error, weights_path, "cannot read")
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise BrainmetsError(f"{weights_path}: weights do not fit the network in model.json ({message})") from None
 
 
-def _fold_networks(
-    path: str | os.PathLike[str], weights: str, shared: bool
-) -> tuple[dict[str, Any], list[keras.Model], list[Path]]:
-    """Validated metadata, freshly built networks (one per fold, or one to share) and each fold's weights file."""
-    from brainmets.network.model import build_unet
-
+def model_files(path: str | os.PathLike[str], weights: str = "best") -> tuple[dict[str, Any], list[Path]]:
+    """A model directory's validated model.json and each fold's weights file, refused when any is missing."""
     root = Path(path)
     if not root.is_dir():
         raise BrainmetsError(f"{root}: model directory not found; train a model or set model.dir")
@@ -190,6 +187,17 @@ def _fold_networks(
         if not weights_path.is_file():
             raise BrainmetsError(f"{weights_path}: missing weights of fold {fold} listed in model.json")
         files.append(weights_path)
+    return meta, files
+
+
+def _fold_networks(
+    path: str | os.PathLike[str], weights: str, shared: bool
+) -> tuple[dict[str, Any], list[keras.Model], list[Path]]:
+    """Validated metadata, freshly built networks (one per fold, or one to share) and each fold's weights file."""
+    from brainmets.network.model import build_unet
+
+    root = Path(path)
+    meta, files = model_files(root, weights)
     try:
         networks = [build_unet(**meta["network"]) for _ in range(1 if shared else len(files))]
     except (TypeError, ValueError) as error:

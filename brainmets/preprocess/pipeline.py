@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from brainmets import __version__
-from brainmets.errors import BrainmetsError
+from brainmets.errors import BrainmetsError, raise_if_fault
 from brainmets.io import load_nifti, same_grid, save_nifti, voxel_spacing_mm, voxel_volume_ml, write_json
 from brainmets.preprocess.intensity import n4_correct, zscore_over_brain
 from brainmets.preprocess.registration import identity_transform, register_to_baseline, write_transform
@@ -38,6 +38,7 @@ from brainmets.preprocess.space import (
     resample_to_spacing,
     to_ants,
 )
+from brainmets.terminal import clear_stage, show_stage
 
 if TYPE_CHECKING:
     import ants
@@ -62,11 +63,28 @@ RECORD_FORMAT = "brainmets-preprocess"
 RECORD_VERSION = 1
 
 
+#: the steps of preprocessing in a user's words
+STAGES = {
+    "load": "reading the scan",
+    "resample": "reorienting to RAS and resampling",
+    "skullstrip": "brain extraction",
+    "n4": "bias-field correction (N4)",
+    "register": "registration to the baseline",
+    "to_patient": "resampling into patient space",
+    "normalise": "intensity normalisation (z-score)",
+    "write": "writing the files",
+}
+
+
 @contextmanager
 def _timed(timings: dict[str, float], step: str) -> Iterator[None]:
-    """Add the wall-clock seconds of the enclosed block to timings[step]."""
+    """Add the wall-clock seconds of the enclosed block to timings[step]; a terminal shows the stage meanwhile."""
+    show_stage(f"preprocessing: {STAGES.get(step, step)} ...")
     start = time.perf_counter()
-    yield
+    try:
+        yield
+    finally:
+        clear_stage()
     timings[step] = round(timings.get(step, 0.0) + time.perf_counter() - start, 3)
 
 
@@ -78,6 +96,7 @@ def read_record(scan_dir: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError) as error:
+        raise_if_fault(error, path, "cannot read")
         raise BrainmetsError(f"{path}: not readable JSON ({error}); preprocess the scan again") from None
     if (
         not isinstance(record, dict)

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from brainmets.errors import BrainmetsError
-from brainmets.io import atomic_path
+from brainmets.errors import BrainmetsError, StorageError, raise_if_fault
+from brainmets.io import atomic_path, write_failure_errno
 
 if TYPE_CHECKING:
     import ants
@@ -93,6 +93,17 @@ def write_transform(transform: ants.ANTsTransform, path: str | os.PathLike[str])
 
     with atomic_path(path) as tmp:
         ants.write_transform(transform, str(tmp))
+        # ITK reports no failed write: on a full disk it leaves an empty or cut file and returns, so the file
+        # is read back before it may replace the output
+        try:
+            written = ants.read_transform(str(tmp))
+            complete = np.allclose(written.parameters, transform.parameters) and np.allclose(
+                written.fixed_parameters, transform.fixed_parameters
+            )
+        except (RuntimeError, ValueError):
+            complete = False
+        if not complete:
+            raise StorageError(path, write_failure_errno(Path(path).parent), "cannot write")
     return Path(path)
 
 
@@ -106,6 +117,7 @@ def read_transform(path: str | os.PathLike[str]) -> ants.ANTsTransform:
     try:
         return ants.read_transform(str(p))
     except Exception as error:
+        raise_if_fault(error, p, "cannot read")
         raise BrainmetsError(f"{p}: not a readable ANTs transform ({type(error).__name__})") from None
 
 

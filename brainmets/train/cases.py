@@ -21,6 +21,7 @@ from brainmets.io import (
     int_triple,
     load_nifti,
     read_json,
+    reading,
     voxel_spacing_mm,
     write_json,
 )
@@ -126,5 +127,6 @@ def list_cases(cases_dir: str | os.PathLike[str]) -> list[Case]:
 
 def read_image_and_label(case: Case) -> tuple[np.ndarray, np.ndarray]:
     """The case's z-scored image (float32) and binary label (uint8), both (axis0, axis1, axis2)."""
-    data = np.load(case.data_path, mmap_mode="r")
+    with reading(case.data_path):
+        data = np.load(case.data_path, mmap_mode="r")
     return np.asarray(data[..., IMAGE], dtype=np.float32), np.asarray(data[..., LABEL] > 0.5, dtype=np.uint8)

@@ -22,7 +22,7 @@ import pandas as pd
 import tensorflow as tf
 
 from brainmets.errors import BrainmetsError
-from brainmets.io import atomic_path, read_json, table_records, write_json
+from brainmets.io import atomic_path, read_json, reading, table_records, write_json
 from brainmets.network.model import build_unet
 from brainmets.network.modeldir import fold_dir
 from brainmets.network.sliding import BatchPredictor
@@ -180,7 +180,7 @@ def _save_optimizer(optimizer: keras.optimizers.Optimizer, path: Path) -> None:
 def _load_optimizer(optimizer: keras.optimizers.Optimizer, model: keras.Model, path: Path) -> None:
     """Restore the optimiser variables written by _save_optimizer."""
     optimizer.build(model.trainable_variables)
-    with np.load(path) as stored:
+    with reading(path), np.load(path) as stored:
         values = [stored[f"arr_{i}"] for i in range(len(stored.files))]
     if len(values) != len(optimizer.variables):
         raise BrainmetsError(

@@ -16,14 +16,13 @@ import hashlib
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from brainmets.errors import BrainmetsError
-from brainmets.io import write_json
+from brainmets.errors import BrainmetsError, raise_if_fault, storage_error
+from brainmets.io import temporary_folder, write_json
 from brainmets.network.modeldir import fold_dir, model_metadata, validate_metadata
 
 SOURCE_FORMAT = "brain-mets-seg"
@@ -121,6 +120,7 @@ def checkpoint_prefix(folder: Path) -> Path:
     try:
         match = STATE_LINE.search(state_file.read_text())
     except (OSError, UnicodeDecodeError) as error:
+        raise_if_fault(error, state_file, "cannot read")
         raise BrainmetsError(f"{state_file}: unreadable checkpoint state file ({error})") from None
     if match is None:
         raise BrainmetsError(f"{state_file}: no model_checkpoint_path line; not a TensorFlow checkpoint state file")
@@ -158,6 +158,7 @@ def read_network_arrays(prefix: Path) -> tuple[dict[str, Any], dict[str, np.ndar
         reader = tf.train.load_checkpoint(str(prefix))
         shapes = {k: list(v) for k, v in reader.get_variable_to_shape_map().items()}
     except (tf.errors.OpError, ValueError, IndexError, RuntimeError) as error:  # all seen on damaged files
+        raise_if_fault(error, index, "cannot read")
         raise BrainmetsError(f"{index}: unreadable checkpoint ({str(error).splitlines()[0]})") from None
     settings = network_settings(shapes, index)
     expected = checkpoint_variable_map(len(settings["filters"]), settings["deep_supervision_heads"])
@@ -175,6 +176,7 @@ def read_network_arrays(prefix: Path) -> tuple[dict[str, Any], dict[str, np.ndar
         try:
             arrays[key] = np.asarray(reader.get_tensor(key), dtype=np.float32)
         except (tf.errors.OpError, ValueError, IndexError, RuntimeError) as error:  # all seen on damaged files
+            raise_if_fault(error, f"{prefix}.data", "cannot read")
             raise BrainmetsError(
                 f"{prefix}.data: variable {key} cannot be read ({str(error).splitlines()[0]}); "
                 "the checkpoint is damaged"
@@ -250,16 +252,19 @@ def import_brain_mets_seg(src: str | os.PathLike[str], out_dir: str | os.PathLik
     meta["source"] = {"format": SOURCE_FORMAT, "folds": sources}
     validate_metadata(meta, str(out / "model.json"))
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
+    # the folders are made as mkdir makes them (0777 minus the umask), so the renamed folder is not 0700
+    staging = temporary_folder(out.parent, f".{out.name}.")
     try:
         for fold, network in weights.items():
             fold_dir(staging, fold).mkdir()
             network.save_weights(str(fold_dir(staging, fold) / "best.weights.h5"))
         write_json(meta, staging / "model.json")
-        if out.is_dir():
-            out.rmdir()  # empty, checked above
-        os.replace(staging, out)
+        os.replace(staging, out)  # onto an empty folder (checked above) too, so that it stays until replaced
+    except Exception as error:  # a full disk while the weights are written: named after the model folder
+        fault = storage_error(error, out, temporary=staging, action="cannot write the model folder")
+        if fault is None:
+            raise
+        raise fault from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
