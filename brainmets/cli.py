@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "rano": "brainmets.rano.cli_rano",
     "evaluate": "brainmets.evaluation.cli_evaluate",
     "evaluate-cohort": "brainmets.evaluation.cli_evaluate_cohort",
+    "dicom-export": "brainmets.dicom.cli_dicom_export",
 }
 
 

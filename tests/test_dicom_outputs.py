@@ -1,0 +1,400 @@
+"""DICOM outputs of scans that came from DICOM series: SEG, TID 1500 SR and parametric maps on the source grid.
+
+One tiny patient, two visits, each a real MR series (written as DICOM, converted by dcm2niix: the
+native grid, in another axis order than the series' slices at the follow-up). Its segmentations are
+tracked and assessed by the real `track` and `rano` code, moved to the native grid as `predict` does,
+and exported. The checks read the objects back with highdicom, dcmqi and pydicom and compare them
+with the tables and the native maps, locating every pixel on the native grid independently of the
+module (through the headers' positions and the NIfTI affine).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import highdicom as hd
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+from brainmets.cli import main
+from brainmets.dicom.outputs import OBJECTS, export_scan
+from brainmets.dicom.series_writer import derived_uid, write_mr_series
+from brainmets.io import save_nifti, write_tsv
+from brainmets.preprocess.native import maps_to_native
+from brainmets.preprocess.pipeline import PATIENT_TO_SCAN, RECORD, RECORD_FORMAT, RECORD_VERSION
+from brainmets.preprocess.registration import identity_transform, write_transform
+from brainmets.rano.rano import assess
+from brainmets.track.track import track_manifest
+
+from dicomtools import dciodvfy_errors, dcm2niix_image
+
+PATIENT = "P01"
+VISITS = {"2026-01-05": "LPS", "2026-03-02": "PIR"}  # the follow-up's series is sagittal
+SHAPE = (40, 36, 16)
+SPACING = (1.0, 1.0, 2.5)
+#: lesions (patient-space voxel centre, radii in mm) at each visit: A shrinks, B resolves, C is new
+LESIONS = {
+    "2026-01-05": [((12, 12, 7), (7.0, 6.0, 5.0)), ((30, 28, 9), (2.5, 2.5, 2.5))],
+    "2026-03-02": [((12, 12, 7), (5.0, 4.0, 4.0)), ((30, 8, 4), (3.5, 3.5, 3.5))],
+}
+
+
+@dataclass
+class Visit:
+    """One exported visit: its folders and the native grid's image."""
+
+    series: Path
+    scan: Path
+    out: Path
+    native: nib.Nifti1Image
+
+
+def _ellipsoids(lesions: list[tuple[tuple[int, int, int], tuple[float, float, float]]]) -> np.ndarray:
+    """A binary patient-space mask of ellipsoids (centre in voxels, radii in mm)."""
+    grid = np.indices(SHAPE).astype(float)
+    mask = np.zeros(SHAPE, bool)
+    for centre, radii in lesions:
+        distance = sum(((grid[a] - centre[a]) * SPACING[a] / radii[a]) ** 2 for a in range(3))
+        mask |= distance <= 1.0
+    return mask
+
+
+def _patient_affine() -> np.ndarray:
+    """The patient-space (RAS) affine of the test lattice."""
+    affine = np.diag([*SPACING, 1.0])
+    affine[:3, 3] = [-20.0, -18.0, -20.0]
+    return affine
+
+
+@pytest.fixture(scope="module")
+def patient(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Visit]:
+    """Two visits of one patient, from DICOM series to exported DICOM objects."""
+    root = tmp_path_factory.mktemp("dicom_outputs")
+    results = root / "results" / PATIENT
+    rng = np.random.default_rng(7)
+    head = np.clip(rng.normal(300, 40, SHAPE), 0, None).astype(np.int16)
+    visits: dict[str, Visit] = {}
+    manifest = ["timepoint\tmask"]
+    for n, (timepoint, code) in enumerate(VISITS.items(), start=1):
+        canonical = nib.Nifti1Image(head, _patient_affine())
+        target = nib.orientations.axcodes2ornt(tuple(code))
+        written = canonical.as_reoriented(
+            nib.orientations.ornt_transform(nib.orientations.io_orientation(canonical.affine), target)
+        )
+        series = root / "dicom" / timepoint
+        write_mr_series(
+            written,
+            series,
+            patient_id="SITE-0042",
+            patient_name="Doe^Jane",
+            study_instance_uid=derived_uid("study", timepoint),
+            study_date=timepoint.replace("-", ""),
+            series_number=5 + n,
+            series_description="T1 MPRAGE post",
+            contrast_agent="Gadobutrol",
+            frame_of_reference_uid=derived_uid("frame", timepoint),
+        )
+        native = dcm2niix_image(series, root / "converted" / timepoint)
+        scan = results / timepoint
+        scan.mkdir(parents=True)
+        save_nifti(np.asarray(native.dataobj, np.float32), native.affine, scan / "source" / "t1ce.nii.gz")
+        patient_grid = nib.as_closest_canonical(native)
+        record = {
+            "format": RECORD_FORMAT,
+            "format_version": RECORD_VERSION,
+            "native": {"affine": native.affine.tolist(), "shape": list(native.shape)},
+            "patient_space": {"affine": _patient_affine().tolist(), "shape": list(SHAPE)},
+        }
+        assert np.allclose(patient_grid.affine, _patient_affine(), atol=1e-4)  # the same lattice at both visits
+        (scan / RECORD).write_text(json.dumps(record))
+        write_transform(identity_transform(), scan / PATIENT_TO_SCAN)
+        mask = _ellipsoids(LESIONS[timepoint])
+        probability = np.clip(np.where(mask, 0.9, 0.05) + rng.normal(0, 0.02, SHAPE), 0, 1).astype(np.float32)
+        entropy = -(probability * np.log2(probability + 1e-9) + (1 - probability) * np.log2(1 - probability + 1e-9))
+        save_nifti(mask.astype(np.uint8), _patient_affine(), scan / "segmentation.nii.gz")
+        save_nifti(probability, _patient_affine(), scan / "probability.nii.gz")
+        save_nifti(entropy.astype(np.float32), _patient_affine(), scan / "uncertainty_total_entropy.nii.gz")
+        moved = [
+            ("segmentation.nii.gz", "label"),
+            ("probability.nii.gz", "map"),
+            ("uncertainty_total_entropy.nii.gz", "map"),
+        ]
+        maps_to_native([(scan / name, kind, scan / "native" / name) for name, kind in moved], scan)
+        manifest.append(f"{timepoint}\t{timepoint}/segmentation.nii.gz")
+        visits[timepoint] = Visit(series, scan, scan / "dicom", native)
+    (results / "segmentations.tsv").write_text("\n".join(manifest) + "\n")
+    lesions = track_manifest(results / "segmentations.tsv", results, patient_id=PATIENT)
+    write_tsv(assess(lesions), results / "rano_response.tsv")
+    for timepoint, visit in visits.items():
+        export_scan(
+            visit.series,
+            visit.scan,
+            results / "tracked" / f"{timepoint}.nii.gz",
+            results / "lesions.tsv",
+            visit.out,
+            patient_id=PATIENT,
+            timepoint=timepoint,
+            response=results / "rano_response.tsv",
+        )
+    return visits
+
+
+def _tables(visit: Visit) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The patient's lesion and response tables."""
+    folder = visit.scan.parent
+    return pd.read_csv(folder / "lesions.tsv", sep="\t"), pd.read_csv(folder / "rano_response.tsv", sep="\t")
+
+
+def _native_values(
+    frame: pydicom.Dataset, volume: np.ndarray, affine: np.ndarray, rows: int, columns: int
+) -> np.ndarray:
+    """The values of a native-grid volume at every pixel of one frame (its LPS position, orientation and spacing)."""
+    position = np.asarray(frame.PlanePositionSequence[0].ImagePositionPatient, float)
+    orientation = np.asarray(frame.PlaneOrientationSequence[0].ImageOrientationPatient, float)
+    row_mm, column_mm = (float(v) for v in frame.PixelMeasuresSequence[0].PixelSpacing)
+    r, c = np.meshgrid(np.arange(rows), np.arange(columns), indexing="ij")
+    lps = position + c[..., None] * column_mm * orientation[:3] + r[..., None] * row_mm * orientation[3:]
+    ras = lps * [-1.0, -1.0, 1.0]
+    voxel = (np.linalg.inv(affine) @ np.concatenate([ras, np.ones((rows, columns, 1))], axis=-1)[..., None])[..., :3, 0]
+    index = np.rint(voxel).astype(int)
+    assert np.abs(voxel - index).max() < 1e-3
+    return volume[index[..., 0], index[..., 1], index[..., 2]]
+
+
+def _frames(ds: pydicom.Dataset) -> list[pydicom.Dataset]:
+    """The per-frame functional groups of a multi-frame object, shared groups merged in."""
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    merged = []
+    for frame in ds.PerFrameFunctionalGroupsSequence:
+        item = pydicom.Dataset()
+        for group in (shared, frame):
+            for element in group:
+                item.add(element)
+        merged.append(item)
+    return merged
+
+
+def _tracked_native(visit: Visit) -> np.ndarray:
+    """The visit's tracked lesion ids on the native grid, by reorientation (the test lattice is shared)."""
+    tracked = nib.load(visit.scan.parent / "tracked" / f"{visit.scan.name}.nii.gz")
+    ornt = nib.orientations.ornt_transform(
+        nib.orientations.io_orientation(tracked.affine), nib.orientations.io_orientation(visit.native.affine)
+    )
+    return nib.orientations.apply_orientation(np.asarray(tracked.dataobj), ornt)
+
+
+def test_seg_segments_are_the_tracked_lesions_on_the_source_grid(patient: dict[str, Visit]) -> None:
+    """Each segment is one tracked lesion on the source images; together they are the native segmentation."""
+    for visit in patient.values():
+        seg = hd.seg.segread(visit.out / "segmentation.dcm")
+        ds = pydicom.dcmread(visit.out / "segmentation.dcm")
+        truth = _tracked_native(visit)
+        native_seg = np.asarray(nib.load(visit.scan / "native" / "segmentation.nii.gz").dataobj)
+        assert np.array_equal(truth > 0, native_seg > 0)
+        frames = _frames(ds)
+        pixels = ds.pixel_array.reshape(len(frames), ds.Rows, ds.Columns)
+        ids = {int(d.SegmentLabel.split()[-1]): int(d.SegmentNumber) for d in seg.SegmentSequence}
+        assert sorted(ids) == sorted(int(i) for i in np.unique(truth) if i)
+        for frame, plane in zip(frames, pixels, strict=True):
+            number = int(frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+            lesion = next(i for i, s in ids.items() if s == number)
+            expected = _native_values(frame, truth, visit.native.affine, ds.Rows, ds.Columns) == lesion
+            assert np.array_equal(plane.astype(bool), expected)
+
+
+def test_seg_references_the_source_series(patient: dict[str, Visit]) -> None:
+    """Same study, frame of reference and patient as the source; every source image referenced."""
+    for visit in patient.values():
+        source = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(visit.series.glob("*.dcm"))]
+        for name in OBJECTS:
+            ds = pydicom.dcmread(visit.out / f"{name}.dcm")
+            assert ds.StudyInstanceUID == source[0].StudyInstanceUID
+            assert ds.PatientID == source[0].PatientID
+            if name != "measurements":
+                assert ds.FrameOfReferenceUID == source[0].FrameOfReferenceUID
+                referenced = ds.ReferencedSeriesSequence[0]
+                assert referenced.SeriesInstanceUID == source[0].SeriesInstanceUID
+                uids = {item.ReferencedSOPInstanceUID for item in referenced.ReferencedInstanceSequence}
+                assert uids == {s.SOPInstanceUID for s in source}
+
+
+def test_dcmqi_reads_the_seg_back_lesion_by_lesion(patient: dict[str, Visit], tmp_path: Path) -> None:
+    """dcmqi's segimage2itkimage gives back each lesion of the native-grid map, voxel for voxel."""
+    tool = str(Path(sys.executable).parent / "segimage2itkimage")
+    for timepoint, visit in patient.items():
+        out = tmp_path / timepoint
+        out.mkdir()
+        subprocess.run(
+            [
+                tool,
+                "--inputDICOM",
+                str(visit.out / "segmentation.dcm"),
+                "--outputDirectory",
+                str(out),
+                "--outputType",
+                "nifti",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        meta = json.loads((out / "meta.json").read_text())
+        truth = nib.as_closest_canonical(nib.Nifti1Image(_tracked_native(visit), visit.native.affine))
+        labels = [
+            (attributes["labelID"], attributes["SegmentLabel"])
+            for group in meta["segmentAttributes"]
+            for attributes in group
+        ]
+        assert len(labels) == len(np.unique(truth.dataobj)) - 1
+        for group, segments in enumerate(meta["segmentAttributes"], start=1):
+            image = nib.as_closest_canonical(nib.load(out / f"{group}.nii.gz"))
+            assert np.allclose(image.affine, truth.affine, atol=1e-3)
+            for attributes in segments:
+                lesion = int(attributes["SegmentLabel"].split()[-1])
+                read = np.asarray(image.dataobj) == attributes["labelID"]
+                assert np.array_equal(read, np.asarray(truth.dataobj) == lesion), (timepoint, lesion)
+
+
+def _report_groups(path: Path) -> tuple[dict[int, dict], dict]:
+    """Lesion id -> (tracking uid, segment, measurements, category) and the visit group of an SR."""
+    sr = hd.sr.srread(path)
+    lesions = {}
+    for group in sr.content.get_volumetric_roi_measurement_groups():
+        lesion = int(group.tracking_identifier.split()[-1])
+        reference = group.referenced_segment[0].ReferencedSOPSequence[0]
+        lesions[lesion] = {
+            "uid": group.tracking_uid,
+            "segment": int(reference.ReferencedSegmentNumber),
+            "seg_uid": reference.ReferencedSOPInstanceUID,
+            **{m.name.meaning: m.value for m in group.get_measurements()},
+            "category": [q.value.meaning for q in group.get_qualitative_evaluations()],
+        }
+    visit = {}
+    root = sr.ContentSequence
+    for item in root:
+        if item.ConceptNameCodeSequence[0].CodeMeaning == "Imaging Measurements":
+            for group in item.ContentSequence:
+                texts = {c.ConceptNameCodeSequence[0].CodeMeaning: c for c in group.ContentSequence}
+                if "Referenced Segment" in texts:
+                    continue
+                for meaning, content in texts.items():
+                    if content.ValueType == "NUM":
+                        visit[meaning] = float(content.MeasuredValueSequence[0].NumericValue)
+                    elif content.ValueType == "CODE":
+                        visit[meaning] = content.ConceptCodeSequence[0].CodeValue
+    return lesions, visit
+
+
+def test_sr_measurements_equal_the_lesion_and_response_tables(patient: dict[str, Visit]) -> None:
+    """Volumes, diameters, categories, response and sum of diameters as the tables say; segments referenced."""
+    expected_categories = {"2026-01-05": {1: "Target", 2: "Non-Target"}, "2026-03-02": {1: "Target", 3: "New"}}
+    for timepoint, visit in patient.items():
+        table, response = _tables(visit)
+        rows = table[(table["timepoint"] == timepoint) & (table["component"] > 0)].set_index("lesion_id")
+        lesions, assessment = _report_groups(visit.out / "measurements.dcm")
+        assert sorted(lesions) == sorted(rows.index)
+        seg = pydicom.dcmread(visit.out / "segmentation.dcm")
+        segment_uids = {int(s.SegmentNumber): s.TrackingUID for s in seg.SegmentSequence}
+        for lesion, found in lesions.items():
+            assert found["Volume"] == pytest.approx(rows.loc[lesion, "volume_ml"], abs=1e-3)
+            assert found["Long axis"] == pytest.approx(rows.loc[lesion, "longest_diameter_mm"], abs=0.01)
+            assert found["Perpendicular Axis"] == pytest.approx(rows.loc[lesion, "perpendicular_diameter_mm"], abs=0.01)
+            assert found["category"][0].startswith(expected_categories[timepoint][lesion])
+            assert found["seg_uid"] == seg.SOPInstanceUID
+            assert segment_uids[found["segment"]] == found["uid"]
+        row = response[response["timepoint"] == timepoint].iloc[0]
+        assert assessment["Sum of longest diameters of target lesions"] == pytest.approx(row["sum_ld_mm"], abs=0.01)
+        assert assessment["Current Response"] == {"non-CR/non-PD": "NCRNPD"}.get(
+            row["overall_response"], row["overall_response"]
+        )
+
+
+def test_tracking_uids_follow_each_lesion_across_visits(patient: dict[str, Visit]) -> None:
+    """A lesion's Tracking UID is the same at every visit, in SEG and SR; different lesions differ."""
+    seen: dict[int, set[str]] = {}
+    for visit in patient.values():
+        seg = pydicom.dcmread(visit.out / "segmentation.dcm")
+        for segment in seg.SegmentSequence:
+            lesion = int(segment.SegmentLabel.split()[-1])
+            assert segment.TrackingID == f"lesion {lesion}"
+            seen.setdefault(lesion, set()).add(segment.TrackingUID)
+        for lesion, found in _report_groups(visit.out / "measurements.dcm")[0].items():
+            seen[lesion].add(found["uid"])
+    assert sorted(seen) == [1, 2, 3]
+    assert all(len(uids) == 1 for uids in seen.values())
+    assert len({next(iter(uids)) for uids in seen.values()}) == 3
+
+
+def test_parametric_maps_hold_the_native_maps_on_the_source_grid(patient: dict[str, Visit]) -> None:
+    """Probability and total entropy read back (float) equal the native maps at every source pixel."""
+    for visit in patient.values():
+        for name, file in (("probability", "probability"), ("total_entropy", "uncertainty_total_entropy")):
+            ds = pydicom.dcmread(visit.out / f"{name}.dcm")
+            assert hd.imread(visit.out / f"{name}.dcm").SOPInstanceUID == ds.SOPInstanceUID
+            native = np.asarray(nib.load(visit.scan / "native" / f"{file}.nii.gz").get_fdata(dtype=np.float32))
+            frames = _frames(ds)
+            pixels = ds.pixel_array.reshape(len(frames), ds.Rows, ds.Columns)
+            assert len(frames) == len(list(visit.series.glob("*.dcm")))
+            for frame, plane in zip(frames, pixels, strict=True):
+                assert np.array_equal(plane, _native_values(frame, native, visit.native.affine, ds.Rows, ds.Columns))
+
+
+def test_a_rerun_writes_the_same_bytes(patient: dict[str, Visit], tmp_path: Path) -> None:
+    """Exporting the same results again gives byte-identical objects (UIDs included)."""
+    timepoint, visit = next(iter(patient.items()))
+    folder = visit.scan.parent
+    export_scan(
+        visit.series,
+        visit.scan,
+        folder / "tracked" / f"{timepoint}.nii.gz",
+        folder / "lesions.tsv",
+        tmp_path,
+        patient_id=PATIENT,
+        timepoint=timepoint,
+        response=folder / "rano_response.tsv",
+    )
+    for name in OBJECTS:
+        assert (tmp_path / f"{name}.dcm").read_bytes() == (visit.out / f"{name}.dcm").read_bytes(), name
+
+
+def test_a_series_off_the_native_grid_is_refused_in_one_line(
+    patient: dict[str, Visit], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A series half a voxel off the scan's native grid is refused with one line; nothing is written."""
+    timepoint, visit = next(iter(patient.items()))
+    shifted = visit.native.affine.copy()
+    shifted[:3, 3] += shifted[:3, :3] @ [0.0, 0.5, 0.0]
+    series = tmp_path / "shifted"
+    write_mr_series(
+        nib.Nifti1Image(np.asarray(visit.native.dataobj, np.int16), shifted),
+        series,
+        patient_id="SITE-0042",
+        patient_name="Doe^Jane",
+        study_instance_uid=derived_uid("study", timepoint),
+        study_date=timepoint.replace("-", ""),
+        series_number=99,
+        series_description="T1 MPRAGE post",
+        contrast_agent="Gadobutrol",
+        frame_of_reference_uid=derived_uid("frame", timepoint),
+    )
+    folder = visit.scan.parent
+    argv = ["dicom-export", "--source", str(series), "--scan-dir", str(visit.scan)]
+    argv += ["--tracked", str(folder / "tracked" / f"{timepoint}.nii.gz"), "--lesions", str(folder / "lesions.tsv")]
+    argv += ["--patient", PATIENT, "--timepoint", timepoint, "--out-dir", str(tmp_path / "out")]
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and str(series) in error and "grid" in error, error
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.system
+def test_dciodvfy_finds_no_error_in_any_object(patient: dict[str, Visit]) -> None:
+    """Every object written passes the standard IOD validator without errors."""
+    for visit in patient.values():
+        for name in OBJECTS:
+            assert dciodvfy_errors(visit.out / f"{name}.dcm") == [], name
