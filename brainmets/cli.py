@@ -18,6 +18,7 @@ from brainmets.errors import BrainmetsError
 COMMANDS: dict[str, str] = {
     "demo-cohort": "brainmets.demo.cli_demo_cohort",
     "check-samples": "brainmets.samplesheet",
+    "convert-dicom": "brainmets.dicom.cli_convert",
     "preprocess": "brainmets.preprocess.cli_preprocess",
     "to-native": "brainmets.preprocess.cli_to_native",
     "weight-map": "brainmets.train.cli_weight_map",

@@ -12,6 +12,10 @@ scan's native grid:
 
 <scan> is the input file name without .nii/.nii.gz, prefixed with its parent folders (joined by _)
 as far as needed to tell the inputs apart (.../P01/2024-01-15/t1ce.nii.gz -> 2024-01-15_t1ce).
+
+An input that is a folder holding a DICOM series is converted first (dcm2niix) to
+OUT_DIR/<scan>/source/t1ce.nii.gz (+ t1ce.json, dcm2niix's sidecar), <scan> being the folder's name; that
+image is the scan, and `native/` is on its grid (the source series' grid).
 """
 
 from __future__ import annotations
@@ -32,8 +36,14 @@ log = logging.getLogger(__name__)
 NATIVE_DIR = "native"
 
 
+#: where a DICOM input's converted image goes inside its scan folder
+SOURCE_IMAGE = "source/t1ce.nii.gz"
+
+
 def _strip_nifti(name: str, path: str | os.PathLike[str]) -> str:
-    """A file name without .nii or .nii.gz."""
+    """A file name without .nii or .nii.gz (a DICOM folder's name as it is)."""
+    if os.path.isdir(path):
+        return name
     for suffix in (".nii.gz", ".nii"):
         if name.endswith(suffix):
             return name[: -len(suffix)]
@@ -76,17 +86,30 @@ def segment_scans(
     segmenter: Segmenter,
     out_dir: str | os.PathLike[str],
     preprocess_settings: PreprocessSettings,
+    series_uids: Sequence[str] = (),
 ) -> dict[str, Path]:
-    """Preprocess, predict and map back each scan into OUT_DIR/<scan>/; returns scan name -> folder."""
+    """Preprocess, predict and map back each scan into OUT_DIR/<scan>/; returns scan name -> folder.
+
+    A DICOM folder's series is the one of `series_uids` it holds, else its only series.
+    """
+    from brainmets.dicom.series import convert_series, find_series, read_series
     from brainmets.preprocess.pipeline import BRAIN_MASK, ZSCORE, preprocess_scan
 
-    for image in images:  # every input's header before anything is written
-        read_nifti_header(image)
+    chosen: dict[int, str | None] = {}
+    for index, image in enumerate(images):  # every input's header before anything is written
+        if os.path.isdir(image):
+            held = [s.uid for s in read_series(image) if s.uid in series_uids]
+            chosen[index] = held[0] if held else None
+            find_series(image, chosen[index])
+        else:
+            read_nifti_header(image)
     names = scan_names(images)
     folders = {}
-    for image, name in zip(images, names, strict=True):
+    for index, (image, name) in enumerate(zip(images, names, strict=True)):
         started = time.perf_counter()
         scan_dir = Path(out_dir) / name
+        if index in chosen:
+            image = convert_series(image, scan_dir / SOURCE_IMAGE, chosen[index])
         preprocess_scan(image, scan_dir, settings=preprocess_settings)
         predict_scan(segmenter, scan_dir / ZSCORE, scan_dir / BRAIN_MASK, scan_dir)
         native_maps(scan_dir)
