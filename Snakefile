@@ -33,6 +33,7 @@ include: "rules/train.smk"
 include: "rules/inference.smk"
 include: "rules/track.smk"
 include: "rules/rano.smk"
+include: "rules/dicom_outputs.smk"
 include: "rules/evaluation.smk"
 
 

@@ -243,6 +243,7 @@ def get_final_output():
     # for each scan's segmentation, nothing asks for its picture
     outputs += [f"results/{patient}/{t}/overlay.png" for patient in get_patients() for t in get_timepoints(patient)]
     outputs += ["results/cohort/rano_response.tsv", "results/cohort/best_response.tsv"]
+    outputs += get_dicom_outputs()
     if get_evaluation_tables(None):
         outputs += ["results/cohort/evaluation_summary.tsv"]
     return outputs
@@ -293,3 +294,15 @@ def get_registration_baseline(wildcards):
     if wildcards.timepoint == baseline:
         return []
     return f"results/{wildcards.patient}/{baseline}/preprocessing.json"
+
+
+def get_dicom_outputs():
+    """The DICOM objects (SEG, SR, parametric maps) of every analysis scan whose image is a DICOM folder."""
+    names = ("segmentation", "measurements", "probability", "total_entropy")
+    return [
+        f"results/{patient}/{t}/dicom/{name}.dcm"
+        for patient in get_patients()
+        for t in get_timepoints(patient)
+        if is_dicom_scan(_row(patient, t))
+        for name in names
+    ]

@@ -11,6 +11,7 @@ module (through the headers' positions and the NIfTI affine).
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from brainmets.rano.rano import assess
 from brainmets.track.track import track_manifest
 
 from dicomtools import dciodvfy_errors, dcm2niix_image
+from slurm.project import REPO, dry_run_jobs, make_project, snakemake
 
 PATIENT = "P01"
 VISITS = {"2026-01-05": "LPS", "2026-03-02": "PIR"}  # the follow-up's series is sagittal
@@ -398,3 +400,62 @@ def test_dciodvfy_finds_no_error_in_any_object(patient: dict[str, Visit]) -> Non
     for visit in patient.values():
         for name in OBJECTS:
             assert dciodvfy_errors(visit.out / f"{name}.dcm") == [], name
+
+
+@pytest.fixture(scope="module")
+def dicom_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated project (2 patients x 2 visits) whose patient P1 came from DICOM series, P2 from NIfTI."""
+    root = make_project(tmp_path_factory.mktemp("project"), patients=2, timepoints=2, training=2, folds=2)
+    sheet = root / "config" / "samples.tsv"
+    lines = sheet.read_text().splitlines()
+    for index, line in enumerate(lines[1:], start=1):
+        cells = line.split("\t")
+        if cells[0] == "P1":
+            image = nib.load(cells[2])
+            folder = root / "dicom" / "P1" / cells[1]
+            write_mr_series(
+                nib.Nifti1Image(np.rint(np.asarray(image.dataobj) * 10).astype(np.int16), image.affine),
+                folder,
+                patient_id="P1",
+                patient_name="P1",
+                study_instance_uid=derived_uid("study", cells[1]),
+                study_date=cells[1].replace("-", ""),
+                series_number=7,
+                series_description="T1 POST",
+                contrast_agent="Gd",
+                frame_of_reference_uid=derived_uid("frame", cells[1]),
+            )
+            cells[2], cells[3] = str(folder), ""
+            lines[index] = "\t".join(cells)
+    sheet.write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.mark.workflow
+def test_the_workflow_plans_dicom_outputs_for_dicom_scans_only(dicom_project: Path) -> None:
+    """One dicom_outputs job per DICOM scan (P1's two visits), none for the NIfTI patient."""
+    jobs = dry_run_jobs(dicom_project)
+    planned = sorted((w["patient"], w["timepoint"]) for rule, w in jobs if rule == "dicom_outputs")
+    assert planned == [("P1", "2024-01-15"), ("P1", "2024-02-15")]
+    shown = snakemake(dicom_project, "results/P1/2024-02-15/dicom/segmentation.dcm", "-n", "-p")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "--tracked results/P1/tracked/2024-02-15.nii.gz" in shown.stdout
+    assert f"--source {dicom_project / 'dicom' / 'P1' / '2024-02-15'}" in shown.stdout
+
+
+@pytest.mark.workflow
+def test_a_single_visit_target_plans_only_its_patient(dicom_project: Path) -> None:
+    """`results/P1/<visit>/dicom/measurements.dcm` brings in P1's chain and the model, nothing of P2."""
+    jobs = dry_run_jobs(dicom_project, "results/P1/2024-01-15/dicom/measurements.dcm")
+    assert {w["patient"] for _, w in jobs if "patient" in w} == {"P1"}
+    rules = [rule for rule, _ in jobs]
+    assert rules.count("dicom_outputs") == 1 and rules.count("track") == 1 and rules.count("rano") == 1
+
+
+@pytest.mark.workflow
+def test_the_nifti_demo_config_plans_no_dicom_job(tmp_path: Path) -> None:
+    """The shipped configuration (NIfTI demo cohort) plans no DICOM conversion and no DICOM outputs."""
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    rules = {rule for rule, _ in dry_run_jobs(tmp_path)}
+    assert "predict" in rules
+    assert not rules & {"dicom_outputs", "dicom_to_nifti"}

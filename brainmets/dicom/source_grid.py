@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 
 from brainmets.errors import BrainmetsError
 
@@ -30,35 +28,22 @@ Plane = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def read_source_series(folder: str | os.PathLike[str], series_uid: str | None = None) -> list[Dataset]:
-    """Headers (no pixel data) of the image series in `folder`, ordered along the slice normal.
+    """Headers (no pixel data) of the folder's image series (`find_series`' checks), ordered along the slice normal.
 
-    With several series in the folder, `series_uid` names the one to read (as the sample sheet's
-    `series_uid` column does); files that are not DICOM are skipped.
+    Refused: an enhanced multi-frame series (one file holding every slice), whose frames the outputs do
+    not yet reference.
     """
-    root = Path(folder)
-    if not root.is_dir():
-        raise BrainmetsError(f"{root}: not a folder holding a DICOM series")
-    series: dict[str, list[Dataset]] = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except (InvalidDicomError, OSError, ValueError, EOFError):
-            continue
-        if "ImagePositionPatient" in ds and "SeriesInstanceUID" in ds:
-            series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
-    if series_uid is not None:
-        if series_uid not in series:
-            raise BrainmetsError(f"{root}: no image series with SeriesInstanceUID {series_uid}")
-        chosen = series[series_uid]
-    elif len(series) == 1:
-        chosen = next(iter(series.values()))
-    else:
-        found = ", ".join(sorted(series)) or "none"
+    from brainmets.dicom.series import find_series
+
+    series = find_series(folder, series_uid)
+    headers = [pydicom.dcmread(path, stop_before_pixels=True) for path in series.files]
+    if len(headers) != len(series.slices) or any("ImagePositionPatient" not in ds for ds in headers):
         raise BrainmetsError(
-            f"{root}: expected one image series, found {len(series)} ({found}); name one with series_uid"
+            f"{folder}: series {series.label()} is an enhanced multi-frame image; DICOM outputs need a series "
+            "of one image per slice"
         )
-    normal = np.cross(*np.reshape(np.asarray(chosen[0].ImageOrientationPatient, float), (2, 3)))
-    return sorted(chosen, key=lambda ds: (float(np.dot(normal, ds.ImagePositionPatient)), str(ds.SOPInstanceUID)))
+    normal = np.cross(*np.reshape(np.asarray(headers[0].ImageOrientationPatient, float), (2, 3)))
+    return sorted(headers, key=lambda ds: (float(np.dot(normal, ds.ImagePositionPatient)), str(ds.SOPInstanceUID)))
 
 
 def _unit_step(step: np.ndarray, what: str, source: str) -> tuple[int, int]:
