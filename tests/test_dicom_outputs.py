@@ -37,13 +37,17 @@ from dicomtools import dciodvfy_errors, dcm2niix_image
 from slurm.project import REPO, dry_run_jobs, make_project, snakemake
 
 PATIENT = "P01"
-VISITS = {"2026-01-05": "LPS", "2026-03-02": "PIR"}  # the follow-up's series is sagittal
+#: visit -> axis codes of its series' voxels (the second is sagittal, the third coronal)
+VISITS = {"2026-01-05": "LPS", "2026-03-02": "PIR", "2026-05-04": "LIA", "2026-07-06": "RAS"}
 SHAPE = (40, 36, 16)
 SPACING = (1.0, 1.0, 2.5)
-#: lesions (patient-space voxel centre, radii in mm) at each visit: A shrinks, B resolves, C is new
+#: lesions (patient-space voxel centre, radii in mm) at each visit: A shrinks, B resolves, C is new and
+#: resolves, then A (a segmentation of one segment), then nothing (a segmentation without lesions)
 LESIONS = {
     "2026-01-05": [((12, 12, 7), (7.0, 6.0, 5.0)), ((30, 28, 9), (2.5, 2.5, 2.5))],
     "2026-03-02": [((12, 12, 7), (5.0, 4.0, 4.0)), ((30, 8, 4), (3.5, 3.5, 3.5))],
+    "2026-05-04": [((12, 12, 7), (4.0, 4.0, 4.0))],
+    "2026-07-06": [],
 }
 
 
@@ -182,6 +186,11 @@ def _frames(ds: pydicom.Dataset) -> list[pydicom.Dataset]:
     return merged
 
 
+def _lesion(label: str) -> int:
+    """The lesion id of a segment label ("lesion 3"); 0 for the empty segment of a visit without lesions."""
+    return 0 if label == "no lesion" else int(label.removeprefix("lesion "))
+
+
 def _tracked_native(visit: Visit) -> np.ndarray:
     """The visit's tracked lesion ids on the native grid, by reorientation (the test lattice is shared)."""
     tracked = nib.load(visit.scan.parent / "tracked" / f"{visit.scan.name}.nii.gz")
@@ -201,13 +210,15 @@ def test_seg_segments_are_the_tracked_lesions_on_the_source_grid(patient: dict[s
         assert np.array_equal(truth > 0, native_seg > 0)
         frames = _frames(ds)
         pixels = ds.pixel_array.reshape(len(frames), ds.Rows, ds.Columns)
-        ids = {int(d.SegmentLabel.split()[-1]): int(d.SegmentNumber) for d in seg.SegmentSequence}
-        assert sorted(ids) == sorted(int(i) for i in np.unique(truth) if i)
+        ids = {_lesion(d.SegmentLabel): int(d.SegmentNumber) for d in seg.SegmentSequence}
+        lesions = sorted(int(i) for i in np.unique(truth) if i)
+        assert sorted(ids) == (lesions or [0])  # a visit without lesions: one empty segment, "no lesion"
+        assert all(("TrackingUID" in d) == bool(lesions) for d in seg.SegmentSequence)
         for frame, plane in zip(frames, pixels, strict=True):
             number = int(frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
             lesion = next(i for i, s in ids.items() if s == number)
             expected = _native_values(frame, truth, visit.native.affine, ds.Rows, ds.Columns) == lesion
-            assert np.array_equal(plane.astype(bool), expected)
+            assert np.array_equal(plane.astype(bool), expected & (lesion > 0))
 
 
 def test_seg_references_the_source_series(patient: dict[str, Visit]) -> None:
@@ -252,14 +263,14 @@ def test_dcmqi_reads_the_seg_back_lesion_by_lesion(patient: dict[str, Visit], tm
             for group in meta["segmentAttributes"]
             for attributes in group
         ]
-        assert len(labels) == len(np.unique(truth.dataobj)) - 1
+        assert len(labels) == max(1, len(np.unique(truth.dataobj)) - 1)
         for group, segments in enumerate(meta["segmentAttributes"], start=1):
             image = nib.as_closest_canonical(nib.load(out / f"{group}.nii.gz"))
             assert np.allclose(image.affine, truth.affine, atol=1e-3)
             for attributes in segments:
-                lesion = int(attributes["SegmentLabel"].split()[-1])
+                lesion = _lesion(attributes["SegmentLabel"])
                 read = np.asarray(image.dataobj) == attributes["labelID"]
-                assert np.array_equal(read, np.asarray(truth.dataobj) == lesion), (timepoint, lesion)
+                assert np.array_equal(read, (np.asarray(truth.dataobj) == lesion) & (lesion > 0)), (timepoint, lesion)
 
 
 def _report_groups(path: Path) -> tuple[dict[int, dict], dict]:
@@ -294,14 +305,19 @@ def _report_groups(path: Path) -> tuple[dict[int, dict], dict]:
 
 def test_sr_measurements_equal_the_lesion_and_response_tables(patient: dict[str, Visit]) -> None:
     """Volumes, diameters, categories, response and sum of diameters as the tables say; segments referenced."""
-    expected_categories = {"2026-01-05": {1: "Target", 2: "Non-Target"}, "2026-03-02": {1: "Target", 3: "New"}}
+    expected_categories = {
+        "2026-01-05": {1: "Target", 2: "Non-Target"},
+        "2026-03-02": {1: "Target", 3: "New"},
+        "2026-05-04": {1: "Target"},
+        "2026-07-06": {},
+    }
     for timepoint, visit in patient.items():
         table, response = _tables(visit)
         rows = table[(table["timepoint"] == timepoint) & (table["component"] > 0)].set_index("lesion_id")
         lesions, assessment = _report_groups(visit.out / "measurements.dcm")
         assert sorted(lesions) == sorted(rows.index)
         seg = pydicom.dcmread(visit.out / "segmentation.dcm")
-        segment_uids = {int(s.SegmentNumber): s.TrackingUID for s in seg.SegmentSequence}
+        segment_uids = {int(s.SegmentNumber): s.get("TrackingUID") for s in seg.SegmentSequence}
         for lesion, found in lesions.items():
             assert found["Volume"] == pytest.approx(rows.loc[lesion, "volume_ml"], abs=1e-3)
             assert found["Long axis"] == pytest.approx(rows.loc[lesion, "longest_diameter_mm"], abs=0.01)
@@ -311,9 +327,12 @@ def test_sr_measurements_equal_the_lesion_and_response_tables(patient: dict[str,
             assert segment_uids[found["segment"]] == found["uid"]
         row = response[response["timepoint"] == timepoint].iloc[0]
         assert assessment["Sum of longest diameters of target lesions"] == pytest.approx(row["sum_ld_mm"], abs=0.01)
-        assert assessment["Current Response"] == {"non-CR/non-PD": "NCRNPD"}.get(
-            row["overall_response"], row["overall_response"]
-        )
+        if pd.isna(row["overall_response"]):  # after progression (rule `stop`): no response to report
+            assert "Current Response" not in assessment
+        else:
+            code = {"non-CR/non-PD": "NCRNPD"}.get(row["overall_response"], row["overall_response"])
+            assert assessment["Current Response"] == code
+    assert set(response["overall_response"].fillna("")) == {"BL", "PD", ""}
 
 
 def test_tracking_uids_follow_each_lesion_across_visits(patient: dict[str, Visit]) -> None:
@@ -322,7 +341,9 @@ def test_tracking_uids_follow_each_lesion_across_visits(patient: dict[str, Visit
     for visit in patient.values():
         seg = pydicom.dcmread(visit.out / "segmentation.dcm")
         for segment in seg.SegmentSequence:
-            lesion = int(segment.SegmentLabel.split()[-1])
+            lesion = _lesion(segment.SegmentLabel)
+            if not lesion:
+                continue
             assert segment.TrackingID == f"lesion {lesion}"
             seen.setdefault(lesion, set()).add(segment.TrackingUID)
         for lesion, found in _report_groups(visit.out / "measurements.dcm")[0].items():

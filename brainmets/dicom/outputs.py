@@ -78,6 +78,14 @@ class Lesion:
 
 
 @dataclass(frozen=True)
+class Segments:
+    """Where the lesions of a SEG are: lesion id -> segment number, and -> indices of the source images showing it."""
+
+    number: dict[int, int]
+    images: dict[int, list[int]]
+
+
+@dataclass(frozen=True)
 class Visit:
     """The RANO-BM assessment of one visit: overall response and sum of target diameters (mm), where set."""
 
@@ -198,8 +206,8 @@ def build_segmentation(
     labels: np.ndarray,
     patient_id: str,
     when: datetime.datetime,
-) -> tuple[hd.seg.Segmentation, dict[int, int]]:
-    """The SEG of a native-grid lesion label map (lesion ids): one segment per lesion; returns it and id -> segment."""
+) -> tuple[hd.seg.Segmentation, Segments]:
+    """The SEG of a native-grid lesion label map (lesion ids): one segment per lesion; returns it and its segments."""
     frames = frames_on_source(np.asarray(labels), planes)
     ids = [int(i) for i in np.unique(frames) if i != 0]
     segment_of = {lesion_id: number for number, lesion_id in enumerate(ids, start=1)}
@@ -251,7 +259,8 @@ def build_segmentation(
         content_description="brain metastases, one segment per tracked lesion",
         omit_empty_frames=False,
     )
-    return _settle(seg, when), segment_of
+    images = {lesion_id: np.flatnonzero((frames == lesion_id).any(axis=(1, 2))).tolist() for lesion_id in ids}
+    return _settle(seg, when), Segments(segment_of, images)
 
 
 def build_parametric_map(
@@ -296,7 +305,7 @@ def build_parametric_map(
 def build_measurement_report(
     source: Sequence[Dataset],
     seg: hd.seg.Segmentation,
-    segment_of: dict[int, int],
+    segments: Segments,
     lesions: Sequence[Lesion],
     visit: Visit,
     patient_id: str,
@@ -314,7 +323,7 @@ def build_measurement_report(
     groups: list[hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations | hd.sr.MeasurementsAndQualitativeEvaluations]
     groups = []
     for lesion in lesions:
-        if lesion.lesion_id not in segment_of:
+        if lesion.lesion_id not in segments.number:
             raise BrainmetsError(
                 f"lesion {lesion.lesion_id} of {patient_id} {timepoint} is in the lesion table but not in the "
                 "tracked label map; track the patient again"
@@ -329,7 +338,17 @@ def build_measurement_report(
                 tracking_identifier=hd.sr.TrackingIdentifier(
                     uid=tracking_uid(patient_id, lesion.lesion_id), identifier=tracking_id(lesion.lesion_id)
                 ),
-                referenced_segment=hd.sr.ReferencedSegment.from_segmentation(seg, segment_of[lesion.lesion_id]),
+                # highdicom's ReferencedSegment.from_segmentation fails on a SEG of one segment (its
+                # identification is then shared by all frames), so the reference is built here
+                referenced_segment=hd.sr.ReferencedSegment(
+                    sop_class_uid=seg.SOPClassUID,
+                    sop_instance_uid=seg.SOPInstanceUID,
+                    segment_number=segments.number[lesion.lesion_id],
+                    source_images=[
+                        hd.sr.SourceImageForSegmentation.from_source_image(source[i])
+                        for i in segments.images[lesion.lesion_id]
+                    ],
+                ),
                 finding_type=METASTASIS,
                 finding_sites=[hd.sr.FindingSite(codes.SCT.Brain)],
                 time_point_context=time_point,
@@ -469,10 +488,10 @@ def export_scan(
     assessed = _of_patient(read_tsv(response, text_columns=text), patient_id) if response is not None else None
     found, visit = visit_lesions(table, assessed, timepoint, str(lesions))
     when = _results_time(inputs)
-    seg, segment_of = build_segmentation(source, planes, labels, patient_id, when)
+    seg, segments = build_segmentation(source, planes, labels, patient_id, when)
     objects: dict[str, Dataset] = {
         "segmentation": seg,
-        "measurements": build_measurement_report(source, seg, segment_of, found, visit, patient_id, timepoint, when),
+        "measurements": build_measurement_report(source, seg, segments, found, visit, patient_id, timepoint, when),
     }
     for name, array in values.items():
         objects[name] = build_parametric_map(source, planes, array, name, when)
