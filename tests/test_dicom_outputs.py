@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
+import yaml
 from brainmets.cli import main
 from brainmets.dicom.outputs import OBJECTS, export_scan
 from brainmets.dicom.series_writer import derived_uid, write_mr_series
@@ -480,3 +481,79 @@ def test_the_nifti_demo_config_plans_no_dicom_job(tmp_path: Path) -> None:
     rules = {rule for rule, _ in dry_run_jobs(tmp_path)}
     assert "predict" in rules
     assert not rules & {"dicom_outputs", "dicom_to_nifti"}
+
+
+def _write_head_series(folder: Path, timepoint: str, lesion_radius_vox: float, seed: int) -> None:
+    """A 2 mm skull-stripped synthetic head (48 x 48 x 40, about 190 mL of brain) with one bright lesion, as DICOM."""
+    shape = (48, 48, 40)
+    grid = np.indices(shape).astype(float)
+    centre = (np.asarray(shape) - 1) / 2
+    head = (((grid - centre[:, None, None, None]) / (np.asarray(shape)[:, None, None, None] * 0.42)) ** 2).sum(0) < 1
+    data = np.where(head, 1000 + np.random.default_rng(seed).normal(0, 50, shape), 0)
+    data[((grid - (centre + 6)[:, None, None, None]) ** 2).sum(0) < lesion_radius_vox**2] += 800
+    write_mr_series(
+        nib.Nifti1Image(np.rint(data).astype(np.int16), np.diag([2.0, 2.0, 2.0, 1.0])),
+        folder,
+        patient_id="P1",
+        patient_name="P1^",
+        study_instance_uid=derived_uid("study", timepoint),
+        study_date=timepoint.replace("-", ""),
+        series_number=7,
+        series_description="T1 POST",
+        contrast_agent="Gd",
+        frame_of_reference_uid=derived_uid("frame", timepoint),
+    )
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_a_workflow_run_writes_dicom_outputs_that_match_its_results(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """A real run (one patient, two DICOM visits, a given tiny model): the objects agree with the run's own results.
+
+    dcmqi's reading of each SEG is the native segmentation; the SR's measurements are lesions.tsv's; each
+    lesion keeps its Tracking UID across the visits; running the rule again writes the same bytes.
+    """
+    overrides = {"model": {"dir": str(tiny_model_dir)}, "preprocess": {"spacing_mm": [2.0, 2.0, 2.0]}}
+    project = make_project(tmp_path / "project", patients=1, timepoints=2, training=0, config_overrides=overrides)
+    config = yaml.safe_load((project / "config" / "config.yaml").read_text())
+    config["preprocess"]["skull_stripped"] = True
+    (project / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    lines = ["patient_id\ttimepoint\timage"]
+    for seed, (timepoint, radius) in enumerate((("2024-01-15", 3.0), ("2024-02-15", 2.2))):
+        folder = project / "dicom" / "P1" / timepoint
+        _write_head_series(folder, timepoint, radius, seed)
+        lines.append(f"P1\t{timepoint}\t{folder}")
+    (project / "config" / "samples.tsv").write_text("\n".join(lines) + "\n")
+    result = snakemake(project, "--cores", "2", timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = project / "results" / "P1"
+    lesions = pd.read_csv(results / "lesions.tsv", sep="\t")
+    uids: dict[int, set[str]] = {}
+    written = {}
+    for timepoint in ("2024-01-15", "2024-02-15"):
+        out = results / timepoint / "dicom"
+        written[timepoint] = {name: (out / f"{name}.dcm").read_bytes() for name in OBJECTS}
+        read = tmp_path / "dcmqi" / timepoint
+        read.mkdir(parents=True)
+        tool = str(Path(sys.executable).parent / "segimage2itkimage")
+        command = [tool, "--inputDICOM", str(out / "segmentation.dcm"), "--outputDirectory", str(read)]
+        subprocess.run([*command, "--outputType", "nifti"], check=True, capture_output=True)
+        native = nib.as_closest_canonical(nib.load(results / timepoint / "native" / "segmentation.nii.gz"))
+        union = np.zeros(native.shape, bool)
+        for path in read.glob("*.nii.gz"):
+            image = nib.as_closest_canonical(nib.load(path))
+            assert np.allclose(image.affine, native.affine, atol=1e-3)
+            union |= np.asarray(image.dataobj) > 0
+        assert np.array_equal(union, np.asarray(native.dataobj) > 0), timepoint
+        rows = lesions[(lesions["timepoint"] == timepoint) & (lesions["component"] > 0)]
+        found, _ = _report_groups(out / "measurements.dcm")
+        assert sorted(found) == sorted(rows["lesion_id"].unique())
+        for lesion, group in found.items():
+            assert group["Volume"] == pytest.approx(rows[rows["lesion_id"] == lesion]["volume_ml"].sum(), abs=1e-3)
+            uids.setdefault(lesion, set()).add(group["uid"])
+    assert uids and all(len(u) == 1 for u in uids.values())
+    again = snakemake(project, "--cores", "1", "--forcerun", "dicom_outputs", timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    for timepoint, objects in written.items():
+        for name, data in objects.items():
+            assert (results / timepoint / "dicom" / f"{name}.dcm").read_bytes() == data, (timepoint, name)
