@@ -62,6 +62,22 @@ class Visit:
     native: nib.Nifti1Image
 
 
+def write_series(image: nib.Nifti1Image, folder: Path, timepoint: str, series_number: int) -> None:
+    """Write an integer image as the post-contrast T1 series of the visit `timepoint` (its own study and frame)."""
+    write_mr_series(
+        nib.Nifti1Image(np.rint(np.asarray(image.dataobj)).astype(np.int16), image.affine),
+        folder,
+        patient_id="SITE-0042",
+        patient_name="Doe^Jane",
+        study_instance_uid=derived_uid("study", timepoint),
+        study_date=timepoint.replace("-", ""),
+        series_number=series_number,
+        series_description="T1 MPRAGE post",
+        contrast_agent="Gadobutrol",
+        frame_of_reference_uid=derived_uid("frame", timepoint),
+    )
+
+
 def _ellipsoids(lesions: list[tuple[tuple[int, int, int], tuple[float, float, float]]]) -> np.ndarray:
     """A binary patient-space mask of ellipsoids (centre in voxels, radii in mm)."""
     grid = np.indices(SHAPE).astype(float)
@@ -95,18 +111,7 @@ def patient(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Visit]:
             nib.orientations.ornt_transform(nib.orientations.io_orientation(canonical.affine), target)
         )
         series = root / "dicom" / timepoint
-        write_mr_series(
-            written,
-            series,
-            patient_id="SITE-0042",
-            patient_name="Doe^Jane",
-            study_instance_uid=derived_uid("study", timepoint),
-            study_date=timepoint.replace("-", ""),
-            series_number=5 + n,
-            series_description="T1 MPRAGE post",
-            contrast_agent="Gadobutrol",
-            frame_of_reference_uid=derived_uid("frame", timepoint),
-        )
+        write_series(written, series, timepoint, 5 + n)
         native = dcm2niix_image(series, root / "converted" / timepoint)
         scan = results / timepoint
         scan.mkdir(parents=True)
@@ -394,18 +399,7 @@ def test_a_series_off_the_native_grid_is_refused_in_one_line(
     shifted = visit.native.affine.copy()
     shifted[:3, 3] += shifted[:3, :3] @ [0.0, 0.5, 0.0]
     series = tmp_path / "shifted"
-    write_mr_series(
-        nib.Nifti1Image(np.asarray(visit.native.dataobj, np.int16), shifted),
-        series,
-        patient_id="SITE-0042",
-        patient_name="Doe^Jane",
-        study_instance_uid=derived_uid("study", timepoint),
-        study_date=timepoint.replace("-", ""),
-        series_number=99,
-        series_description="T1 MPRAGE post",
-        contrast_agent="Gadobutrol",
-        frame_of_reference_uid=derived_uid("frame", timepoint),
-    )
+    write_series(nib.Nifti1Image(np.asarray(visit.native.dataobj), shifted), series, timepoint, 99)
     folder = visit.scan.parent
     argv = ["dicom-export", "--source", str(series), "--scan-dir", str(visit.scan)]
     argv += ["--tracked", str(folder / "tracked" / f"{timepoint}.nii.gz"), "--lesions", str(folder / "lesions.tsv")]
@@ -435,18 +429,7 @@ def dicom_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if cells[0] == "P1":
             image = nib.load(cells[2])
             folder = root / "dicom" / "P1" / cells[1]
-            write_mr_series(
-                nib.Nifti1Image(np.rint(np.asarray(image.dataobj) * 10).astype(np.int16), image.affine),
-                folder,
-                patient_id="P1",
-                patient_name="P1",
-                study_instance_uid=derived_uid("study", cells[1]),
-                study_date=cells[1].replace("-", ""),
-                series_number=7,
-                series_description="T1 POST",
-                contrast_agent="Gd",
-                frame_of_reference_uid=derived_uid("frame", cells[1]),
-            )
+            write_series(nib.Nifti1Image(np.asarray(image.dataobj) * 10, image.affine), folder, cells[1], 7)
             cells[2], cells[3] = str(folder), ""
             lines[index] = "\t".join(cells)
     sheet.write_text("\n".join(lines) + "\n")
@@ -491,18 +474,7 @@ def _write_head_series(folder: Path, timepoint: str, lesion_radius_vox: float, s
     head = (((grid - centre[:, None, None, None]) / (np.asarray(shape)[:, None, None, None] * 0.42)) ** 2).sum(0) < 1
     data = np.where(head, 1000 + np.random.default_rng(seed).normal(0, 50, shape), 0)
     data[((grid - (centre + 6)[:, None, None, None]) ** 2).sum(0) < lesion_radius_vox**2] += 800
-    write_mr_series(
-        nib.Nifti1Image(np.rint(data).astype(np.int16), np.diag([2.0, 2.0, 2.0, 1.0])),
-        folder,
-        patient_id="P1",
-        patient_name="P1^",
-        study_instance_uid=derived_uid("study", timepoint),
-        study_date=timepoint.replace("-", ""),
-        series_number=7,
-        series_description="T1 POST",
-        contrast_agent="Gd",
-        frame_of_reference_uid=derived_uid("frame", timepoint),
-    )
+    write_series(nib.Nifti1Image(data, np.diag([2.0, 2.0, 2.0, 1.0])), folder, timepoint, 7)
 
 
 @pytest.mark.workflow

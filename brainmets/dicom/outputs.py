@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
 import highdicom as hd
 import numpy as np
@@ -174,10 +174,38 @@ def _series_number(source: Sequence[Dataset], name: str) -> int:
     return int(source[0].get("SeriesNumber") or 0) * 100 + OBJECTS[name]
 
 
-def _uids(source: Sequence[Dataset], name: str, content: str) -> tuple[str, str]:
-    """(series, instance) UIDs of a derived object: from the source series UID, the object's name and content."""
+class _Identity(TypedDict):
+    """Keyword arguments that name a new object and its maker."""
+
+    series_instance_uid: str
+    series_number: int
+    sop_instance_uid: str
+    instance_number: int
+    manufacturer: str
+
+
+class _Equipment(TypedDict):
+    """Keyword arguments that describe the equipment making an image object."""
+
+    manufacturer_model_name: str
+    software_versions: str
+    device_serial_number: str
+
+
+def _identity(source: Sequence[Dataset], name: str, content: str) -> _Identity:
+    """The new object's series and instance (UIDs from the source series UID, its name and content) and maker."""
     series = derived_uid(str(source[0].SeriesInstanceUID), name, "series")
-    return series, derived_uid(series, content, "instance")
+    return {
+        "series_instance_uid": series,
+        "series_number": _series_number(source, name),
+        "sop_instance_uid": derived_uid(series, content, "instance"),
+        "instance_number": 1,
+        "manufacturer": MANUFACTURER,
+    }
+
+
+#: the equipment that makes an image object (SEG, parametric map)
+EQUIPMENT = _Equipment(manufacturer_model_name="brainmets", software_versions=__version__, device_serial_number="1")
 
 
 def _settle(ds: D, when: datetime.datetime) -> D:
@@ -240,20 +268,14 @@ def build_segmentation(
                 algorithm_identification=ALGORITHM,
             )
         ]
-    series_uid, instance_uid = _uids(source, "segmentation", _digest(segments, sorted(segment_of.items()), patient_id))
+    identity = _identity(source, "segmentation", _digest(segments, sorted(segment_of.items()), patient_id))
     seg = hd.seg.Segmentation(
         source_images=source,
         pixel_array=segments,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
-        series_instance_uid=series_uid,
-        series_number=_series_number(source, "segmentation"),
-        sop_instance_uid=instance_uid,
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        manufacturer_model_name="brainmets",
-        software_versions=__version__,
-        device_serial_number="1",
+        **identity,
+        **EQUIPMENT,
         series_description="brainmets tracked lesions",
         content_label="LESIONS",
         content_description="brain metastases, one segment per tracked lesion",
@@ -279,18 +301,12 @@ def build_parametric_map(
     mapping = hd.pm.RealWorldValueMapping(
         lut_label=label, lut_explanation=explanation, unit=unit, value_range=(0.0, 1.0), slope=1.0, intercept=0.0
     )
-    series_uid, instance_uid = _uids(source, name, _digest(frames))
+    identity = _identity(source, name, _digest(frames))
     pm = hd.pm.ParametricMap(
         source_images=source,
         pixel_array=frames,
-        series_instance_uid=series_uid,
-        series_number=_series_number(source, name),
-        sop_instance_uid=instance_uid,
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        manufacturer_model_name="brainmets",
-        software_versions=__version__,
-        device_serial_number="1",
+        **identity,
+        **EQUIPMENT,
         contains_recognizable_visual_features=False,
         real_world_value_mappings=[mapping],
         voi_lut_transformations=[hd.VOILUTTransformation(window_center=0.5, window_width=1.0)],
@@ -395,15 +411,11 @@ def build_measurement_report(
         procedure_reported=codes.LN.MRIHeadReport,
         imaging_measurements=groups,
     )
-    series_uid, instance_uid = _uids(source, "measurements", _digest(seg.SOPInstanceUID, lesions, visit, patient_id))
+    identity = _identity(source, "measurements", _digest(seg.SOPInstanceUID, lesions, visit, patient_id))
     sr = hd.sr.Comprehensive3DSR(
         evidence=[*source, seg],
         content=report,
-        series_instance_uid=series_uid,
-        series_number=_series_number(source, "measurements"),
-        sop_instance_uid=instance_uid,
-        instance_number=1,
-        manufacturer=MANUFACTURER,
+        **identity,
         is_complete=True,
         series_description="brainmets RANO-BM measurements",
     )
