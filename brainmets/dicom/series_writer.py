@@ -35,11 +35,12 @@ def derived_uid(*parts: str) -> str:
 
 
 def _ds(value: float) -> str:
-    """A decimal string (DS, at most 16 characters) for `value`."""
-    text = f"{value:.10g}"
-    if len(text) > 16:
-        text = f"{value:.8e}" if abs(value) >= 1e10 or (0 < abs(value) < 1e-4) else f"{value:.9g}"
-    return text[:16] if "e" not in text else text
+    """A decimal string (DS) for `value` with as many significant digits as its 16 characters hold."""
+    for digits in range(16, 0, -1):
+        text = f"{value:.{digits}g}"
+        if len(text) <= 16:
+            return text
+    raise ValueError(f"{value} does not fit a DICOM decimal string")  # unreachable for finite floats
 
 
 def _stored_values(data: np.ndarray) -> tuple[np.ndarray, float, float]:
