@@ -10,6 +10,7 @@ module (through the headers' positions and the NIfTI affine).
 
 from __future__ import annotations
 
+import datetime
 import json
 import shutil
 import subprocess
@@ -25,8 +26,18 @@ import pydicom
 import pytest
 import yaml
 from brainmets.cli import main
-from brainmets.dicom.outputs import OBJECTS, export_scan
+from brainmets.dicom.outputs import (
+    OBJECTS,
+    Assessment,
+    Lesion,
+    build_measurement_report,
+    build_segmentation,
+    export_scan,
+    tracking_uid,
+    write_objects,
+)
 from brainmets.dicom.series_writer import derived_uid, write_mr_series
+from brainmets.dicom.source_grid import read_source_series, source_planes
 from brainmets.io import save_nifti, write_tsv
 from brainmets.preprocess.native import maps_to_native
 from brainmets.preprocess.pipeline import PATIENT_TO_SCAN, RECORD, RECORD_FORMAT, RECORD_VERSION
@@ -408,6 +419,34 @@ def test_a_series_off_the_native_grid_is_refused_in_one_line(
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and str(series) in error and "grid" in error, error
     assert not (tmp_path / "out").exists()
+
+
+def test_a_lesion_without_a_native_voxel_is_reported_without_a_region(
+    patient: dict[str, Visit], tmp_path: Path
+) -> None:
+    """A lesion measured in patient space that covers no voxel of the native grid keeps its measurements in the SR."""
+    timepoint, visit = next(iter(patient.items()))
+    source = read_source_series(visit.series)
+    planes = source_planes(source, visit.native.affine, visit.native.shape, str(visit.series))
+    labels = _tracked_native(visit)
+    labels[labels == 2] = 0
+    when = datetime.datetime(2026, 1, 5, 12, 0, 0)
+    seg, segments = build_segmentation(source, planes, labels, PATIENT, when)
+    lesions = [Lesion(1, 0.5, 12.0, 6.0, "target"), Lesion(2, 0.004, 1.5, 1.0, "non-target")]
+    report = build_measurement_report(source, seg, segments, lesions, Assessment("BL", 12.0), PATIENT, timepoint, when)
+    write_objects({"measurements": report}, tmp_path)
+    found, _ = _report_groups(tmp_path / "measurements.dcm")
+    assert sorted(found) == [1]
+    container = next(
+        i for i in pydicom.dcmread(tmp_path / "measurements.dcm").ContentSequence if "ContentSequence" in i
+    )
+    groups = {}
+    for group in container.ContentSequence:
+        items = {i.ConceptNameCodeSequence[0].CodeMeaning: i for i in group.ContentSequence}
+        groups[items["Tracking Identifier"].TextValue] = items
+    assert "Referenced Segment" in groups["lesion 1"] and "Referenced Segment" not in groups["lesion 2"]
+    assert float(groups["lesion 2"]["Volume"].MeasuredValueSequence[0].NumericValue) == pytest.approx(0.004)
+    assert groups["lesion 2"]["Tracking Unique Identifier"].UID == tracking_uid(PATIENT, 2)
 
 
 @pytest.mark.system

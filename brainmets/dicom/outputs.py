@@ -86,7 +86,7 @@ class Segments:
 
 
 @dataclass(frozen=True)
-class Visit:
+class Assessment:
     """The RANO-BM assessment of one visit: overall response and sum of target diameters (mm), where set."""
 
     overall_response: str | None
@@ -110,7 +110,7 @@ def _text(value: object) -> str | None:
 
 def visit_lesions(
     lesions: pd.DataFrame, response: pd.DataFrame | None, timepoint: str, source: str
-) -> tuple[list[Lesion], Visit]:
+) -> tuple[list[Lesion], Assessment]:
     """The lesions present at `timepoint` and its assessment, from `track`'s lesion table and `rano`'s response table.
 
     Fragments of a split lesion count as RANO-BM counts them (LD and volume summed, PD the largest). A
@@ -156,9 +156,9 @@ def visit_lesions(
             )
         )
     if row is None:
-        return found, Visit(None, None)
+        return found, Assessment(None, None)
     sum_ld = pd.to_numeric(row["sum_ld_mm"], errors="coerce")
-    return found, Visit(_text(row["overall_response"]), None if pd.isna(sum_ld) else float(sum_ld))
+    return found, Assessment(_text(row["overall_response"]), None if pd.isna(sum_ld) else float(sum_ld))
 
 
 def _digest(*parts: object) -> str:
@@ -323,7 +323,7 @@ def build_measurement_report(
     seg: hd.seg.Segmentation,
     segments: Segments,
     lesions: Sequence[Lesion],
-    visit: Visit,
+    visit: Assessment,
     patient_id: str,
     timepoint: str,
     when: datetime.datetime,
@@ -339,54 +339,49 @@ def build_measurement_report(
     groups: list[hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations | hd.sr.MeasurementsAndQualitativeEvaluations]
     groups = []
     for lesion in lesions:
-        if lesion.lesion_id not in segments.number:
-            raise BrainmetsError(
-                f"lesion {lesion.lesion_id} of {patient_id} {timepoint} is in the lesion table but not in the "
-                "tracked label map; track the patient again"
-            )
         evaluations = []
         if lesion.category is not None:
             evaluations.append(
                 hd.sr.QualitativeEvaluation(name=codes.DCM.BaselineCategory, value=CATEGORIES[lesion.category])
             )
-        groups.append(
-            hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=hd.sr.TrackingIdentifier(
-                    uid=tracking_uid(patient_id, lesion.lesion_id), identifier=tracking_id(lesion.lesion_id)
+        common = {
+            "tracking_identifier": hd.sr.TrackingIdentifier(
+                uid=tracking_uid(patient_id, lesion.lesion_id), identifier=tracking_id(lesion.lesion_id)
+            ),
+            "finding_type": METASTASIS,
+            "finding_sites": [hd.sr.FindingSite(codes.SCT.Brain)],
+            "time_point_context": time_point,
+            "algorithm_id": hd.sr.AlgorithmIdentification(name="brainmets", version=__version__),
+            "measurements": [
+                hd.sr.Measurement(name=codes.SCT.Volume, value=lesion.volume_ml, unit=MILLILITRE),
+                hd.sr.Measurement(
+                    name=codes.SCT.LongAxis, value=lesion.longest_diameter_mm, unit=MILLIMETRE, method=codes.NCIt.RANO
                 ),
-                # highdicom's ReferencedSegment.from_segmentation fails on a SEG of one segment (its
-                # identification is then shared by all frames), so the reference is built here
-                referenced_segment=hd.sr.ReferencedSegment(
-                    sop_class_uid=seg.SOPClassUID,
-                    sop_instance_uid=seg.SOPInstanceUID,
-                    segment_number=segments.number[lesion.lesion_id],
-                    source_images=[
-                        hd.sr.SourceImageForSegmentation.from_source_image(source[i])
-                        for i in segments.images[lesion.lesion_id]
-                    ],
+                hd.sr.Measurement(
+                    name=codes.SCT.PerpendicularAxis,
+                    value=lesion.perpendicular_diameter_mm,
+                    unit=MILLIMETRE,
+                    method=codes.NCIt.RANO,
                 ),
-                finding_type=METASTASIS,
-                finding_sites=[hd.sr.FindingSite(codes.SCT.Brain)],
-                time_point_context=time_point,
-                algorithm_id=hd.sr.AlgorithmIdentification(name="brainmets", version=__version__),
-                measurements=[
-                    hd.sr.Measurement(name=codes.SCT.Volume, value=lesion.volume_ml, unit=MILLILITRE),
-                    hd.sr.Measurement(
-                        name=codes.SCT.LongAxis,
-                        value=lesion.longest_diameter_mm,
-                        unit=MILLIMETRE,
-                        method=codes.NCIt.RANO,
-                    ),
-                    hd.sr.Measurement(
-                        name=codes.SCT.PerpendicularAxis,
-                        value=lesion.perpendicular_diameter_mm,
-                        unit=MILLIMETRE,
-                        method=codes.NCIt.RANO,
-                    ),
-                ],
-                qualitative_evaluations=evaluations or None,
-            )
+            ],
+            "qualitative_evaluations": evaluations or None,
+        }
+        if lesion.lesion_id not in segments.number:
+            # a lesion measured in patient space that covers no voxel centre of a coarser native grid: its
+            # measurements are reported, without a region
+            groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(**common))
+            continue
+        # highdicom's ReferencedSegment.from_segmentation fails on a SEG of one segment (its
+        # identification is then shared by all frames), so the reference is built here
+        reference = hd.sr.ReferencedSegment(
+            sop_class_uid=seg.SOPClassUID,
+            sop_instance_uid=seg.SOPInstanceUID,
+            segment_number=segments.number[lesion.lesion_id],
+            source_images=[
+                hd.sr.SourceImageForSegmentation.from_source_image(source[i]) for i in segments.images[lesion.lesion_id]
+            ],
         )
+        groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(referenced_segment=reference, **common))
     measurements = []
     if visit.sum_ld_mm is not None:
         measurements.append(
@@ -499,6 +494,11 @@ def export_scan(
     text = ["patient_id", "target_ids", "overall_response"]
     assessed = _of_patient(read_tsv(response, text_columns=text), patient_id) if response is not None else None
     found, visit = visit_lesions(table, assessed, timepoint, str(lesions))
+    if visit.overall_response is not None and visit.overall_response not in RESPONSES:
+        raise BrainmetsError(
+            f"{response}: overall_response {visit.overall_response!r} at {timepoint} is not a RANO-BM response "
+            f"({', '.join(RESPONSES)}); write the table with `brainmets rano`"
+        )
     when = _results_time(inputs)
     seg, segments = build_segmentation(source, planes, labels, patient_id, when)
     objects: dict[str, Dataset] = {
