@@ -26,6 +26,8 @@ import pydicom
 import pytest
 import yaml
 from brainmets.cli import main
+from brainmets.demo.acquisition import orientation_matrix
+from brainmets.demo.lesions import random_rotation
 from brainmets.dicom.outputs import (
     OBJECTS,
     Assessment,
@@ -37,7 +39,7 @@ from brainmets.dicom.outputs import (
     write_objects,
 )
 from brainmets.dicom.series_writer import derived_uid, write_mr_series
-from brainmets.dicom.source_grid import read_source_series, source_planes
+from brainmets.dicom.source_grid import frames_on_source, read_source_series, source_planes
 from brainmets.io import save_nifti, write_tsv
 from brainmets.preprocess.native import maps_to_native
 from brainmets.preprocess.pipeline import PATIENT_TO_SCAN, RECORD, RECORD_FORMAT, RECORD_VERSION
@@ -419,6 +421,23 @@ def test_a_series_off_the_native_grid_is_refused_in_one_line(
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and str(series) in error and "grid" in error, error
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("code", ["LPS", "PIR", "ASL"])
+def test_every_source_image_is_found_on_an_oblique_converted_grid(code: str, tmp_path: Path) -> None:
+    """On an oblique, anisotropic grid in any storage order, each source image's plane is its own pixel data."""
+    rng = np.random.default_rng(len(code))
+    affine = np.eye(4)
+    affine[:3, :3] = random_rotation(rng, 15.0, 5.0) @ orientation_matrix(code) * np.array([0.9, 1.1, 1.6])
+    affine[:3, 3] = rng.uniform(-50, 50, size=3)
+    data = rng.integers(0, 3000, size=(18, 14, 10)).astype(np.int16)
+    write_series(nib.Nifti1Image(data, affine), tmp_path / "series", "2026-01-05", 3)
+    native = dcm2niix_image(tmp_path / "series", tmp_path / "nii")
+    source = read_source_series(tmp_path / "series")
+    planes = source_planes(source, native.affine, native.shape, "series")
+    pixels = {ds.SOPInstanceUID: ds.pixel_array for ds in map(pydicom.dcmread, sorted((tmp_path / "series").iterdir()))}
+    frames = frames_on_source(np.asarray(native.dataobj), planes)
+    assert all(np.array_equal(frame, pixels[ds.SOPInstanceUID]) for frame, ds in zip(frames, source, strict=True))
 
 
 def test_a_lesion_without_a_native_voxel_is_reported_without_a_region(
