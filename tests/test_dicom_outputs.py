@@ -233,11 +233,15 @@ def test_seg_segments_are_the_tracked_lesions_on_the_source_grid(patient: dict[s
         lesions = sorted(int(i) for i in np.unique(truth) if i)
         assert sorted(ids) == (lesions or [0])  # a visit without lesions: one empty segment, "no lesion"
         assert all(("TrackingUID" in d) == bool(lesions) for d in seg.SegmentSequence)
+        voxels = dict.fromkeys(ids, 0)
         for frame, plane in zip(frames, pixels, strict=True):
             number = int(frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
             lesion = next(i for i, s in ids.items() if s == number)
             expected = _native_values(frame, truth, visit.native.affine, ds.Rows, ds.Columns) == lesion
             assert np.array_equal(plane.astype(bool), expected & (lesion > 0))
+            voxels[lesion] += int(plane.astype(bool).sum())
+        # frames without the segment are left out of the SEG: none of them may hold a voxel of it
+        assert voxels == {i: int((truth == i).sum()) if i else 0 for i in ids}
 
 
 def test_seg_references_the_source_series(patient: dict[str, Visit]) -> None:
@@ -284,12 +288,24 @@ def test_dcmqi_reads_the_seg_back_lesion_by_lesion(patient: dict[str, Visit], tm
         ]
         assert len(labels) == max(1, len(np.unique(truth.dataobj)) - 1)
         for group, segments in enumerate(meta["segmentAttributes"], start=1):
-            image = nib.as_closest_canonical(nib.load(out / f"{group}.nii.gz"))
-            assert np.allclose(image.affine, truth.affine, atol=1e-3)
+            image = _on_grid(nib.load(out / f"{group}.nii.gz"), truth)
             for attributes in segments:
                 lesion = _lesion(attributes["SegmentLabel"])
-                read = np.asarray(image.dataobj) == attributes["labelID"]
+                read = image == attributes["labelID"]
                 assert np.array_equal(read, (np.asarray(truth.dataobj) == lesion) & (lesion > 0)), (timepoint, lesion)
+
+
+def _on_grid(image: nib.Nifti1Image, reference: nib.Nifti1Image) -> np.ndarray:
+    """A dcmqi image (it covers only the SEG's frames) placed on the RAS-ordered `reference` grid, zero elsewhere."""
+    image = nib.as_closest_canonical(image)
+    offset = np.linalg.solve(reference.affine, image.affine)
+    start = np.rint(offset[:3, 3]).astype(int)
+    assert np.allclose(offset[:3, :3], np.eye(3), atol=1e-4) and np.allclose(offset[:3, 3], start, atol=1e-3)
+    placed = np.zeros(reference.shape, np.asarray(image.dataobj).dtype)
+    box = tuple(slice(a, a + n) for a, n in zip(start, image.shape, strict=True))
+    placed[box] = np.asarray(image.dataobj)
+    assert placed[box].shape == image.shape  # inside the reference grid
+    return placed
 
 
 def _report_groups(path: Path) -> tuple[dict[int, dict], dict]:
@@ -571,9 +587,7 @@ def test_a_workflow_run_writes_dicom_outputs_that_match_its_results(tmp_path: Pa
         native = nib.as_closest_canonical(nib.load(results / timepoint / "native" / "segmentation.nii.gz"))
         union = np.zeros(native.shape, bool)
         for path in read.glob("*.nii.gz"):
-            image = nib.as_closest_canonical(nib.load(path))
-            assert np.allclose(image.affine, native.affine, atol=1e-3)
-            union |= np.asarray(image.dataobj) > 0
+            union |= _on_grid(nib.load(path), native) > 0
         assert np.array_equal(union, np.asarray(native.dataobj) > 0), timepoint
         rows = lesions[(lesions["timepoint"] == timepoint) & (lesions["component"] > 0)]
         found, _ = _report_groups(out / "measurements.dcm")

@@ -279,7 +279,7 @@ def build_segmentation(
         series_description="brainmets tracked lesions",
         content_label="LESIONS",
         content_description="brain metastases, one segment per tracked lesion",
-        omit_empty_frames=False,
+        omit_empty_frames=True,
     )
     images = {lesion_id: np.flatnonzero((frames == lesion_id).any(axis=(1, 2))).tolist() for lesion_id in ids}
     return _settle(seg, when), Segments(segment_of, images)
