@@ -604,3 +604,34 @@ def test_a_workflow_run_writes_dicom_outputs_that_match_its_results(tmp_path: Pa
     for timepoint, objects in written.items():
         for name, data in objects.items():
             assert (results / timepoint / "dicom" / f"{name}.dcm").read_bytes() == data, (timepoint, name)
+
+
+@pytest.mark.slow
+def test_segment_writes_dicom_outputs_for_a_dicom_input(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """`brainmets segment` on a DICOM series also writes its objects: the SEG is the native segmentation."""
+    _write_head_series(tmp_path / "P7_visit1", "2024-03-01", 3.0, 0)
+    config = tmp_path / "config.yaml"
+    preprocess = {"spacing_mm": [2.0, 2.0, 2.0], "skull_stripped": True, "n4": False}
+    config.write_text(yaml.safe_dump({"preprocess": preprocess, "inference": {"mirror_axes": []}}))
+    out = tmp_path / "segmented"
+    argv = ["segment", str(tmp_path / "P7_visit1"), "--model", str(tiny_model_dir), "--out-dir", str(out)]
+    assert main([*argv, "--config", str(config)]) == 0
+    scan = out / "P7_visit1"
+    assert sorted(p.name for p in (scan / "dicom").iterdir()) == sorted(f"{name}.dcm" for name in OBJECTS)
+    seg = hd.seg.segread(scan / "dicom" / "segmentation.dcm")
+    source = pydicom.dcmread(next((tmp_path / "P7_visit1").iterdir()), stop_before_pixels=True)
+    assert seg.StudyInstanceUID == source.StudyInstanceUID and seg.FrameOfReferenceUID == source.FrameOfReferenceUID
+    read = tmp_path / "dcmqi"
+    read.mkdir()
+    tool = str(Path(sys.executable).parent / "segimage2itkimage")
+    command = [tool, "--inputDICOM", str(scan / "dicom" / "segmentation.dcm"), "--outputDirectory", str(read)]
+    subprocess.run([*command, "--outputType", "nifti"], check=True, capture_output=True)
+    native = nib.as_closest_canonical(nib.load(scan / "native" / "segmentation.nii.gz"))
+    union = np.zeros(native.shape, bool)
+    for path in read.glob("*.nii.gz"):
+        union |= _on_grid(nib.load(path), native) > 0
+    assert np.array_equal(union, np.asarray(native.dataobj) > 0)
+    found, assessment = _report_groups(scan / "dicom" / "measurements.dcm")
+    assert len(found) == len(seg.SegmentSequence) - (seg.SegmentSequence[0].SegmentLabel == "no lesion")
+    assert found and all(group["category"] for group in found.values())  # a baseline: targets and non-targets
+    assert assessment.get("Current Response") == "BL"

@@ -461,6 +461,57 @@ def _results_time(paths: Sequence[Path]) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(int(newest), tz=datetime.UTC).replace(tzinfo=None)
 
 
+def export_results(
+    source_dir: str | os.PathLike[str],
+    native_dir: str | os.PathLike[str],
+    labels: np.ndarray,
+    lesions: pd.DataFrame,
+    response: pd.DataFrame | None,
+    out_dir: str | os.PathLike[str],
+    *,
+    patient_id: str,
+    timepoint: str,
+    when: datetime.datetime,
+    series_uid: str | None = None,
+    tables: str = "lesion table",
+) -> list[Path]:
+    """Write the SEG, measurement report and parametric maps of one visit into `out_dir`.
+
+    `labels` are the visit's lesion ids on the native grid (that of NATIVE_DIR's maps), `lesions` and
+    `response` the patient's tables from tracking and RANO-BM, `tables` how errors name them. Every
+    object is built before the first file is written.
+    """
+    from brainmets.dicom.source_grid import read_source_series, source_planes
+    from brainmets.io import load_nifti
+
+    maps = {name: Path(native_dir) / file for name, file in NATIVE_MAPS.items()}
+    source = read_source_series(source_dir, series_uid)
+    grid = load_nifti(maps["segmentation"], allow_constant=True)
+    planes = source_planes(source, grid.affine, grid.shape, str(source_dir))
+    if labels.shape != grid.shape:
+        raise BrainmetsError(f"{maps['segmentation']}: not on the scan's native grid; predict the scan again")
+    values = {}
+    for name in ("probability", "total_entropy"):
+        image = load_nifti(maps[name], allow_constant=True)
+        if image.shape != grid.shape or not np.allclose(image.affine, grid.affine, atol=1e-4):
+            raise BrainmetsError(f"{maps[name]}: not on the grid of {maps['segmentation']}; predict the scan again")
+        values[name] = np.asarray(image.get_fdata(dtype=np.float32))
+    found, visit = visit_lesions(lesions, response, timepoint, tables)
+    if visit.overall_response is not None and visit.overall_response not in RESPONSES:
+        raise BrainmetsError(
+            f"{tables}: overall_response {visit.overall_response!r} at {timepoint} is not a RANO-BM response "
+            f"({', '.join(RESPONSES)}); write the table with `brainmets rano`"
+        )
+    seg, segments = build_segmentation(source, planes, labels, patient_id, when)
+    objects: dict[str, Dataset] = {
+        "segmentation": seg,
+        "measurements": build_measurement_report(source, seg, segments, found, visit, patient_id, timepoint, when),
+    }
+    for name, array in values.items():
+        objects[name] = build_parametric_map(source, planes, array, name, when)
+    return write_objects(objects, out_dir)
+
+
 def export_scan(
     source_dir: str | os.PathLike[str],
     scan_dir: str | os.PathLike[str],
@@ -474,49 +525,86 @@ def export_scan(
     series_uid: str | None = None,
     native_dir: str | os.PathLike[str] | None = None,
 ) -> list[Path]:
-    """Write a scan's SEG, measurement report and parametric maps for its source DICOM series into `out_dir`.
+    """Write a workflow scan's SEG, measurement report and parametric maps for its source DICOM series.
 
     `scan_dir` is the scan's preprocessed folder (its record leads back to the native grid), `tracked`
     the patient-space label map of lesion ids of this visit, `lesions` and `response` the patient's
-    tables from `track` and `rano`. Every object is built before the first file is written.
+    tables from `track` and `rano`.
     """
-    from brainmets.dicom.source_grid import read_source_series, source_planes
-    from brainmets.io import load_nifti, read_tsv
+    from brainmets.io import read_tsv
     from brainmets.preprocess.native import file_to_native
 
     native = Path(native_dir) if native_dir is not None else Path(scan_dir) / "native"
-    maps = {name: native / file for name, file in NATIVE_MAPS.items()}
-    inputs = [Path(tracked), Path(lesions), *maps.values(), *([Path(response)] if response is not None else [])]
+    inputs = [Path(tracked), Path(lesions), *(native / file for file in NATIVE_MAPS.values())]
+    inputs += [Path(response)] if response is not None else []
     for path in inputs:
         if not path.is_file():
             raise BrainmetsError(f"{path}: not found; run the workflow up to tracking and RANO-BM first")
-    source = read_source_series(source_dir, series_uid)
-    grid = load_nifti(maps["segmentation"], allow_constant=True)
-    planes = source_planes(source, grid.affine, grid.shape, str(source_dir))
-    labels, affine = file_to_native(tracked, scan_dir, kind="label")
-    if labels.shape != grid.shape or not np.allclose(affine, grid.affine, atol=1e-4):
-        raise BrainmetsError(f"{maps['segmentation']}: not on the native grid of {scan_dir}; predict the scan again")
-    values = {}
-    for name in ("probability", "total_entropy"):
-        image = load_nifti(maps[name], allow_constant=True)
-        if image.shape != grid.shape or not np.allclose(image.affine, grid.affine, atol=1e-4):
-            raise BrainmetsError(f"{maps[name]}: not on the grid of {maps['segmentation']}; predict the scan again")
-        values[name] = np.asarray(image.get_fdata(dtype=np.float32))
+    labels, _ = file_to_native(tracked, scan_dir, kind="label")
     table = _of_patient(read_tsv(lesions, text_columns=["patient_id"]), patient_id)
     text = ["patient_id", "target_ids", "overall_response"]
     assessed = _of_patient(read_tsv(response, text_columns=text), patient_id) if response is not None else None
-    found, visit = visit_lesions(table, assessed, timepoint, str(lesions))
-    if visit.overall_response is not None and visit.overall_response not in RESPONSES:
-        raise BrainmetsError(
-            f"{response}: overall_response {visit.overall_response!r} at {timepoint} is not a RANO-BM response "
-            f"({', '.join(RESPONSES)}); write the table with `brainmets rano`"
-        )
-    when = _results_time(inputs)
-    seg, segments = build_segmentation(source, planes, labels, patient_id, when)
-    objects: dict[str, Dataset] = {
-        "segmentation": seg,
-        "measurements": build_measurement_report(source, seg, segments, found, visit, patient_id, timepoint, when),
-    }
-    for name, array in values.items():
-        objects[name] = build_parametric_map(source, planes, array, name, when)
-    return write_objects(objects, out_dir)
+    tables = str(lesions) if response is None else f"{lesions} / {response}"
+    return export_results(
+        source_dir,
+        native,
+        labels,
+        table,
+        assessed,
+        out_dir,
+        patient_id=patient_id,
+        timepoint=timepoint,
+        when=_results_time(inputs),
+        series_uid=series_uid,
+        tables=tables,
+    )
+
+
+def export_segmented_scan(
+    source_dir: str | os.PathLike[str],
+    scan_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    series_uid: str | None = None,
+) -> list[Path]:
+    """The DICOM objects of a scan segmented on its own (`brainmets segment`): one visit, its own baseline.
+
+    Lesion ids are those of tracking a single visit (components in scan order), the RANO-BM assessment
+    that of a baseline (targets and non-targets); the patient id is the scan folder's name and the
+    visit's date the series' StudyDate (1900-01-01 when the header has none).
+    """
+    from pydicom.valuerep import DA
+
+    from brainmets.dicom.source_grid import read_source_series
+    from brainmets.inference.pipeline import SEGMENTATION
+    from brainmets.io import load_mask
+    from brainmets.preprocess.native import to_native
+    from brainmets.rano.rano import assess
+    from brainmets.track.track import track_lesions
+
+    scan = Path(scan_dir)
+    mask, image = load_mask(scan / SEGMENTATION)
+    header = read_source_series(source_dir, series_uid)[0]
+    study_date = str(header.get("StudyDate") or "")
+    try:
+        timepoint = DA(study_date).isoformat() if study_date else "1900-01-01"
+    except ValueError:
+        timepoint = "1900-01-01"
+    table, label_maps = track_lesions([mask], image.affine, [timepoint])
+    table.insert(0, "patient_id", scan.name)
+    labels, _ = to_native(label_maps[0], image.affine, scan, kind="label")
+    native = scan / "native"
+    when = _results_time([scan / SEGMENTATION, *(native / file for file in NATIVE_MAPS.values())])
+    return export_results(
+        source_dir,
+        native,
+        labels,
+        table,
+        assess(table),
+        out_dir,
+        patient_id=scan.name,
+        timepoint=timepoint,
+        when=when,
+        series_uid=series_uid,
+        tables=str(scan / SEGMENTATION),
+    )
