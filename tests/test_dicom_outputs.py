@@ -367,6 +367,9 @@ def test_sr_measurements_equal_the_lesion_and_response_tables(patient: dict[str,
         else:
             code = {"non-CR/non-PD": "NCRNPD"}.get(row["overall_response"], row["overall_response"])
             assert assessment["Current Response"] == code
+            root = pydicom.dcmread(visit.out / "measurements.dcm").ContentSequence
+            own = next(i for i in root if i.ConceptNameCodeSequence[0].CodeMeaning == "Qualitative Evaluations")
+            assert own.ContentSequence[0].ConceptCodeSequence[0].CodeValue == code  # the report's own evaluation
     assert set(response["overall_response"].fillna("")) == {"BL", "PD", ""}
 
 

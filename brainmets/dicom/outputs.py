@@ -50,6 +50,8 @@ MILLILITRE = hd.sr.CodedConcept("ml", "UCUM", "milliliter")
 NO_UNITS = hd.sr.CodedConcept("1", "UCUM", "no units")
 BIT = hd.sr.CodedConcept("bit", "UCUM", "bit")
 METASTASIS = codes.SCT.NeoplasmMetastatic
+#: the container of a measurement report's own evaluations (TID 1500)
+QUALITATIVE_EVALUATIONS = hd.sr.CodedConcept("C0034375", "UMLS", "Qualitative Evaluations")
 SUM_OF_DIAMETERS = hd.sr.CodedConcept("SLD", SCHEME, "Sum of longest diameters of target lesions")
 NEW_LESION = hd.sr.CodedConcept("NEW", SCHEME, "New lesion (not at baseline)")
 CATEGORIES = {
@@ -418,6 +420,20 @@ def build_measurement_report(
         procedure_reported=codes.LN.MRIHeadReport,
         imaging_measurements=groups,
     )
+    if visit.overall_response is not None:  # TID 1500's own evaluations: the visit's response
+        own = hd.sr.ContainerContentItem(
+            name=QUALITATIVE_EVALUATIONS, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+        )
+        own.ContentSequence = hd.sr.ContentSequence(
+            [
+                hd.sr.CodeContentItem(
+                    name=codes.DCM.CurrentResponse,
+                    value=RESPONSES[visit.overall_response],
+                    relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+                )
+            ]
+        )
+        report[0].ContentSequence.append(own)
     identity = _identity(source, "measurements", _digest(seg.SOPInstanceUID, lesions, visit, patient_id))
     sr = hd.sr.Comprehensive3DSR(
         evidence=[*source, seg],
