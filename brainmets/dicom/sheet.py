@@ -408,6 +408,30 @@ def series_table_path(sheet: str | os.PathLike[str]) -> Path:
     return p.with_name(p.name.removesuffix(".tsv") + "_series.tsv")
 
 
+#: columns of another sheet that `--add-from` never copies onto a DICOM study's row (they describe its own image)
+OWN_COLUMNS = ("image", "series_uid", "mask")
+
+
+def add_from(sheet: pd.DataFrame, other_path: str | os.PathLike[str]) -> pd.DataFrame:
+    """The DICOM sheet plus another sheet's training rows and, for the same studies, its other columns.
+
+    A study in both sheets (same patient_id and timepoint) keeps its DICOM image and series_uid and
+    takes the other sheet's remaining columns (baseline, steroid_dose_mg, clinical_status, ...) except
+    `mask`, which lies on the other image's grid.
+    """
+    from brainmets.samplesheet import _TRUE, read_sheet
+
+    other = read_sheet(other_path)
+    missing = {"patient_id", "timepoint", "image"} - set(other.columns)
+    if missing:
+        raise BrainmetsError(f"{other_path}: not a sample sheet (missing column(s) {', '.join(sorted(missing))})")
+    flags = other["training"] if "training" in other else pd.Series("", index=other.index)
+    training = other[flags.fillna("").astype(str).str.strip().str.lower().isin(_TRUE)]
+    extra = [c for c in other.columns if c not in (*OWN_COLUMNS, "patient_id", "timepoint", "training")]
+    merged = sheet.merge(other[["patient_id", "timepoint", *extra]], on=["patient_id", "timepoint"], how="left")
+    return pd.concat([merged, training], ignore_index=True)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of `brainmets dicom-sheet`."""
     parser.add_argument("root", type=Path, help="root folder of the DICOM studies (searched recursively)")
@@ -417,6 +441,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="table of every series and why it was or was not picked (default: beside the sheet, *_series.tsv)",
+    )
+    parser.add_argument(
+        "--add-from",
+        type=Path,
+        default=None,
+        metavar="SHEET",
+        help="another sample sheet: its training rows are added, and its columns other than image and mask "
+        "(baseline, steroid_dose_mg, clinical_status, ...) are copied onto the same studies",
     )
 
 
@@ -431,8 +463,9 @@ def run(args: argparse.Namespace) -> None:
             f"{root}: no post-contrast T1 series found in any study; see the rules in config/README.md"
         )
     table_path = args.series_table or series_table_path(out)
+    sheet = add_from(result.sheet, args.add_from) if args.add_from else result.sheet
     write_tsv(result.series, table_path)
-    write_tsv(result.sheet, out)
+    write_tsv(sheet, out)
     studies = result.sheet["patient_id"].nunique()
     print(
         f"{out}: {len(result.sheet)} studies of {studies} patients, each with its post-contrast T1 series; "
