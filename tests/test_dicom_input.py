@@ -313,3 +313,19 @@ def test_a_converted_series_and_its_nifti_give_the_same_preprocessing_and_segmen
             assert differ.sum() <= 1e-5 * va.size and not (differ & ~border).any(), f"{differ.sum()} voxels differ"
         else:
             np.testing.assert_allclose(va, vb, atol=1e-4, err_msg=filename)
+
+
+@pytest.mark.slow
+def test_segment_refuses_a_folder_of_several_series_until_one_is_chosen(
+    tiny_model_dir: Path, tmp_path: Path, capsys
+) -> None:
+    """`segment FOLDER` of two series, given a UID of neither: one line naming --series-uid, nothing written."""
+    folder = tmp_path / "study"
+    series(folder / "a")
+    series(folder / "b", head(1), **PRE)
+    out = tmp_path / "segmented"
+    argv = ["segment", str(folder), "--model", str(tiny_model_dir), "--out-dir", str(out)]
+    assert main([*argv, "--series-uid", "1.2.3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "2 series in one folder" in err and "--series-uid" in err
+    assert not out.exists()

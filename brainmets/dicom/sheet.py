@@ -33,7 +33,6 @@ import argparse
 import datetime as dt
 import os
 import re
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,25 +155,18 @@ def _patient_id(value: str) -> str:
     return cleaned
 
 
-def _files(root: Path) -> Iterable[Path]:
-    """Every regular, non-hidden file under a root, sorted."""
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(names):
-            if not name.startswith(".") and name.upper() != "DICOMDIR":
-                yield Path(folder, name)
-
-
 def read_tree(root: str | os.PathLike[str]) -> tuple[list[SeriesRecord], int]:
     """Every series under a DICOM root from its files' headers; also the number of files that were not DICOM."""
     import pydicom
+
+    from brainmets.dicom.series import dicom_files
 
     top = Path(root)
     if not top.is_dir():
         raise BrainmetsError(f"{top}: DICOM folder not found; give the root folder of the DICOM studies")
     records: dict[str, SeriesRecord] = {}
     skipped = 0
-    for path in _files(top):
+    for path in dicom_files(top):
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=TAGS)
             uid = str(ds.SeriesInstanceUID)
