@@ -26,6 +26,8 @@ from brainmets.terminal import clear_stage, quiet_tensorflow_startup
 COMMANDS: dict[str, str] = {
     "demo-cohort": "brainmets.demo.cli_demo_cohort",
     "check-samples": "brainmets.samplesheet",
+    "convert-dicom": "brainmets.dicom.cli_convert",
+    "dicom-sheet": "brainmets.dicom.sheet",
     "preprocess": "brainmets.preprocess.cli_preprocess",
     "to-native": "brainmets.preprocess.cli_to_native",
     "weight-map": "brainmets.train.cli_weight_map",
@@ -41,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "review-page": "brainmets.review.cli_review_page",
     "evaluate": "brainmets.evaluation.cli_evaluate",
     "evaluate-cohort": "brainmets.evaluation.cli_evaluate_cohort",
+    "dicom-export": "brainmets.dicom.cli_dicom_export",
 }
 
 

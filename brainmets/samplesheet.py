@@ -1,6 +1,7 @@
 """The sample sheet: one row per scan, validated before the workflow builds its jobs.
 
-Columns: `patient_id`, `timepoint` (ISO date), `image`, and optionally `mask` (ground truth on the
+Columns: `patient_id`, `timepoint` (ISO date), `image` (a NIfTI file, or a folder holding a DICOM
+series), and optionally `series_uid` (which series of a DICOM folder), `mask` (ground truth on the
 image's grid), `training` (true/false), `baseline` (true/false), `skull_stripped` (true/false, empty:
 the configuration decides), `steroid_dose_mg`, `clinical_status` (improved/stable/worse). Paths are
 relative to the working directory or absolute. Every problem is reported as one line naming the
@@ -32,7 +33,18 @@ HELP = "Check a sample sheet (ids, dates, duplicates, every image and mask) and 
 #: columns every sheet needs
 REQUIRED_COLUMNS: list[str] = ["patient_id", "timepoint", "image"]
 #: optional columns the pipeline reads
-OPTIONAL_COLUMNS: list[str] = ["mask", "training", "baseline", "skull_stripped", "steroid_dose_mg", "clinical_status"]
+OPTIONAL_COLUMNS: list[str] = [
+    "series_uid",
+    "mask",
+    "training",
+    "baseline",
+    "skull_stripped",
+    "steroid_dose_mg",
+    "clinical_status",
+]
+#: with a header limit (the workflow's quick check), DICOM folders are read only when there are at most this
+#: many: each is a few hundred files; beyond it they are only checked to exist (their conversion job checks them)
+DICOM_FOLDER_LIMIT = 50
 #: the schema shipped with the workflow, relative to the repository root
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "samples.schema.yaml"
 
@@ -43,7 +55,8 @@ _FIX = {
         "and not model, training, cohort or truth (result folders)"
     ),
     "timepoint": "write the scan date as YYYY-MM-DD",
-    "image": "give the path of the T1-CE NIfTI image",
+    "image": "give the path of the T1-CE NIfTI image or of the folder holding its DICOM series",
+    "series_uid": "give the SeriesInstanceUID (digits and dots) of the series to use, or leave the cell empty",
     "mask": "give the path of the ground-truth mask or leave the cell empty",
     "training": "write true or false",
     "baseline": "write true or false",
@@ -111,12 +124,26 @@ class _FileGrid:
     affine: np.ndarray
 
 
+def _check_dicom_folder(sheet: Path, row: int, path: str, series_uid: str | None, read_header: bool) -> None:
+    """Check that an `image` folder holds one 3-D DICOM series (or the one `series_uid` names), from its headers."""
+    from brainmets.dicom.series import find_series
+
+    if not read_header:
+        return
+    try:
+        find_series(path, series_uid)
+    except BrainmetsError as error:
+        raise BrainmetsError(f"{_where(sheet, row, 'image')}: {error}") from None
+
+
 def _check_file(
     sheet: Path, row: int, column: str, path: str, read_data: bool, read_header: bool = True
 ) -> _FileGrid | None:
     """Check that a sheet's file exists and is a 3-D NIfTI with usable header (`read_header`) and data (`read_data`)."""
     from brainmets.io import check_gzip_stream, load_mask, load_nifti, read_nifti_header
 
+    if column == "image" and os.path.isdir(path):
+        raise BrainmetsError(f"{_where(sheet, row, column)}: {path} is a folder; a DICOM series is checked elsewhere")
     if not os.path.isfile(path):
         raise BrainmetsError(
             f"{_where(sheet, row, column)}: file {path} not found (relative paths start at {os.getcwd()}); "
@@ -192,6 +219,9 @@ def typed_sheet(table: pd.DataFrame) -> pd.DataFrame:
     1-based row in the sheet. The index is the text sheet's.
     """
     frame = pd.DataFrame({"patient_id": table["patient_id"], "timepoint": table["timepoint"], "image": table["image"]})
+    frame["series_uid"] = (
+        table["series_uid"].where(table["series_uid"].notna(), None) if "series_uid" in table else None
+    )
     frame["mask"] = table["mask"].where(table["mask"].notna(), None) if "mask" in table else None
     for flag in ("training", "baseline"):
         values = table[flag] if flag in table else pd.Series("", index=table.index)
@@ -248,10 +278,23 @@ def check_sheet_files(
 
     produced = [os.path.abspath(d) for d in produced_dirs]
     headers = header_limit is None or len(frame) + int(frame["mask"].notna().sum()) <= header_limit
-    for row, image, mask in zip(frame.index, frame["image"], frame["mask"], strict=True):
+    # a DICOM folder's check reads every slice's header: with a limit, only a few folders are read
+    folders = sum(os.path.isdir(image) for image in frame["image"])
+    dicom_headers = header_limit is None or (headers and folders <= DICOM_FOLDER_LIMIT)
+    series_uids = frame["series_uid"] if "series_uid" in frame else pd.Series(None, index=frame.index, dtype=object)
+    for row, image, mask, series_uid in zip(frame.index, frame["image"], frame["mask"], series_uids, strict=True):
         grids = {}
+        dicom = os.path.isdir(image)
+        series_uid = series_uid if isinstance(series_uid, str) else None
+        if series_uid is not None and not dicom and not _is_produced(image, produced):
+            raise BrainmetsError(
+                f"{_where(sheet, int(row), 'series_uid')}: given, but image {image} is not a DICOM folder; "
+                "leave series_uid empty for a NIfTI image"
+            )
+        if dicom and not _is_produced(image, produced):
+            _check_dicom_folder(sheet, int(row), image, series_uid, read_header=dicom_headers)
         for column, file in (("image", image), ("mask", mask)):
-            if file is not None and not _is_produced(file, produced):
+            if file is not None and not _is_produced(file, produced) and not (column == "image" and dicom):
                 grids[column] = _check_file(sheet, int(row), column, file, read_data, read_header=headers)
         if len(grids) == 2 and grids["image"] is not None and grids["mask"] is not None:
             try:
@@ -271,13 +314,14 @@ def load_samples(
 ) -> pd.DataFrame:
     """The validated sheet indexed by (patient_id, timepoint), sorted; paths kept as written.
 
-    Columns: image, mask (str or None), training, baseline (bool), skull_stripped (bool, or None when
-    not given), steroid_dose_mg (float, NaN when not given), clinical_status (str or None), row
-    (1-based row in the sheet). Files under
+    Columns: image (a NIfTI file or a DICOM series folder), series_uid (str or None), mask (str or
+    None), training, baseline (bool), skull_stripped (bool, or None when not given), steroid_dose_mg
+    (float, NaN when not given), clinical_status (str or None), row (1-based row in the sheet). Files under
     `produced_dirs` (e.g. the demo cohort the workflow generates) need not exist yet;
     `check_files=False` skips every file check. Only file headers are read (shape, spacing, affine; a
     mask must share its image's grid), unless `read_data`: then every image and mask is read completely,
-    so that truncated or corrupt data and masks that are not label maps are found too. With
+    so that truncated or corrupt data and masks that are not label maps are found too; a DICOM folder is
+    checked from its files' headers (one 3-D image series, or the one `series_uid` names). With
     `header_limit`, file headers are read only when the sheet lists at most that many files; a larger
     sheet's files are only checked to exist (the headers are `brainmets check-samples`' job).
     """

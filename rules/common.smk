@@ -1,4 +1,5 @@
 import functools
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -89,7 +90,8 @@ def _index(path):
         check_demo_sheet(path, timepoints, len(training))
     cases = {f"{r['patient_id']}_{r['timepoint']}": r for r in training.to_dict("records")}
     demo_files = [f for f in pd.concat([sheet["image"], sheet["mask"]]).dropna() if f.startswith(config["demo"]["out"])]
-    return rows, timepoints, baselines, cases, demo_files
+    scans = {(r["patient_id"], r["timepoint"]): r for r in sheet.to_dict("records")}
+    return rows, timepoints, baselines, cases, demo_files, scans
 
 
 def check_demo_sheet(path, timepoints, n_training):
@@ -135,10 +137,44 @@ def get_demo_files():
     return _lookup()[4]
 
 
+def is_dicom_scan(row):
+    """Whether a sheet row's image is a folder holding a DICOM series (converted by rule dicom_to_nifti)."""
+    return os.path.isdir(str(row["image"]))
+
+
+def get_scan_image(row):
+    """The NIfTI image of a sheet row: the file it names, or for a DICOM folder its conversion under results/."""
+    if is_dicom_scan(row):
+        return f"results/{row['patient_id']}/{row['timepoint']}/source/t1ce.nii.gz"
+    return str(row["image"])
+
+
+def _dicom_row(wildcards):
+    """The sheet row (analysis or training) of scan {patient}/{timepoint}, refused unless its image is a DICOM folder."""
+    row = _lookup()[5].get((wildcards.patient, wildcards.timepoint))
+    if row is None or not is_dicom_scan(row):
+        raise WorkflowError(
+            f"{wildcards.patient}/{wildcards.timepoint}: no sample-sheet row whose image is a DICOM folder "
+            f"in {get_sample_sheet()}"
+        )
+    return row
+
+
+def get_dicom_folder(wildcards):
+    """The DICOM series folder of scan {patient}/{timepoint} (sheet column image)."""
+    return str(_dicom_row(wildcards)["image"])
+
+
+def get_series_uid_option(wildcards):
+    """`brainmets convert-dicom --series-uid` of scan {patient}/{timepoint} when the sheet names one; else empty."""
+    uid = _dicom_row(wildcards).get("series_uid")
+    return f"--series-uid {uid}" if isinstance(uid, str) and uid else ""
+
+
 def get_preprocess_input(wildcards):
-    """Raw T1-CE image of the scan {patient}/{timepoint} and, for a follow-up, its baseline's preprocessing record."""
+    """T1-CE image of the scan {patient}/{timepoint} (converted if DICOM) and, for a follow-up, its baseline's record."""
     return {
-        "image": str(_row(wildcards.patient, wildcards.timepoint)["image"]),
+        "image": get_scan_image(_row(wildcards.patient, wildcards.timepoint)),
         "baseline": get_registration_baseline(wildcards),
     }
 
@@ -185,8 +221,8 @@ def get_training_case_files(wildcards):
 
 
 def get_training_image(wildcards):
-    """Raw T1-CE image of training case {case}."""
-    return get_training_row(wildcards)["image"]
+    """T1-CE image of training case {case} (converted if DICOM)."""
+    return get_scan_image(get_training_row(wildcards))
 
 
 def get_training_mask(wildcards):
@@ -208,6 +244,7 @@ def get_final_output():
     outputs += [f"results/{patient}/{t}/overlay.png" for patient in get_patients() for t in get_timepoints(patient)]
     outputs += [f"results/{patient}/review.html" for patient in get_patients()]
     outputs += ["results/cohort/rano_response.tsv", "results/cohort/best_response.tsv"]
+    outputs += get_dicom_outputs()
     if get_evaluation_tables(None):
         outputs += ["results/cohort/evaluation_summary.tsv"]
     return outputs
@@ -256,3 +293,15 @@ def get_registration_baseline(wildcards):
     if wildcards.timepoint == baseline:
         return []
     return f"results/{wildcards.patient}/{baseline}/preprocessing.json"
+
+
+def get_dicom_outputs():
+    """The DICOM objects (SEG, SR, parametric maps) of every analysis scan whose image is a DICOM folder."""
+    names = ("segmentation", "measurements", "probability", "total_entropy")
+    return [
+        f"results/{patient}/{t}/dicom/{name}.dcm"
+        for patient in get_patients()
+        for t in get_timepoints(patient)
+        if is_dicom_scan(_row(patient, t))
+        for name in names
+    ]

@@ -14,7 +14,20 @@ HELP = "Segment metastases with uncertainty on raw T1-CE scans with a trained mo
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Declare the arguments of `brainmets segment`."""
-    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="T1-CE NIfTI scans (.nii or .nii.gz)")
+    parser.add_argument(
+        "images",
+        nargs="+",
+        type=Path,
+        metavar="IMAGE",
+        help="T1-CE scans: NIfTI files (.nii or .nii.gz) or folders each holding a DICOM series",
+    )
+    parser.add_argument(
+        "--series-uid",
+        action="append",
+        default=[],
+        metavar="UID",
+        help="SeriesInstanceUID of the series to use in a DICOM folder that holds several; repeatable (one per folder)",
+    )
     parser.add_argument("--out-dir", type=Path, required=True, help="results go to OUT_DIR/<scan name>/")
     add_inference_arguments(parser)
     add_skullstrip_argument(parser)
@@ -37,5 +50,6 @@ def run(args: argparse.Namespace) -> None:
     )
     set_tensorflow_threads(args.threads)
     segmenter = load_segmenter(args.model, settings)
-    for name, folder in segment_scans(args.images, segmenter, args.out_dir, preprocess_settings).items():
+    scans = segment_scans(args.images, segmenter, args.out_dir, preprocess_settings, series_uids=args.series_uid)
+    for name, folder in scans.items():
         print(f"{name}: {folder}")

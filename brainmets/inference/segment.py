@@ -12,6 +12,13 @@ scan's native grid:
 
 <scan> is the input file name without .nii/.nii.gz, prefixed with its parent folders (joined by _)
 as far as needed to tell the inputs apart (.../P01/2024-01-15/t1ce.nii.gz -> 2024-01-15_t1ce).
+
+An input that is a folder holding a DICOM series is converted first (dcm2niix) to
+OUT_DIR/<scan>/source/t1ce.nii.gz (+ t1ce.json, dcm2niix's sidecar), <scan> being the folder's name; that
+image is the scan, and `native/` is on its grid (the source series' grid). Its results are also
+written as DICOM objects that reference the series (`brainmets.dicom.outputs`):
+
+    OUT_DIR/<scan>/dicom/{segmentation,measurements,probability,total_entropy}.dcm
 """
 
 from __future__ import annotations
@@ -30,10 +37,18 @@ from brainmets.preprocess.settings import PreprocessSettings
 log = logging.getLogger(__name__)
 
 NATIVE_DIR = "native"
+#: where the DICOM objects of a DICOM input go inside its scan folder
+DICOM_DIR = "dicom"
+
+
+#: where a DICOM input's converted image goes inside its scan folder
+SOURCE_IMAGE = "source/t1ce.nii.gz"
 
 
 def _strip_nifti(name: str, path: str | os.PathLike[str]) -> str:
-    """A file name without .nii or .nii.gz."""
+    """A file name without .nii or .nii.gz (a DICOM folder's name as it is)."""
+    if os.path.isdir(path):
+        return name
     for suffix in (".nii.gz", ".nii"):
         if name.endswith(suffix):
             return name[: -len(suffix)]
@@ -85,24 +100,44 @@ def segment_scans(
     segmenter: Segmenter,
     out_dir: str | os.PathLike[str],
     preprocess_settings: PreprocessSettings,
+    series_uids: Sequence[str] = (),
 ) -> dict[str, Path]:
-    """Preprocess, predict and map back each scan into OUT_DIR/<scan>/; returns scan name -> folder."""
+    """Preprocess, predict and map back each scan into OUT_DIR/<scan>/; returns scan name -> folder.
+
+    A DICOM folder's series is the one of `series_uids` it holds, else its only series.
+    """
+    from brainmets.dicom.series import convert_series, find_series, read_series
     from brainmets.preprocess.pipeline import BRAIN_MASK, ZSCORE, preprocess_scan
 
-    for image in images:  # every input's header before anything is written
-        read_nifti_header(image)
+    chosen: dict[int, str | None] = {}
+    for index, image in enumerate(images):  # every input's header before anything is written
+        if os.path.isdir(image):
+            held = [s.uid for s in read_series(image) if s.uid in series_uids]
+            chosen[index] = held[0] if held else None
+            find_series(image, chosen[index])
+        else:
+            read_nifti_header(image)
     names = scan_names(images)
     folders = {}
     for number, (image, name) in enumerate(zip(images, names, strict=True), start=1):
+        index = number - 1
         started = time.perf_counter()
         scan_dir = Path(out_dir) / name
         stage = f"scan {number}/{len(names)} {name}"
+        if index in chosen:
+            log.info("%s: converting the DICOM series", stage)
+            image = convert_series(image, scan_dir / SOURCE_IMAGE, chosen[index])
         log.info("%s: preprocessing (reorient, resample, brain extraction, bias correction)", stage)
         preprocess_scan(image, scan_dir, settings=preprocess_settings)
         log.info("%s: inference (%d ensemble members)", stage, ensemble_size(segmenter))
         predict_scan(segmenter, scan_dir / ZSCORE, scan_dir / BRAIN_MASK, scan_dir)
         log.info("%s: maps to the native grid", stage)
         native_maps(scan_dir)
+        if index in chosen:  # a DICOM series also gets its results as DICOM objects on the series' grid
+            from brainmets.dicom.outputs import export_segmented_scan
+
+            log.info("%s: DICOM SEG, SR and parametric maps", stage)
+            export_segmented_scan(images[index], scan_dir, scan_dir / DICOM_DIR, series_uid=chosen[index])
         log.info("%s: done -> %s (%s) in %.0f s", stage, scan_dir, LESIONS, time.perf_counter() - started)
         folders[name] = scan_dir
     return folders

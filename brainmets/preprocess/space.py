@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     import ants
 
 RAS = nib.orientations.axcodes2ornt(("R", "A", "S"))
+#: decimals (mm) of a voxel spacing that count when a grid is resampled: 1e-5 mm, far above float32 noise
+SPACING_DECIMALS = 5
 
 
 @dataclass(frozen=True)
@@ -72,12 +74,20 @@ def from_ants(image: ants.ANTsImage) -> tuple[np.ndarray, np.ndarray]:
 
 
 def resample_to_spacing(image: ants.ANTsImage, spacing_mm: tuple[float, float, float]) -> ants.ANTsImage:
-    """Linearly resample an ANTs image to the given voxel spacing (mm), keeping origin and direction."""
+    """Linearly resample an ANTs image to the given voxel spacing (mm), keeping origin and direction.
+
+    The input spacing is taken to SPACING_DECIMALS decimals first: ANTs rounds extent / spacing to a
+    voxel count, which flips at exact halves (69 x 3 mm to 2 mm) with the float32 noise of a header, so the
+    same scan stored by two converters (a NIfTI and its DICOM series through dcm2niix) would get different grids.
+    """
     import ants
 
-    if np.allclose(image.spacing, spacing_mm, atol=1e-6):
+    spacing_in = tuple(round(float(s), SPACING_DECIMALS) for s in image.spacing)
+    if np.allclose(spacing_in, spacing_mm, atol=1e-6):
         return image.clone()
-    return ants.resample_image(image, tuple(float(s) for s in spacing_mm), use_voxels=False, interp_type=0)
+    snapped = image.clone()
+    snapped.set_spacing(spacing_in)
+    return ants.resample_image(snapped, tuple(float(s) for s in spacing_mm), use_voxels=False, interp_type=0)
 
 
 def grid_image(affine: np.ndarray, shape: tuple[int, ...]) -> ants.ANTsImage:

@@ -1,0 +1,1 @@
+"""DICOM in and out: MR series written from NIfTI images, DICOM series read as scans."""
