@@ -34,7 +34,7 @@ include: "rules/inference.smk"
 include: "rules/track.smk"
 include: "rules/rano.smk"
 include: "rules/review.smk"
-include: "rules/dicom_outputs.smk"
+include: "rules/export.smk"
 include: "rules/evaluation.smk"
 
 

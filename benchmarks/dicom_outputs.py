@@ -17,7 +17,10 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from brainmets.dicom.outputs import (
+from brainmets.dicom.series import convert_series
+from brainmets.dicom.series_writer import derived_uid, write_mr_series
+from brainmets.dicom.source_grid import read_source_series, source_planes
+from brainmets.export.dicom import (
     Assessment,
     Lesion,
     build_measurement_report,
@@ -25,9 +28,6 @@ from brainmets.dicom.outputs import (
     build_segmentation,
     write_objects,
 )
-from brainmets.dicom.series import convert_series
-from brainmets.dicom.series_writer import derived_uid, write_mr_series
-from brainmets.dicom.source_grid import read_source_series, source_planes
 
 SHAPE = (256, 256, 176)
 

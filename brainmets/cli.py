@@ -43,7 +43,7 @@ COMMANDS: dict[str, str] = {
     "review-page": "brainmets.review.cli_review_page",
     "evaluate": "brainmets.evaluation.cli_evaluate",
     "evaluate-cohort": "brainmets.evaluation.cli_evaluate_cohort",
-    "dicom-export": "brainmets.dicom.cli_dicom_export",
+    "dicom-export": "brainmets.export.cli_dicom_export",
 }
 
 

@@ -297,6 +297,8 @@ def get_registration_baseline(wildcards):
 
 def get_dicom_outputs():
     """The DICOM objects (SEG, SR, parametric maps) of every analysis scan whose image is a DICOM folder."""
+    if not config["export"]["dicom"]:
+        return []
     names = ("segmentation", "measurements", "probability", "total_entropy")
     return [
         f"results/{patient}/{t}/dicom/{name}.dcm"

@@ -15,7 +15,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "brainmets"
 #: the stages: each has a rule file, a package, command modules and a config section of the same name
-STAGES = ("demo", "preprocess", "train", "inference", "track", "rano", "review", "evaluation")
+STAGES = ("demo", "preprocess", "train", "inference", "track", "rano", "review", "export", "evaluation")
 #: rule files that belong to no stage: shared input functions and the per-stage configuration files
 SHARED_RULE_FILES = {"common.smk", "config.smk"}
 

@@ -99,6 +99,7 @@ def stage_settings() -> dict[str, tuple[type, Any]]:
     """Config section -> (settings dataclass, its builder from a configuration mapping), for every stage."""
     from brainmets.demo import settings as demo
     from brainmets.evaluation import settings as evaluation
+    from brainmets.export import settings as export
     from brainmets.inference import settings as inference
     from brainmets.preprocess import settings as preprocess
     from brainmets.rano import settings as rano
@@ -114,6 +115,7 @@ def stage_settings() -> dict[str, tuple[type, Any]]:
         "track": (track.TrackSettings, track.settings_from_config),
         "rano": (rano.RanoSettings, rano.settings_from_config),
         "review": (review.ReviewSettings, review.settings_from_config),
+        "export": (export.ExportSettings, export.settings_from_config),
         "evaluation": (evaluation.EvaluationSettings, evaluation.settings_from_config),
     }
 

@@ -28,7 +28,9 @@ import yaml
 from brainmets.cli import main
 from brainmets.demo.acquisition import orientation_matrix
 from brainmets.demo.lesions import random_rotation
-from brainmets.dicom.outputs import (
+from brainmets.dicom.series_writer import derived_uid, write_mr_series
+from brainmets.dicom.source_grid import frames_on_source, read_source_series, source_planes
+from brainmets.export.dicom import (
     OBJECTS,
     Assessment,
     Lesion,
@@ -38,8 +40,6 @@ from brainmets.dicom.outputs import (
     tracking_uid,
     write_objects,
 )
-from brainmets.dicom.series_writer import derived_uid, write_mr_series
-from brainmets.dicom.source_grid import frames_on_source, read_source_series, source_planes
 from brainmets.io import save_nifti, write_tsv
 from brainmets.preprocess.native import maps_to_native
 from brainmets.preprocess.pipeline import PATIENT_TO_SCAN, RECORD, RECORD_FORMAT, RECORD_VERSION

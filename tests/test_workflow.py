@@ -232,7 +232,7 @@ def finished_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 #: rules every stage's commands feed, in workflow order (the demo cohort is off in generated projects)
 AFTER_PREPROCESSING = {"preprocess", "preprocess_training", "weight_map", "prepare_case", "train", "finalise_model"}
-AFTER_INFERENCE = {"predict", "track", "rano", "rano_cohort", "evaluate", "evaluate_cohort"}
+AFTER_INFERENCE = {"predict", "track", "rano", "rano_cohort", "review_page", "evaluate", "evaluate_cohort"}
 
 
 @pytest.mark.parametrize(
@@ -248,8 +248,9 @@ AFTER_INFERENCE = {"predict", "track", "rano", "rano_cohort", "evaluate", "evalu
         ),
         ("train", "seed", 7, {"train"}, AFTER_PREPROCESSING - {"preprocess", "preprocess_training"} | AFTER_INFERENCE),
         ("inference", "overlap", 0.3, {"inference"}, AFTER_INFERENCE),
-        ("track", "dilation_mm", 2.5, {"track"}, {"track", "rano", "rano_cohort"}),
-        ("rano", "pr_relative", 0.35, {"track", "rano"}, {"track", "rano", "rano_cohort"}),
+        ("track", "dilation_mm", 2.5, {"track"}, {"track", "rano", "rano_cohort", "review_page"}),
+        ("rano", "pr_relative", 0.35, {"track", "rano", "review"}, {"track", "rano", "rano_cohort", "review_page"}),
+        ("review", "uncertainty_flag_bits", 0.3, {"review"}, {"review_page"}),
         ("evaluation", "definition", "brats2025", set(), {"evaluate", "evaluate_cohort"}),
     ],
 )

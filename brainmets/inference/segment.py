@@ -16,7 +16,7 @@ as far as needed to tell the inputs apart (.../P01/2024-01-15/t1ce.nii.gz -> 202
 An input that is a folder holding a DICOM series is converted first (dcm2niix) to
 OUT_DIR/<scan>/source/t1ce.nii.gz (+ t1ce.json, dcm2niix's sidecar), <scan> being the folder's name; that
 image is the scan, and `native/` is on its grid (the source series' grid). Its results are also
-written as DICOM objects that reference the series (`brainmets.dicom.outputs`):
+written as DICOM objects that reference the series (`brainmets.export.dicom`):
 
     OUT_DIR/<scan>/dicom/{segmentation,measurements,probability,total_entropy}.dcm
 """
@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from brainmets.errors import BrainmetsError
-from brainmets.inference.pipeline import LABEL_MAPS, LESIONS, MAP_FILES, Segmenter, predict_scan
+from brainmets.inference.pipeline import LABEL_MAPS, LESIONS, MAP_FILES, SEGMENTATION, Segmenter, predict_scan
 from brainmets.io import read_nifti_header
 from brainmets.preprocess.settings import PreprocessSettings
 
@@ -134,10 +134,12 @@ def segment_scans(
         log.info("%s: maps to the native grid", stage)
         native_maps(scan_dir)
         if index in chosen:  # a DICOM series also gets its results as DICOM objects on the series' grid
-            from brainmets.dicom.outputs import export_segmented_scan
+            from brainmets.export.dicom import export_segmented_scan
 
             log.info("%s: DICOM SEG, SR and parametric maps", stage)
-            export_segmented_scan(images[index], scan_dir, scan_dir / DICOM_DIR, series_uid=chosen[index])
+            export_segmented_scan(
+                images[index], scan_dir, scan_dir / DICOM_DIR, segmentation=SEGMENTATION, series_uid=chosen[index]
+            )
         log.info("%s: done -> %s (%s) in %.0f s", stage, scan_dir, LESIONS, time.perf_counter() - started)
         folders[name] = scan_dir
     return folders

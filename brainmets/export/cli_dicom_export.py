@@ -46,7 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Build every object, then write them atomically."""
-    from brainmets.dicom.outputs import export_scan
+    from brainmets.export.dicom import export_scan
 
     for path in export_scan(
         args.source,

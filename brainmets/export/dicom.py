@@ -581,9 +581,12 @@ def export_segmented_scan(
     scan_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     *,
+    segmentation: str = "segmentation.nii.gz",
     series_uid: str | None = None,
 ) -> list[Path]:
     """The DICOM objects of a scan segmented on its own (`brainmets segment`): one visit, its own baseline.
+
+    `segmentation` is the name of the scan's segmentation (patient space) in `scan_dir`.
 
     Lesion ids are those of tracking a single visit (components in scan order), the RANO-BM assessment
     that of a baseline (targets and non-targets); the patient id is the scan folder's name and the
@@ -592,14 +595,13 @@ def export_segmented_scan(
     from pydicom.valuerep import DA
 
     from brainmets.dicom.source_grid import read_source_series
-    from brainmets.inference.pipeline import SEGMENTATION
     from brainmets.io import load_mask
     from brainmets.preprocess.native import to_native
     from brainmets.rano.rano import assess
     from brainmets.track.track import track_lesions
 
     scan = Path(scan_dir)
-    mask, image = load_mask(scan / SEGMENTATION)
+    mask, image = load_mask(scan / segmentation)
     header = read_source_series(source_dir, series_uid)[0]
     study_date = str(header.get("StudyDate") or "")
     try:
@@ -610,7 +612,7 @@ def export_segmented_scan(
     table.insert(0, "patient_id", scan.name)
     labels, _ = to_native(label_maps[0], image.affine, scan, kind="label")
     native = scan / "native"
-    when = _results_time([scan / SEGMENTATION, *(native / file for file in NATIVE_MAPS.values())])
+    when = _results_time([scan / segmentation, *(native / file for file in NATIVE_MAPS.values())])
     return export_results(
         source_dir,
         native,
@@ -622,5 +624,5 @@ def export_segmented_scan(
         timepoint=timepoint,
         when=when,
         series_uid=series_uid,
-        tables=str(scan / SEGMENTATION),
+        tables=str(scan / segmentation),
     )
