@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "demo-cohort": "brainmets.demo.cli_demo_cohort",
     "check-samples": "brainmets.samplesheet",
     "convert-dicom": "brainmets.dicom.cli_convert",
+    "dicom-sheet": "brainmets.dicom.sheet",
     "preprocess": "brainmets.preprocess.cli_preprocess",
     "to-native": "brainmets.preprocess.cli_to_native",
     "weight-map": "brainmets.train.cli_weight_map",

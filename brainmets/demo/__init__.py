@@ -21,6 +21,9 @@ writes (dates are ISO visit dates; longitudinal patients are patient01..., train
     DIR/truth/scenarios.tsv                           per patient: scenario, description, n_baseline_lesions,
                                                       timepoints, intended_response (BL,PR,... per visit,
                                                       empty after the first PD)
+    DIR/dicom/<patient>/<YYYYMMDD>/<series>/IM*.dcm   only with --dicom: each visit of the longitudinal
+                                                      patients as a DICOM study (localiser, non-contrast T1,
+                                                      post-contrast T1 = t1ce.nii.gz); see brainmets.demo.dicom
 
 The common grid of a subject is 1 mm (x `--scale`) isotropic in the subject's anatomical frame before
 any scan pose; all its timepoints share it. `common_to_scanner` maps that frame's mm coordinates to

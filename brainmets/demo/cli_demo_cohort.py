@@ -38,6 +38,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="voxel-size multiplier, 0.5-4; 2 gives an 8x smaller cohort for tests (default %(default)s)",
     )
     parser.add_argument("--workers", type=int, default=1, help="subjects generated in parallel (default 1)")
+    parser.add_argument(
+        "--dicom",
+        action="store_true",
+        help="also write each visit of the longitudinal patients as a DICOM study under OUT/dicom "
+        "(localiser, non-contrast T1, post-contrast T1), the input of `brainmets dicom-sheet`",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -49,8 +55,10 @@ def run(args: argparse.Namespace) -> None:
     options = {key: getattr(args, key) for key in ("out", "patients", "timepoints", "train", "seed", "scale")}
     settings = settings_from_config({"demo": options}, "demo-cohort")
     try:
-        sheet = generate_cohort(args.out, settings, workers=args.workers)
+        sheet = generate_cohort(args.out, settings, workers=args.workers, dicom=args.dicom)
     except OSError as error:
         problem = error.strerror or error
         raise BrainmetsError(f"{args.out}: cannot write the demo cohort ({problem}); choose a writable --out") from None
     print(f"demo cohort written; sample sheet: {sheet}")
+    if args.dicom:
+        print(f"DICOM studies: {sheet.parent / 'dicom'} (make a sheet with `brainmets dicom-sheet`)")

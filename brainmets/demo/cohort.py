@@ -128,9 +128,13 @@ def _head_corners(template: head.Head) -> np.ndarray:
 
 
 def generate_subject(
-    subject: Subject, out: Path, prefix: PurePosixPath, seed: int, scale: float
+    subject: Subject, out: Path, prefix: PurePosixPath, seed: int, scale: float, dicom: bool = False
 ) -> dict[str, pd.DataFrame]:
-    """Simulate and write every scan of one subject; returns its rows of the sample sheet and truth tables."""
+    """Simulate and write every scan of one subject; returns its rows of the sample sheet and truth tables.
+
+    With `dicom`, a longitudinal patient's visits are also written as DICOM studies (`brainmets.demo.dicom`);
+    their extra images draw from their own random stream, so the NIfTI cohort is the same either way.
+    """
     kind_code = 0 if subject.kind == "longitudinal" else 1
     rng = np.random.default_rng([seed, kind_code, subject.number])
     template = head.template_head(scale)
@@ -157,7 +161,14 @@ def generate_subject(
         lesions.paint(image, designed, t, anatomy.affine, rng)
         scan = acquisition.plan_scan(rng, corners, spacing_scale=scale)
         scan_dir = out / subject.subject_id / date
-        save_nifti(acquisition.acquire(image, anatomy.affine, scan, rng), scan.affine, scan_dir / "t1ce.nii.gz")
+        post = acquisition.acquire(image, anatomy.affine, scan, rng)
+        save_nifti(post, scan.affine, scan_dir / "t1ce.nii.gz")
+        if dicom and subject.kind == "longitudinal":
+            from brainmets.demo.dicom import write_demo_study
+
+            extra = np.random.default_rng([seed, kind_code, subject.number, t, 1])
+            pre = acquisition.acquire(anatomy.intensity, anatomy.affine, scan, extra)
+            write_demo_study(out, subject.subject_id, date, t, post, pre, scan.affine, scan.protocol)
         native = truth.apply_merges(lesions.rasterise(designed, t, scan.voxel_to_common, scan.shape), merged)
         save_nifti(native, scan.affine, scan_dir / "lesions.nii.gz")
         brain = acquisition.resample_to_scan(anatomy.brain.astype(np.uint8), anatomy.affine, scan, order=0)
@@ -195,13 +206,16 @@ def generate_subject(
     return result
 
 
-def _run(job: tuple[Subject, Path, PurePosixPath, int, float]) -> dict[str, pd.DataFrame]:
+def _run(job: tuple[Subject, Path, PurePosixPath, int, float, bool]) -> dict[str, pd.DataFrame]:
     """Process-pool entry point for `generate_subject`."""
     return generate_subject(*job)
 
 
-def generate_cohort(out: str | os.PathLike[str], settings: DemoSettings, workers: int = 1) -> Path:
+def generate_cohort(out: str | os.PathLike[str], settings: DemoSettings, workers: int = 1, dicom: bool = False) -> Path:
     """Write the demo cohort under `out` (layout in `brainmets.demo`); returns the path of its sample sheet.
+
+    With `dicom`, every visit of the longitudinal patients is also written as a DICOM study under
+    `out`/dicom (`brainmets.demo.dicom`: localiser, non-contrast and post-contrast T1).
 
     `settings.scale` multiplies every voxel size (and the smallest lesion diameter, 3 mm): 2 gives a cohort
     8x smaller for fast tests. Paths in the sample sheet are `out` as given joined with the file's place.
@@ -213,7 +227,7 @@ def generate_cohort(out: str | os.PathLike[str], settings: DemoSettings, workers
     root = Path(out)
     prefix = _prefix(out)
     head.template_head(scale)  # build once before any worker starts, so forked workers share it
-    jobs = [(s, root, prefix, seed, scale) for s in subjects(patients, timepoints, train)]
+    jobs = [(s, root, prefix, seed, scale, dicom) for s in subjects(patients, timepoints, train)]
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
             results = list(pool.map(_run, jobs))
