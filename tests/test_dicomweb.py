@@ -1,0 +1,364 @@
+"""A DICOMweb archive as source and destination: credentials, transport, retries, fetching and sending.
+
+The tests marked `system` run a real archive (Orthanc with its DICOMweb plugin, Debian packages
+installed by tests/orthanc.py) on 127.0.0.1 with basic auth; they run where BRAINMETS_SYSTEM_TESTS=1.
+The others check the transport on their own (a closed port, stand-in answers).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+from brainmets.cli import main
+from brainmets.dicom.dicomweb import (
+    PASSWORD_VARIABLE,
+    TOKEN_VARIABLE,
+    USER_VARIABLE,
+    Archive,
+    DicomwebSettings,
+    credentials,
+    public_url,
+    redact,
+)
+from brainmets.dicom.pacs_source import fetch_series
+from brainmets.dicom.series_writer import derived_uid, write_mr_series
+from brainmets.errors import BrainmetsError
+
+PASSWORD = "pw-Zq81-never-shown"
+TOKEN = "tok-4Rb9-never-shown"
+#: quick transport for the tests: few retries, no waiting
+FAST = DicomwebSettings(retries=2, backoff_s=0.0, timeout_s=10.0)
+
+
+def closed_port_url() -> str:
+    """A DICOMweb URL on a loopback port nothing listens on."""
+    from orthanc import free_port
+
+    return f"http://127.0.0.1:{free_port()}/dicom-web"
+
+
+# credentials and transport ----------------------------------------------------------------------------
+
+
+def test_credentials_come_from_the_environment_or_netrc_never_the_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Token first, then user and password, then netrc; a URL with user-info is refused without echoing it."""
+    url = "https://pacs.example.org/dicom-web"
+    assert credentials(url, {TOKEN_VARIABLE: TOKEN, USER_VARIABLE: "u", PASSWORD_VARIABLE: PASSWORD}).kind == "token"
+    basic = credentials(url, {USER_VARIABLE: "u", PASSWORD_VARIABLE: PASSWORD})
+    assert (basic.kind, basic.auth.password) == ("basic", PASSWORD)  # type: ignore[union-attr]
+    with pytest.raises(BrainmetsError, match=PASSWORD_VARIABLE):
+        credentials(url, {USER_VARIABLE: "u"})
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine pacs.example.org login reader password {PASSWORD}\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    from_netrc = credentials(url, {})
+    assert (from_netrc.kind, from_netrc.source, from_netrc.auth.username) == ("basic", "netrc", "reader")  # type: ignore[union-attr]
+    with pytest.raises(BrainmetsError) as refused:
+        credentials(f"https://reader:{PASSWORD}@pacs.example.org/dicom-web", {})
+    assert PASSWORD not in str(refused.value) and "user-info" in str(refused.value)
+    assert public_url(f"https://reader:{PASSWORD}@pacs.example.org:8443/x") == "https://pacs.example.org:8443/x"
+    assert redact(f"GET https://a:{PASSWORD}@h/x failed, token {TOKEN}", [TOKEN]) == "GET https://h/x failed, token ***"
+
+
+def test_tls_is_verified_unless_turned_off_with_a_warning_every_time(tmp_path: Path) -> None:
+    """Default verify; a CA bundle is used as given (and must exist); verify_tls false warns on each construction."""
+    url = "https://pacs.example.org/dicom-web"
+    assert Archive(url, DicomwebSettings(), environ={}).client._session.verify is True
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert Archive(url, DicomwebSettings(ca_bundle=str(bundle)), environ={}).client._session.verify == str(bundle)
+    with pytest.raises(BrainmetsError, match="CA bundle not found"):
+        Archive(url, DicomwebSettings(ca_bundle=str(tmp_path / "none.pem")), environ={})
+    warned: list[str] = []
+    for _ in range(2):
+        archive = Archive(url, DicomwebSettings(verify_tls=False), environ={}, warn=warned.append)
+        assert archive.client._session.verify is False
+    assert len(warned) == 2 and all("NOT verified" in line for line in warned)
+
+
+def test_connection_errors_are_retried_with_bounded_backoff_then_one_line_naming_the_study() -> None:
+    """A closed port: 1 + retries tries with doubling, capped waits, then one line with the study and the answer."""
+    waits: list[float] = []
+    settings = DicomwebSettings(retries=4, backoff_s=0.5, max_backoff_s=2.0, timeout_s=5.0)
+    archive = Archive(
+        closed_port_url(), settings, environ={USER_VARIABLE: "u", PASSWORD_VARIABLE: PASSWORD}, sleep=waits.append
+    )
+    with pytest.raises(BrainmetsError) as failed:
+        archive.check_study("1.2.3.4")
+    line = str(failed.value)
+    assert waits == [0.5, 1.0, 2.0, 2.0]
+    assert "\n" not in line and "1.2.3.4" in line and "connection refused after 5 tries" in line
+    assert PASSWORD not in line
+
+
+class StandIn:
+    """A stand-in DICOMweb client answering one series of three instances, with one fault chosen by the test."""
+
+    def __init__(self, study: str, series: str, fault: str) -> None:
+        self.study, self.series, self.fault = study, series, fault
+        self.sops = [f"{series}.{n}" for n in range(1, 4)]
+        self.listings = 0
+
+    def search_for_studies(self, **_: object) -> list[dict]:
+        """The study asked for."""
+        return [{"0020000D": {"vr": "UI", "Value": [self.study]}}]
+
+    def search_for_instances(self, **_: object) -> list[dict]:
+        """Three MR instances; with fault 'grows', a fourth from the second listing on; 'sr': an SR among them."""
+        self.listings += 1
+        sops = self.sops + ([f"{self.series}.4"] if self.fault == "grows" and self.listings > 1 else [])
+        mr = "1.2.840.10008.5.1.4.1.1.4"
+        return [
+            {
+                "00080018": {"vr": "UI", "Value": [sop]},
+                "00080016": {
+                    "vr": "UI",
+                    "Value": ["1.2.840.10008.5.1.4.1.1.88.33" if self.fault == "sr" and n == 1 else mr],
+                },
+            }
+            for n, sop in enumerate(sops)
+        ]
+
+    def retrieve_instance(self, study: str, series: str, sop: str) -> pydicom.Dataset:
+        """An MR header; with fault 'other study', of another study."""
+        ds = pydicom.Dataset()
+        ds.StudyInstanceUID = "1.2.999" if self.fault == "other study" else study
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = series, sop
+        ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+        ds.file_meta = pydicom.dataset.FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+        return ds
+
+
+@pytest.mark.parametrize(
+    ("fault", "words"),
+    [
+        ("other study", "answered instance 1.2.5.1 with study 1.2.999; refused"),
+        ("sr", "non-image object (Comprehensive SR Storage"),
+        ("grows", "changed on the archive while it was fetched (3 instances listed, 4 now)"),
+    ],
+)
+def test_an_archive_answering_the_wrong_thing_is_refused_and_nothing_is_complete(
+    tmp_path: Path, fault: str, words: str
+) -> None:
+    """Another study, a non-image object, a series that grows: one line; the series folder is never made."""
+    archive = Archive("http://127.0.0.1:9/dicom-web", FAST, environ={})
+    archive.client = StandIn("1.2.4", "1.2.5", fault)  # type: ignore[assignment]
+    with pytest.raises(BrainmetsError) as refused:
+        fetch_series(archive, "1.2.4", "1.2.5", tmp_path / "cache", tmp_path / "series")
+    assert words in str(refused.value) and "\n" not in str(refused.value)
+    assert not (tmp_path / "series").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".series")]
+
+
+# a real archive ---------------------------------------------------------------------------------------
+
+
+def _volume(shape: tuple[int, int, int], seed: int) -> nib.Nifti1Image:
+    """A small int16 head-like volume, 1 x 1 x 3 mm."""
+    data = np.random.default_rng(seed).normal(300, 40, shape).clip(0).astype(np.int16)
+    return nib.Nifti1Image(data, np.diag([1.0, 1.0, 3.0, 1.0]))
+
+
+def write_study(folder: Path, name: str, slices: int = 12) -> tuple[str, str]:
+    """One small post-contrast T1 series in its own study; returns (study UID, series UID)."""
+    study = derived_uid("dicomweb test", name, "study")
+    write_mr_series(
+        _volume((24, 24, slices), len(name)),
+        folder,
+        patient_id=f"PACS-{name}",
+        patient_name=f"Test^{name}",
+        study_instance_uid=study,
+        study_date="20260105",
+        series_number=5,
+        series_description="T1 MPRAGE post",
+        contrast_agent="Gadobutrol",
+        frame_of_reference_uid=derived_uid("dicomweb test", name, "frame"),
+    )
+    return study, str(pydicom.dcmread(next(folder.glob("*.dcm")), stop_before_pixels=True).SeriesInstanceUID)
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A running Orthanc (DICOMweb, basic auth) holding the DICOM demo's studies (1 patient, 2 visits)."""
+    from orthanc import running_orthanc
+
+    root = tmp_path_factory.mktemp("orthanc")
+    assert (
+        main(
+            [
+                "demo-cohort",
+                "--dicom",
+                "--out",
+                str(root / "demo"),
+                "--patients",
+                "1",
+                "--timepoints",
+                "2",
+                "--train",
+                "0",
+                "--scale",
+                "2",
+            ]
+        )
+        == 0
+    )
+    with running_orthanc(root / "server", PASSWORD) as server:
+        server.upload(sorted((root / "demo" / "dicom").rglob("*.dcm")))
+        server.demo = root / "demo"  # type: ignore[attr-defined]
+        yield server
+
+
+def env_for(server: object, password: str = PASSWORD) -> dict[str, str]:
+    """The environment of a brainmets command that logs in to the test archive."""
+    from orthanc import USER
+
+    return dict(os.environ, **{USER_VARIABLE: USER, PASSWORD_VARIABLE: password})
+
+
+def brainmets(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the brainmets command line as a user would; its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "brainmets.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def logged_in(server: object, settings: DicomwebSettings = FAST) -> Archive:
+    """An Archive of the test server with its credentials."""
+    from orthanc import USER
+
+    return Archive(server.url, settings, environ={USER_VARIABLE: USER, PASSWORD_VARIABLE: PASSWORD})  # type: ignore[attr-defined]
+
+
+@pytest.mark.system
+@pytest.mark.slow
+def test_dicom_sheet_from_the_archive_is_the_sheet_from_the_folder(archive, tmp_path: Path) -> None:
+    """dicom-sheet --dicomweb picks the same series of the same studies as dicom-sheet on the DICOM tree."""
+    env = env_for(archive)
+    folder = brainmets("dicom-sheet", str(archive.demo / "dicom"), "--out", str(tmp_path / "folder.tsv"), env=env)
+    remote = brainmets(
+        "dicom-sheet",
+        "--dicomweb",
+        archive.url,
+        "--patient-id",
+        "patient01",
+        "--out",
+        str(tmp_path / "pacs.tsv"),
+        env=env,
+    )
+    assert folder.returncode == 0 and remote.returncode == 0, remote.stderr
+    local, pacs = pd.read_csv(tmp_path / "folder.tsv", sep="\t"), pd.read_csv(tmp_path / "pacs.tsv", sep="\t")
+    assert list(pacs.columns) == ["patient_id", "timepoint", "study_uid", "series_uid"]
+    assert len(pacs) == 2
+    pd.testing.assert_frame_equal(
+        local[["patient_id", "timepoint", "series_uid"]], pacs[["patient_id", "timepoint", "series_uid"]]
+    )
+    for row in pacs.itertuples():
+        picked = next((archive.demo / "dicom" / row.patient_id / row.timepoint.replace("-", "")).glob("05_*/*.dcm"))
+        header = pydicom.dcmread(picked, stop_before_pixels=True)
+        assert (row.study_uid, row.series_uid) == (header.StudyInstanceUID, header.SeriesInstanceUID)
+    assert "ambiguous" in remote.stdout  # the even visit has no agent: listed as for a folder
+
+
+@pytest.mark.system
+def test_wrong_password_and_unknown_study_are_one_line_and_fetch_nothing(archive, tmp_path: Path) -> None:
+    """HTTP 401 names the variables to set; an unknown study UID says so; neither leaves a series folder."""
+    study = pydicom.dcmread(next(archive.demo.rglob("05_*/*.dcm")), stop_before_pixels=True).StudyInstanceUID
+    wrong = brainmets(
+        "dicomweb-fetch",
+        "--dicomweb",
+        archive.url,
+        "--study-uid",
+        str(study),
+        "--out",
+        str(tmp_path / "s"),
+        "--cache",
+        str(tmp_path / "c"),
+        env=env_for(archive, "not-the-password"),
+    )
+    assert wrong.returncode == 2
+    line = wrong.stderr.strip()
+    assert "\n" not in line and "HTTP 401" in line and USER_VARIABLE in line and PASSWORD_VARIABLE in line
+    unknown = brainmets(
+        "dicomweb-fetch",
+        "--dicomweb",
+        archive.url,
+        "--study-uid",
+        "1.2.3.999",
+        "--out",
+        str(tmp_path / "s"),
+        "--cache",
+        str(tmp_path / "c"),
+        env=env_for(archive),
+    )
+    assert unknown.returncode == 2 and "study 1.2.3.999: not found on the archive" in unknown.stderr
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.system
+def test_a_retrieval_cut_by_a_stopped_server_resumes_with_only_what_was_missing(archive, tmp_path: Path) -> None:
+    """The server stops after 5 instances: one line, no series folder; started again, the rerun fetches the rest."""
+    study, series = write_study(tmp_path / "upload", "resume", slices=12)
+    archive.upload(sorted((tmp_path / "upload").glob("*.dcm")))
+    fetched: list[str] = []
+
+    def stop_after_five(sop: str) -> None:
+        fetched.append(sop)
+        if len(fetched) == 5:
+            archive.stop()
+
+    try:
+        with pytest.raises(BrainmetsError) as cut:
+            fetch_series(
+                logged_in(archive), study, series, tmp_path / "cache", tmp_path / "series", after_each=stop_after_five
+            )
+    finally:
+        archive.start()
+    assert study in str(cut.value) and "connection refused after 3 tries" in str(cut.value)
+    assert not (tmp_path / "series").exists()
+    manifest = fetch_series(logged_in(archive), study, series, tmp_path / "cache", tmp_path / "series")
+    assert (manifest["cached_before"], manifest["fetched_now"]) == (5, 7)
+    sent = {
+        pydicom.dcmread(p).SOPInstanceUID: pydicom.dcmread(p).pixel_array for p in (tmp_path / "upload").glob("*.dcm")
+    }
+    got = {
+        pydicom.dcmread(p).SOPInstanceUID: pydicom.dcmread(p).pixel_array for p in (tmp_path / "series").glob("*.dcm")
+    }
+    assert sent.keys() == got.keys()
+    for sop, pixels in sent.items():
+        np.testing.assert_array_equal(got[sop], pixels)
+
+
+@pytest.mark.system
+def test_a_series_gaining_an_instance_while_fetched_is_refused_then_completed_by_a_rerun(
+    archive, tmp_path: Path
+) -> None:
+    """An instance added after the listing: refused in one line, nothing complete; the rerun takes only the new one."""
+    study, series = write_study(tmp_path / "upload", "grows", slices=12)
+    files = sorted((tmp_path / "upload").glob("*.dcm"))
+    archive.upload(files[:-1])
+    added: list[str] = []
+
+    def add_one(sop: str) -> None:
+        if not added:
+            archive.upload(files[-1:])
+            added.append(sop)
+
+    with pytest.raises(BrainmetsError) as refused:
+        fetch_series(logged_in(archive), study, series, tmp_path / "cache", tmp_path / "series", after_each=add_one)
+    assert "(11 instances listed, 12 now)" in str(refused.value)
+    assert not (tmp_path / "series").exists()
+    manifest = fetch_series(logged_in(archive), study, series, tmp_path / "cache", tmp_path / "series")
+    assert (manifest["cached_before"], manifest["fetched_now"], len(manifest["instances"])) == (11, 1, 12)
