@@ -7,6 +7,7 @@ The others check the transport on their own (a closed port, stand-in answers).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -32,6 +33,8 @@ from brainmets.dicom.dicomweb import (
 from brainmets.dicom.pacs_source import fetch_series
 from brainmets.dicom.series_writer import derived_uid, write_mr_series
 from brainmets.errors import BrainmetsError
+
+from test_dicom_outputs import PATIENT, patient  # noqa: F401  (fixture: a patient's visits with their DICOM outputs)
 
 PASSWORD = "pw-Zq81-never-shown"
 TOKEN = "tok-4Rb9-never-shown"
@@ -228,11 +231,17 @@ def env_for(server: object, password: str = PASSWORD) -> dict[str, str]:
     return dict(os.environ, **{USER_VARIABLE: USER, PASSWORD_VARIABLE: password})
 
 
+#: the terminal output of every command the tests ran (searched for secrets by the last test)
+TERMINAL: list[str] = []
+
+
 def brainmets(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the brainmets command line as a user would; its output captured."""
-    return subprocess.run(
+    """Run the brainmets command line as a user would; its output captured (and kept in TERMINAL)."""
+    done = subprocess.run(
         [sys.executable, "-m", "brainmets.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300
     )
+    TERMINAL.extend([done.stdout, done.stderr])
+    return done
 
 
 def logged_in(server: object, settings: DicomwebSettings = FAST) -> Archive:
@@ -362,3 +371,115 @@ def test_a_series_gaining_an_instance_while_fetched_is_refused_then_completed_by
     assert not (tmp_path / "series").exists()
     manifest = fetch_series(logged_in(archive), study, series, tmp_path / "cache", tmp_path / "series")
     assert (manifest["cached_before"], manifest["fetched_now"], len(manifest["instances"])) == (11, 1, 12)
+
+
+def _held(server: object, study: str) -> dict[str, str]:
+    """SOP Instance UID -> SOP class name of every instance the archive holds in a study (QIDO-RS)."""
+    archive = logged_in(server)
+    found = {}
+    for series in archive.find_series(study):
+        for record in archive.find_instances(study, series["0020000E"]["Value"][0]):
+            found[record["00080018"]["Value"][0]] = pydicom.uid.UID(record["00080016"]["Value"][0]).name
+    return found
+
+
+@pytest.mark.system
+@pytest.mark.slow
+def test_fetch_export_and_send_back_stores_each_object_once_in_the_right_study(
+    archive,
+    patient,  # noqa: F811 (the imported fixture)
+    tmp_path: Path,
+) -> None:
+    """Fetched series -> dicom-export -> send: the archive holds SEG, SR and both maps in the source study, once."""
+    from brainmets.dicom.outputs import export_scan
+
+    timepoint, visit = next(iter(patient.items()))
+    archive.upload(sorted(visit.series.glob("*.dcm")))
+    source = pydicom.dcmread(next(visit.series.glob("*.dcm")), stop_before_pixels=True)
+    study, series = str(source.StudyInstanceUID), str(source.SeriesInstanceUID)
+    env = env_for(archive)
+    fetched = tmp_path / "fetched"
+    run = brainmets("dicomweb-fetch", "--dicomweb", archive.url, "--study-uid", study, "--series-uid", series,
+                    "--out", str(fetched), "--cache", str(tmp_path / "cache"), env=env)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    out = tmp_path / "dicom"
+    results = visit.scan.parent
+    export_scan(fetched, visit.scan, results / "tracked" / f"{timepoint}.nii.gz", results / "lesions.tsv", out,
+                patient_id=PATIENT, timepoint=timepoint, response=results / "rano_response.tsv")  # fmt: skip
+    names = sorted(p.name for p in out.glob("*.dcm"))
+    assert names == ["measurements.dcm", "probability.dcm", "segmentation.dcm", "total_entropy.dcm"]
+    for name in names:  # the objects made from the fetched series are those made from the scanner's files
+        assert pydicom.dcmread(out / name).SOPInstanceUID == pydicom.dcmread(visit.out / name).SOPInstanceUID
+    before = archive.counts()
+    first = brainmets("send", str(out), "--dicomweb", archive.url, env=env)
+    assert first.returncode == 0, first.stderr
+    receipt = json.loads((out / "sent.json").read_text())
+    assert [o["status"] for o in receipt["objects"]] == ["stored"] * 4
+    assert receipt["archive"] == archive.url
+    held = _held(archive, study)
+    sent = {pydicom.dcmread(out / n).SOPInstanceUID: pydicom.dcmread(out / n) for n in names}
+    assert sent.keys() <= held.keys()
+    assert all(held[uid] == pydicom.uid.UID(ds.SOPClassUID).name for uid, ds in sent.items())
+    classes = sorted(held[uid] for uid in sent)
+    assert classes[1:] == ["Parametric Map Storage", "Parametric Map Storage", "Segmentation Storage"]
+    assert "SR Storage" in classes[0]
+    assert all(str(ds.StudyInstanceUID) == study for ds in sent.values())
+    counts = archive.counts()
+    assert (counts["Studies"], counts["Instances"]) == (before["Studies"], before["Instances"] + 4)
+    second = brainmets("send", str(out), "--dicomweb", archive.url, env=env)
+    assert second.returncode == 0, second.stderr
+    assert [o["status"] for o in json.loads((out / "sent.json").read_text())["objects"]] == ["already held"] * 4
+    assert archive.counts() == counts
+    logged_in(archive).store(study, list(sent.values()))  # the archive itself keeps one copy of a re-stored UID
+    assert archive.counts() == counts
+    seg_series = str(sent[next(u for u in sent if held[u] == "Segmentation Storage")].SeriesInstanceUID)
+    refused = brainmets("dicomweb-fetch", "--dicomweb", archive.url, "--study-uid", study, "--series-uid", seg_series,
+                        "--out", str(tmp_path / "seg"), "--cache", str(tmp_path / "cache"), env=env)  # fmt: skip
+    assert refused.returncode == 2 and "non-image object (Segmentation Storage" in refused.stderr
+    assert not (tmp_path / "seg").exists()
+
+
+@pytest.mark.system
+@pytest.mark.slow
+def test_no_password_or_token_in_any_file_written_or_any_terminal_line(archive, patient, tmp_path: Path) -> None:  # noqa: F811 (the imported fixture)
+    """Every command with the password or token set, failing or not: neither appears in a file or on the terminal."""
+    from orthanc import USER
+
+    env = env_for(archive)
+    with_token = dict(os.environ, **{TOKEN_VARIABLE: TOKEN})
+    timepoint, visit = list(patient.items())[1]
+    archive.upload(sorted(visit.series.glob("*.dcm")))
+    study = str(pydicom.dcmread(next(visit.series.glob("*.dcm")), stop_before_pixels=True).StudyInstanceUID)
+    userinfo = archive.url.replace("://", f"://{USER}:{PASSWORD}@")
+    (tmp_path / "q.yaml").write_text("dicomweb: {retries: 1, backoff_s: 0}\n")
+    runs = [
+        (env, ["dicom-sheet", "--dicomweb", archive.url, "--patient-id", "patient01", "--out", "samples.tsv"]),
+        (env, ["dicomweb-fetch", "--dicomweb", archive.url, "--study-uid", study, "--out", "series", "--cache", "c"]),
+        (env, ["send", str(visit.out), "--dicomweb", archive.url, "--receipt", "sent.json"]),
+        (
+            with_token,
+            ["dicomweb-fetch", "--dicomweb", archive.url, "--study-uid", study, "--out", "s2", "--cache", "c"],
+        ),
+        (
+            with_token,
+            ["send", str(visit.out), "--dicomweb", closed_port_url(), "--receipt", "s3.json", "--config", "q.yaml"],
+        ),
+        (env_for(archive, "wrong"), ["dicom-sheet", "--dicomweb", archive.url, "--patient-id", "x", "--out", "x.tsv"]),
+        (os.environ, ["send", str(visit.out), "--dicomweb", userinfo, "--receipt", "s4.json"]),
+    ]
+    for environment, args in runs:
+        brainmets(*args, env=dict(environment), cwd=tmp_path)
+    assert (tmp_path / "sent.json").is_file() and (tmp_path / "series").is_dir()  # the commands did their work
+    assert "try 2 of" in "".join(TERMINAL) and "HTTP 401" in "".join(TERMINAL)  # and failed where they should
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    written += [p for p in visit.out.rglob("*") if p.is_file()]
+    others = tmp_path.parent  # the files the other tests of this session had brainmets write
+    written += [
+        p
+        for p in others.rglob("*")
+        if p.is_file() and "server" not in p.relative_to(others).parts[:2] and p.name != "netrc"  # the tests' inputs
+    ]
+    assert len(written) > 50
+    for secret in (PASSWORD, TOKEN):
+        assert not [p for p in written if secret.encode() in p.read_bytes()], secret
+        assert not [line for line in TERMINAL if secret in line], secret
