@@ -483,3 +483,22 @@ def test_no_password_or_token_in_any_file_written_or_any_terminal_line(archive, 
     for secret in (PASSWORD, TOKEN):
         assert not [p for p in written if secret.encode() in p.read_bytes()], secret
         assert not [line for line in TERMINAL if secret in line], secret
+
+
+def test_a_sheet_row_names_an_archive_study_instead_of_an_image(tmp_path: Path) -> None:
+    """study_uid (with or without series_uid) is a scan; both image and study_uid, or neither, is one line."""
+    from brainmets.samplesheet import load_samples
+
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text(
+        "patient_id\ttimepoint\tstudy_uid\tseries_uid\np1\t2024-01-01\t1.2.3\t\np1\t2024-02-01\t1.2.4\t1.2.5\n"
+    )
+    loaded = load_samples(sheet)
+    assert list(loaded["study_uid"]) == ["1.2.3", "1.2.4"] and loaded["image"].isna().all()
+    assert list(loaded["series_uid"].fillna("")) == ["", "1.2.5"]
+    sheet.write_text(f"patient_id\ttimepoint\timage\tstudy_uid\np1\t2024-01-01\t{tmp_path}\t1.2.3\n")
+    with pytest.raises(BrainmetsError, match="row 1 .*both image and study_uid"):
+        load_samples(sheet)
+    sheet.write_text("patient_id\ttimepoint\timage\tstudy_uid\np1\t2024-01-01\t\t\n")
+    with pytest.raises(BrainmetsError, match="row 1 .*empty, but every row needs an image or a study_uid"):
+        load_samples(sheet)
