@@ -34,6 +34,7 @@ include: "rules/inference.smk"
 include: "rules/track.smk"
 include: "rules/rano.smk"
 include: "rules/dicom_outputs.smk"
+include: "rules/dicomweb.smk"
 include: "rules/evaluation.smk"
 
 
