@@ -502,3 +502,71 @@ def test_a_sheet_row_names_an_archive_study_instead_of_an_image(tmp_path: Path) 
     sheet.write_text("patient_id\ttimepoint\timage\tstudy_uid\np1\t2024-01-01\t\t\n")
     with pytest.raises(BrainmetsError, match="row 1 .*empty, but every row needs an image or a study_uid"):
         load_samples(sheet)
+
+
+@pytest.mark.system
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_the_workflow_fetches_segments_and_sends_back_once(
+    archive, tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sheet from the archive -> workflow (fetch, segment, DICOM outputs, send) -> the archive holds each scan's
+    SEG, SR and maps in its study; a second run and a forced resend add nothing; no password in any file."""
+    import yaml
+
+    from orthanc import USER
+    from slurm.project import make_project, snakemake
+    from test_dicom_outputs import _write_head_series
+
+    overrides = {"model": {"dir": str(tiny_model_dir)}, "preprocess": {"spacing_mm": [2.0, 2.0, 2.0]}}
+    project = make_project(tmp_path / "project", patients=1, timepoints=2, training=0, config_overrides=overrides)
+    config = yaml.safe_load((project / "config" / "config.yaml").read_text())
+    config["preprocess"]["skull_stripped"] = True
+    config["dicomweb"] = {"url": archive.url, "send": True, "retries": 1, "backoff_s": 0.0}
+    (project / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    studies = {}
+    for seed, (timepoint, radius) in enumerate((("2024-01-15", 3.0), ("2024-02-15", 2.2))):
+        folder = tmp_path / "upload" / timepoint
+        _write_head_series(folder, timepoint, radius, seed)
+        archive.upload(sorted(folder.glob("*.dcm")))
+        header = pydicom.dcmread(next(folder.glob("*.dcm")), stop_before_pixels=True)
+        studies[timepoint] = (str(header.StudyInstanceUID), str(header.SeriesInstanceUID))
+    monkeypatch.setenv(USER_VARIABLE, USER)
+    monkeypatch.setenv(PASSWORD_VARIABLE, PASSWORD)
+    sheet = project / "config" / "samples.tsv"
+    made = brainmets(
+        "dicom-sheet", "--dicomweb", archive.url, "--patient-id", "SITE-0042", "--out", str(sheet), env=dict(os.environ)
+    )
+    assert made.returncode == 0, made.stderr
+    rows = pd.read_csv(sheet, sep="\t")
+    assert {(r.timepoint, r.study_uid, r.series_uid) for r in rows.itertuples()} == {
+        (t, *s) for t, s in studies.items()
+    }
+    run = snakemake(project, "--cores", "2", timeout=900)
+    TERMINAL.extend([run.stdout, run.stderr])
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    for timepoint, (study, series) in studies.items():
+        out = project / "results" / "SITE-0042" / timepoint / "dicom"
+        receipt = json.loads((out / "sent.json").read_text())
+        assert [o["status"] for o in receipt["objects"]] == ["stored"] * 4
+        held = _held(archive, study)
+        for name in ("segmentation", "measurements", "probability", "total_entropy"):
+            ds = pydicom.dcmread(out / f"{name}.dcm")
+            assert str(ds.StudyInstanceUID) == study and str(ds.SOPInstanceUID) in held, (timepoint, name)
+        seg = pydicom.dcmread(out / "segmentation.dcm")
+        assert str(seg.ReferencedSeriesSequence[0].SeriesInstanceUID) == series
+        assert sorted(held.values()).count("Segmentation Storage") == 1
+    counts = archive.counts()
+    again = snakemake(project, "--cores", "1", timeout=300)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    resent = snakemake(project, "--cores", "1", "--forcerun", "dicomweb_send", timeout=300)
+    TERMINAL.extend([again.stdout, again.stderr, resent.stdout, resent.stderr])
+    assert resent.returncode == 0, resent.stdout[-3000:] + resent.stderr[-3000:]
+    receipts = list((project / "results").rglob("sent.json"))
+    assert len(receipts) == 2
+    assert all(o["status"] == "already held" for r in receipts for o in json.loads(r.read_text())["objects"])
+    assert archive.counts() == counts
+    written = [p for p in project.rglob("*") if p.is_file()]
+    assert any("dicomweb_fetch" in str(p) for p in written) and any("dicomweb_send" in str(p) for p in written)
+    assert not [p for p in written if PASSWORD.encode() in p.read_bytes()]
+    assert not [line for line in TERMINAL if PASSWORD in line]
