@@ -7,10 +7,14 @@ The others check the transport on their own (a closed port, stand-in answers).
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,6 +108,56 @@ def test_connection_errors_are_retried_with_bounded_backoff_then_one_line_naming
     assert waits == [0.5, 1.0, 2.0, 2.0]
     assert "\n" not in line and "1.2.3.4" in line and "connection refused after 5 tries" in line
     assert PASSWORD not in line
+
+
+@contextlib.contextmanager
+def answering(*answers: tuple[int, float]) -> Iterator[tuple[str, list[str]]]:
+    """A loopback HTTP server giving (status, delay s) answers in turn, then 200 with []; yields URL and requests."""
+    seen: list[str] = []
+    queue = list(answers)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the http.server interface)
+            seen.append(self.path)
+            status, delay = queue.pop(0) if queue else (200, 0.0)
+            time.sleep(delay)
+            body = b"[]" if status == 200 else b"busy"
+            with contextlib.suppress(OSError):  # the client may have given up waiting
+                self.send_response(status)
+                self.send_header("Content-Type", "application/dicom+json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            """Quiet."""
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/dicom-web", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_busy_answers_and_timeouts_are_retried_then_named_in_one_line() -> None:
+    """HTTP 503 twice then an answer: three requests, success; answers slower than the timeout: tries, then one line."""
+    with answering((503, 0.0), (503, 0.0)) as (url, seen):
+        archive = Archive(url, FAST, environ={}, sleep=lambda s: None)
+        assert archive.find_studies({"PatientID": "x"}) == [] and len(seen) == 3
+    with answering((503, 0.0), (503, 0.0), (503, 0.0)) as (url, seen):
+        with pytest.raises(
+            BrainmetsError, match=r"study 1\.2\.3: search: the archive answered HTTP 503 .* after 3 tries"
+        ):
+            Archive(url, FAST, environ={}, sleep=lambda s: None).check_study("1.2.3")
+    slow = DicomwebSettings(retries=1, backoff_s=0.0, timeout_s=0.3)
+    with answering((200, 1.0), (200, 1.0)) as (url, seen):
+        with pytest.raises(BrainmetsError) as failed:
+            Archive(url, slow, environ={}, sleep=lambda s: None).check_study("1.2.3")
+    assert "study 1.2.3: search: no answer within the timeout after 2 tries" in str(failed.value)
+    assert len(seen) == 2
 
 
 class StandIn:
@@ -279,6 +333,13 @@ def test_dicom_sheet_from_the_archive_is_the_sheet_from_the_folder(archive, tmp_
         header = pydicom.dcmread(picked, stop_before_pixels=True)
         assert (row.study_uid, row.series_uid) == (header.StudyInstanceUID, header.SeriesInstanceUID)
     assert "ambiguous" in remote.stdout  # the even visit has no agent: listed as for a folder
+    later = brainmets("dicom-sheet", "--dicomweb", archive.url, "--patient-id", "patient01", "--since", "2024-06-01",
+                      "--out", str(tmp_path / "later.tsv"), env=env)  # fmt: skip
+    assert later.returncode == 0, later.stderr
+    assert list(pd.read_csv(tmp_path / "later.tsv", sep="\t")["timepoint"]) == list(
+        pacs["timepoint"][pacs["timepoint"] > "2024-06-01"]
+    )
+    assert (pacs["timepoint"] < "2024-06-01").any()
 
 
 @pytest.mark.system
@@ -534,9 +595,8 @@ def test_the_workflow_fetches_segments_and_sends_back_once(
     monkeypatch.setenv(USER_VARIABLE, USER)
     monkeypatch.setenv(PASSWORD_VARIABLE, PASSWORD)
     sheet = project / "config" / "samples.tsv"
-    made = brainmets(
-        "dicom-sheet", "--dicomweb", archive.url, "--patient-id", "SITE-0042", "--out", str(sheet), env=dict(os.environ)
-    )
+    made = brainmets("dicom-sheet", "--dicomweb", archive.url, "--patient-id", "SITE-0042", "--since", "2024-01-01",
+                     "--until", "2024-12-31", "--out", str(sheet), env=dict(os.environ))  # fmt: skip
     assert made.returncode == 0, made.stderr
     rows = pd.read_csv(sheet, sep="\t")
     assert {(r.timepoint, r.study_uid, r.series_uid) for r in rows.itertuples()} == {
@@ -570,3 +630,42 @@ def test_the_workflow_fetches_segments_and_sends_back_once(
     assert any("dicomweb_fetch" in str(p) for p in written) and any("dicomweb_send" in str(p) for p in written)
     assert not [p for p in written if PASSWORD.encode() in p.read_bytes()]
     assert not [line for line in TERMINAL if PASSWORD in line]
+
+
+@pytest.mark.workflow
+def test_the_workflow_plans_a_fetch_per_archive_study_and_a_send_only_when_asked(tmp_path: Path) -> None:
+    """study_uid rows get dicomweb_fetch (their series folder feeds dicom_to_nifti); send: true adds dicomweb_send."""
+    import yaml
+
+    from slurm.project import dry_run_jobs, make_project, snakemake
+
+    project = make_project(tmp_path / "p", patients=2, timepoints=2, training=2, folds=2)
+    sheet = project / "config" / "samples.tsv"
+    lines = sheet.read_text().splitlines()
+    rows = [lines[0] + "\tstudy_uid\tseries_uid"]
+    for n, line in enumerate(lines[1:]):
+        cells = line.split("\t")
+        if cells[0] == "P1":  # named by its study in the archive, the second visit with its series
+            cells[2] = ""
+            rows.append("\t".join(cells) + f"\t1.2.3.{n}\t" + ("1.2.4.1" if n else ""))
+        else:
+            rows.append(line + "\t\t")
+    sheet.write_text("\n".join(rows) + "\n")
+    refused = snakemake(project, "-n")
+    assert refused.returncode != 0 and "dicomweb.url is empty" in refused.stdout + refused.stderr
+    config_path = project / "config" / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["dicomweb"] = {"url": "https://pacs.example.org/dicom-web"}
+    config_path.write_text(yaml.safe_dump(config))
+    jobs = dry_run_jobs(project)
+    fetched = sorted((w["patient"], w["timepoint"]) for rule, w in jobs if rule == "dicomweb_fetch")
+    assert fetched == [("P1", "2024-01-15"), ("P1", "2024-02-15")]
+    assert not [rule for rule, _ in jobs if rule == "dicomweb_send"]
+    shown = snakemake(project, "results/P1/2024-02-15/source/t1ce.nii.gz", "-n", "-p")
+    text = shown.stdout + shown.stderr
+    assert "--study-uid 1.2.3.1 --series-uid 1.2.4.1 --out resources/dicomweb/series/P1/2024-02-15" in text
+    assert "convert-dicom resources/dicomweb/series/P1/2024-02-15" in text
+    config["dicomweb"]["send"] = True
+    config_path.write_text(yaml.safe_dump(config))
+    sent = sorted((w["patient"], w["timepoint"]) for rule, w in dry_run_jobs(project) if rule == "dicomweb_send")
+    assert sent == fetched

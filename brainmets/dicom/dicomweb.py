@@ -263,16 +263,16 @@ class Archive:
 
     # QIDO-RS -------------------------------------------------------------------------------------------
 
-    def find_studies(self, filters: Mapping[str, str]) -> list[dict[str, Any]]:
-        """QIDO-RS studies matching `filters` (DICOM keywords -> values), as DICOM JSON."""
+    def find_studies(self, filters: Mapping[str, str], what: str = "") -> list[dict[str, Any]]:
+        """QIDO-RS studies matching `filters` (DICOM keywords -> values), as DICOM JSON; `what` names it in errors."""
         return self.call(
-            f"search for studies {dict(filters)}",
+            what or "search for studies with " + ", ".join(f"{k} {v}" for k, v in filters.items()),
             lambda: self.client.search_for_studies(search_filters=dict(filters), get_remaining=True),
         )
 
     def check_study(self, study_uid: str) -> dict[str, Any]:
         """The archive's QIDO-RS record of one study; refused when it does not have it or answers another."""
-        found = self.find_studies({"StudyInstanceUID": study_uid})
+        found = self.find_studies({"StudyInstanceUID": study_uid}, f"study {study_uid}: search")
         if not found:
             raise self.fail(f"study {study_uid}: not found on the archive; check the study_uid in the sample sheet")
         answered = {value(r, "0020000D") for r in found}

@@ -45,13 +45,23 @@ def _class_name(sop_class_uid: str) -> str:
     return UID(sop_class_uid).name or sop_class_uid or "unknown SOP class"
 
 
+def _picking_tags() -> set[str]:
+    """The DICOM JSON tags (8 hex digits) the picking reads (`dicom-sheet`'s TAGS) and the instance's own UIDs."""
+    from pydicom.datadict import tag_for_keyword
+
+    from brainmets.dicom.sheet import TAGS
+
+    return {f"{tag_for_keyword(k):08X}" for k in [*TAGS, "SOPInstanceUID"]}
+
+
 def _header_file(record: dict[str, Any], path: Path) -> None:
-    """Write the header of one DICOM JSON instance (bulk data such as pixels left out) as a DICOM file."""
+    """Write the attributes the picking reads of one DICOM JSON instance (no pixels) as a DICOM file."""
     import pydicom
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian
 
-    header = {tag: item for tag, item in record.items() if "BulkDataURI" not in item and "InlineBinary" not in item}
+    tags = _picking_tags()
+    header = {tag: item for tag, item in record.items() if tag.upper() in tags and "BulkDataURI" not in item}
     ds = pydicom.Dataset.from_json(header)
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "1.2.840.10008.5.1.4.1.1.4")
@@ -80,13 +90,14 @@ def archive_sheet(
     """The `dicom_sheet` result for the studies of `patient_ids` on the archive (StudyDate since/until, ISO)."""
     from brainmets.dicom.sheet import SheetResult, dicom_sheet
 
+    patients = list(patient_ids)
     dates = ""
     if since or until:
         dates = f"{(since or '').replace('-', '')}-{(until or '').replace('-', '')}"
     missing = []
     with tempfile.TemporaryDirectory(prefix="brainmets-qido-") as tmp:
         root = Path(tmp)
-        for patient in patient_ids:
+        for patient in patients:
             filters = {"PatientID": patient, **({"StudyDate": dates} if dates else {})}
             studies = archive.find_studies(filters)
             for study in studies:
@@ -98,7 +109,7 @@ def archive_sheet(
                 _study_tree(archive, value(study, STUDY_UID), root)
             if not studies:
                 missing.append(patient)
-        if missing and len(missing) == len(list(patient_ids)):
+        if missing and len(missing) == len(patients):
             raise archive.fail(
                 f"no study of patient(s) {', '.join(missing)} on the archive{' in ' + dates if dates else ''}"
             )
