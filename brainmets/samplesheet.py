@@ -141,8 +141,6 @@ def _check_file(
     """Check that a sheet's file exists and is a 3-D NIfTI with usable header (`read_header`) and data (`read_data`)."""
     from brainmets.io import check_gzip_stream, load_mask, load_nifti, read_nifti_header
 
-    if column == "image" and os.path.isdir(path):
-        raise BrainmetsError(f"{_where(sheet, row, column)}: {path} is a folder; a DICOM series is checked elsewhere")
     if not os.path.isfile(path):
         raise BrainmetsError(
             f"{_where(sheet, row, column)}: file {path} not found (relative paths start at {os.getcwd()}); "
