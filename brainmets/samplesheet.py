@@ -44,6 +44,9 @@ OPTIONAL_COLUMNS: list[str] = [
     "steroid_dose_mg",
     "clinical_status",
 ]
+#: with a header limit (the workflow's quick check), DICOM folders are read only when there are at most this
+#: many: each is a few hundred files; beyond it they are only checked to exist (their conversion job checks them)
+DICOM_FOLDER_LIMIT = 50
 #: the schema shipped with the workflow, relative to the repository root
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "samples.schema.yaml"
 
@@ -150,8 +153,6 @@ def _check_file(
     """Check that a sheet's file exists and is a 3-D NIfTI with usable header (`read_header`) and data (`read_data`)."""
     from brainmets.io import check_gzip_stream, load_mask, load_nifti, read_nifti_header
 
-    if column == "image" and os.path.isdir(path):
-        raise BrainmetsError(f"{_where(sheet, row, column)}: {path} is a folder; a DICOM series is checked elsewhere")
     if not os.path.isfile(path):
         raise BrainmetsError(
             f"{_where(sheet, row, column)}: file {path} not found (relative paths start at {os.getcwd()}); "
@@ -287,6 +288,9 @@ def check_sheet_files(
 
     produced = [os.path.abspath(d) for d in produced_dirs]
     headers = header_limit is None or len(frame) + int(frame["mask"].notna().sum()) <= header_limit
+    # a DICOM folder's check reads every slice's header: with a limit, only a few folders are read
+    folders = sum(os.path.isdir(image) for image in frame["image"])
+    dicom_headers = header_limit is None or (headers and folders <= DICOM_FOLDER_LIMIT)
     series_uids = frame["series_uid"] if "series_uid" in frame else pd.Series(None, index=frame.index, dtype=object)
     for row, image, mask, series_uid in zip(frame.index, frame["image"], frame["mask"], series_uids, strict=True):
         grids = {}
@@ -300,7 +304,7 @@ def check_sheet_files(
                 "leave series_uid empty for a NIfTI image"
             )
         if dicom and not _is_produced(image, produced):
-            _check_dicom_folder(sheet, int(row), image, series_uid, read_header=headers)
+            _check_dicom_folder(sheet, int(row), image, series_uid, read_header=dicom_headers)
         for column, file in (("image", image), ("mask", mask)):
             if file is not None and not _is_produced(file, produced) and not (column == "image" and dicom):
                 grids[column] = _check_file(sheet, int(row), column, file, read_data, read_header=headers)

@@ -14,9 +14,11 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from brainmets import samplesheet
 from brainmets.cli import main
 from brainmets.dicom.series import convert_series, find_series
 from brainmets.dicom.series_writer import write_mr_series
+from brainmets.errors import BrainmetsError
 from brainmets.samplesheet import load_samples
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -231,7 +233,7 @@ def test_a_killed_conversion_leaves_nothing_under_results(tmp_path: Path) -> Non
     assert sorted(p.name for p in out.parent.iterdir()) == ["t1ce.json", "t1ce.nii.gz"]
 
 
-def test_the_sample_sheet_takes_a_series_folder_and_its_series_uid(tmp_path: Path, capsys) -> None:
+def test_the_sample_sheet_takes_a_series_folder_and_its_series_uid(tmp_path: Path, capsys, monkeypatch) -> None:
     """`image` may be a DICOM folder, `series_uid` chooses in it; problems name the row and column."""
     folder = tmp_path / "P001" / "2024-01-15"
     series(folder / "post")
@@ -255,6 +257,10 @@ def test_the_sample_sheet_takes_a_series_folder_and_its_series_uid(tmp_path: Pat
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "row 1 (line 2), column image:" in err and "2 series in one folder" in err
+    monkeypatch.setattr(samplesheet, "DICOM_FOLDER_LIMIT", 0)  # the workflow's quick check of a large sheet
+    assert len(load_samples(sheet, header_limit=1000)) == 1  # folders only checked to exist
+    with pytest.raises(BrainmetsError, match="2 series in one folder"):
+        load_samples(sheet)
     assert main(["check-samples", str(write(f"P002\t2024-02-01\t{nifti}\t{post}"))]) == 2
     assert "column series_uid: given, but image" in capsys.readouterr().err
     assert main(["check-samples", str(write(f"P002\t2024-02-01\t{folder}\tT1-post"))]) == 2
@@ -313,3 +319,19 @@ def test_a_converted_series_and_its_nifti_give_the_same_preprocessing_and_segmen
             assert differ.sum() <= 1e-5 * va.size and not (differ & ~border).any(), f"{differ.sum()} voxels differ"
         else:
             np.testing.assert_allclose(va, vb, atol=1e-4, err_msg=filename)
+
+
+@pytest.mark.slow
+def test_segment_refuses_a_folder_of_several_series_until_one_is_chosen(
+    tiny_model_dir: Path, tmp_path: Path, capsys
+) -> None:
+    """`segment FOLDER` of two series, given a UID of neither: one line naming --series-uid, nothing written."""
+    folder = tmp_path / "study"
+    series(folder / "a")
+    series(folder / "b", head(1), **PRE)
+    out = tmp_path / "segmented"
+    argv = ["segment", str(folder), "--model", str(tiny_model_dir), "--out-dir", str(out)]
+    assert main([*argv, "--series-uid", "1.2.3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "2 series in one folder" in err and "--series-uid" in err
+    assert not out.exists()

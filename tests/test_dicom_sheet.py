@@ -163,3 +163,27 @@ def test_the_dicom_demo_sheet_picks_the_post_contrast_t1_of_every_study(tmp_path
         original = nib.as_closest_canonical(nib.load(scan))
         np.testing.assert_array_equal(np.asarray(converted.dataobj), np.asarray(original.dataobj))
         np.testing.assert_allclose(converted.affine, original.affine, atol=1e-4)
+
+
+def test_add_from_brings_training_rows_and_the_studies_clinical_columns(tmp_path: Path, capsys) -> None:
+    """--add-from: training rows appended; a study's steroid dose and status copied, its mask not."""
+    root = tmp_path / "dicom"
+    post = write(root, 5, "T1 +C", agent="Gadovist")
+    train = tmp_path / "train.nii.gz"
+    nib.save(nib.Nifti1Image(np.arange(64, dtype=np.int16).reshape(4, 4, 4), np.eye(4)), train)
+    other = tmp_path / "nifti.tsv"
+    other.write_text(
+        "patient_id\ttimepoint\timage\tmask\ttraining\tsteroid_dose_mg\tclinical_status\n"
+        f"P_01\t2024-01-15\tscan.nii.gz\tscan_mask.nii.gz\tfalse\t4\tstable\n"
+        f"T01\t2023-05-01\t{train}\t{train}\ttrue\t\t\n"
+    )
+    out = tmp_path / "samples.tsv"
+    assert main(["dicom-sheet", str(root), "--out", str(out), "--add-from", str(other)]) == 0
+    sheet = pd.read_csv(out, sep="\t", dtype=str, keep_default_na=False)
+    assert sheet[
+        ["patient_id", "series_uid", "steroid_dose_mg", "clinical_status", "mask", "training"]
+    ].values.tolist() == [
+        ["P_01", post, "4", "stable", "", ""],
+        ["T01", "", "", "", str(train), "true"],
+    ]
+    assert len(load_samples(out)) == 2

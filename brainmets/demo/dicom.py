@@ -107,14 +107,7 @@ def write_demo_study(
     named = visit % 2 == 0  # first, third... visit: the agent is named
     description = "T1 MPRAGE" if protocol.startswith("3d") else "T1 SE AX"
     sequence = _sequence(protocol)
-    number, name, time = LOCALISER
-    write_mr_series(
-        localiser_image(post, affine),
-        folder / name,
-        series_number=number,
-        series_description="localizer",
-        contrast_agent=None,
-        series_time=time,
+    localiser = dict(
         image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"),
         mr_acquisition_type="2D",
         scanning_sequence="GR",
@@ -123,28 +116,22 @@ def write_demo_study(
         repetition_time_ms=8.6,
         echo_time_ms=4.0,
         inversion_time_ms=None,
-        **study,  # type: ignore[arg-type]
     )
-    number, name, time = PRE_CONTRAST
-    write_mr_series(
-        nib.Nifti1Image(pre, affine),
-        folder / name,
-        series_number=number,
-        series_description=description,
-        contrast_agent=None,
-        series_time=time,
-        **sequence,  # type: ignore[arg-type]
-        **study,  # type: ignore[arg-type]
-    )
-    number, name, time = POST_CONTRAST
-    write_mr_series(
-        nib.Nifti1Image(post, affine),
-        folder / name,
-        series_number=number,
-        series_description=f"{description} +C" if named else description,
-        contrast_agent=AGENT if named else None,
-        series_time=time,
-        **sequence,  # type: ignore[arg-type]
-        **study,  # type: ignore[arg-type]
-    )
+    series = (
+        (LOCALISER, localiser_image(post, affine), "localizer", None, localiser),
+        (PRE_CONTRAST, nib.Nifti1Image(pre, affine), description, None, sequence),
+        (POST_CONTRAST, nib.Nifti1Image(post, affine), f"{description} +C" if named else description,
+         AGENT if named else None, sequence),
+    )  # fmt: skip
+    for (number, name, time), image, series_description, agent, attributes in series:
+        write_mr_series(
+            image,
+            folder / name,
+            series_number=number,
+            series_description=series_description,
+            contrast_agent=agent,
+            series_time=time,
+            **attributes,  # type: ignore[arg-type]
+            **study,  # type: ignore[arg-type]
+        )
     return folder

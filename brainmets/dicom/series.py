@@ -74,7 +74,7 @@ def is_dicom_folder(path: str | os.PathLike[str]) -> bool:
     return os.path.isdir(path)
 
 
-def _files(folder: Path) -> Iterator[Path]:
+def dicom_files(folder: str | os.PathLike[str]) -> Iterator[Path]:
     """Every regular file under a folder (recursively, sorted), hidden files and DICOMDIR-like indexes left out."""
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -124,7 +124,7 @@ def read_series(folder: str | os.PathLike[str]) -> list[Series]:
         raise BrainmetsError(f"{root}: DICOM folder not found; give the folder that holds the series' files")
     series: dict[str, Series] = {}
     unreadable: list[tuple[Path, str]] = []
-    for path in _files(root):
+    for path in dicom_files(root):
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
             uid = str(ds.SeriesInstanceUID)

@@ -33,7 +33,6 @@ import argparse
 import datetime as dt
 import os
 import re
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,25 +155,18 @@ def _patient_id(value: str) -> str:
     return cleaned
 
 
-def _files(root: Path) -> Iterable[Path]:
-    """Every regular, non-hidden file under a root, sorted."""
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(names):
-            if not name.startswith(".") and name.upper() != "DICOMDIR":
-                yield Path(folder, name)
-
-
 def read_tree(root: str | os.PathLike[str]) -> tuple[list[SeriesRecord], int]:
     """Every series under a DICOM root from its files' headers; also the number of files that were not DICOM."""
     import pydicom
+
+    from brainmets.dicom.series import dicom_files
 
     top = Path(root)
     if not top.is_dir():
         raise BrainmetsError(f"{top}: DICOM folder not found; give the root folder of the DICOM studies")
     records: dict[str, SeriesRecord] = {}
     skipped = 0
-    for path in _files(top):
+    for path in dicom_files(top):
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=TAGS)
             uid = str(ds.SeriesInstanceUID)
@@ -408,6 +400,30 @@ def series_table_path(sheet: str | os.PathLike[str]) -> Path:
     return p.with_name(p.name.removesuffix(".tsv") + "_series.tsv")
 
 
+#: columns of another sheet that `--add-from` never copies onto a DICOM study's row (they describe its own image)
+OWN_COLUMNS = ("image", "series_uid", "mask")
+
+
+def add_from(sheet: pd.DataFrame, other_path: str | os.PathLike[str]) -> pd.DataFrame:
+    """The DICOM sheet plus another sheet's training rows and, for the same studies, its other columns.
+
+    A study in both sheets (same patient_id and timepoint) keeps its DICOM image and series_uid and
+    takes the other sheet's remaining columns (baseline, steroid_dose_mg, clinical_status, ...) except
+    `mask`, which lies on the other image's grid.
+    """
+    from brainmets.samplesheet import _TRUE, read_sheet
+
+    other = read_sheet(other_path)
+    missing = {"patient_id", "timepoint", "image"} - set(other.columns)
+    if missing:
+        raise BrainmetsError(f"{other_path}: not a sample sheet (missing column(s) {', '.join(sorted(missing))})")
+    flags = other["training"] if "training" in other else pd.Series("", index=other.index)
+    training = other[flags.fillna("").astype(str).str.strip().str.lower().isin(_TRUE)]
+    extra = [c for c in other.columns if c not in (*OWN_COLUMNS, "patient_id", "timepoint", "training")]
+    merged = sheet.merge(other[["patient_id", "timepoint", *extra]], on=["patient_id", "timepoint"], how="left")
+    return pd.concat([merged, training], ignore_index=True)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of `brainmets dicom-sheet`."""
     parser.add_argument(
@@ -429,6 +445,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", default=None, help="with --dicomweb: first StudyDate, YYYY-MM-DD")
     parser.add_argument("--until", default=None, help="with --dicomweb: last StudyDate, YYYY-MM-DD")
     parser.add_argument("--config", type=Path, default=None, help="configuration whose dicomweb section applies")
+    parser.add_argument(
+        "--add-from",
+        type=Path,
+        default=None,
+        metavar="SHEET",
+        help="another sample sheet: its training rows are added, and its columns other than image and mask "
+        "(baseline, steroid_dose_mg, clinical_status, ...) are copied onto the same studies",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -450,8 +474,9 @@ def run(args: argparse.Namespace) -> None:
             f"{root}: no post-contrast T1 series found in any study; see the rules in config/README.md"
         )
     table_path = args.series_table or series_table_path(out)
+    sheet = add_from(result.sheet, args.add_from) if args.add_from else result.sheet
     write_tsv(result.series, table_path)
-    write_tsv(result.sheet, out)
+    write_tsv(sheet, out)
     studies = result.sheet["patient_id"].nunique()
     print(
         f"{out}: {len(result.sheet)} studies of {studies} patients, each with its post-contrast T1 series; "
