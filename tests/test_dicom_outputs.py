@@ -26,6 +26,8 @@ import pydicom
 import pytest
 import yaml
 from brainmets.cli import main
+from brainmets.demo.acquisition import orientation_matrix
+from brainmets.demo.lesions import random_rotation
 from brainmets.dicom.outputs import (
     OBJECTS,
     Assessment,
@@ -37,7 +39,7 @@ from brainmets.dicom.outputs import (
     write_objects,
 )
 from brainmets.dicom.series_writer import derived_uid, write_mr_series
-from brainmets.dicom.source_grid import read_source_series, source_planes
+from brainmets.dicom.source_grid import frames_on_source, read_source_series, source_planes
 from brainmets.io import save_nifti, write_tsv
 from brainmets.preprocess.native import maps_to_native
 from brainmets.preprocess.pipeline import PATIENT_TO_SCAN, RECORD, RECORD_FORMAT, RECORD_VERSION
@@ -231,11 +233,15 @@ def test_seg_segments_are_the_tracked_lesions_on_the_source_grid(patient: dict[s
         lesions = sorted(int(i) for i in np.unique(truth) if i)
         assert sorted(ids) == (lesions or [0])  # a visit without lesions: one empty segment, "no lesion"
         assert all(("TrackingUID" in d) == bool(lesions) for d in seg.SegmentSequence)
+        voxels = dict.fromkeys(ids, 0)
         for frame, plane in zip(frames, pixels, strict=True):
             number = int(frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
             lesion = next(i for i, s in ids.items() if s == number)
             expected = _native_values(frame, truth, visit.native.affine, ds.Rows, ds.Columns) == lesion
             assert np.array_equal(plane.astype(bool), expected & (lesion > 0))
+            voxels[lesion] += int(plane.astype(bool).sum())
+        # frames without the segment are left out of the SEG: none of them may hold a voxel of it
+        assert voxels == {i: int((truth == i).sum()) if i else 0 for i in ids}
 
 
 def test_seg_references_the_source_series(patient: dict[str, Visit]) -> None:
@@ -282,12 +288,24 @@ def test_dcmqi_reads_the_seg_back_lesion_by_lesion(patient: dict[str, Visit], tm
         ]
         assert len(labels) == max(1, len(np.unique(truth.dataobj)) - 1)
         for group, segments in enumerate(meta["segmentAttributes"], start=1):
-            image = nib.as_closest_canonical(nib.load(out / f"{group}.nii.gz"))
-            assert np.allclose(image.affine, truth.affine, atol=1e-3)
+            image = _on_grid(nib.load(out / f"{group}.nii.gz"), truth)
             for attributes in segments:
                 lesion = _lesion(attributes["SegmentLabel"])
-                read = np.asarray(image.dataobj) == attributes["labelID"]
+                read = image == attributes["labelID"]
                 assert np.array_equal(read, (np.asarray(truth.dataobj) == lesion) & (lesion > 0)), (timepoint, lesion)
+
+
+def _on_grid(image: nib.Nifti1Image, reference: nib.Nifti1Image) -> np.ndarray:
+    """A dcmqi image (it covers only the SEG's frames) placed on the RAS-ordered `reference` grid, zero elsewhere."""
+    image = nib.as_closest_canonical(image)
+    offset = np.linalg.solve(reference.affine, image.affine)
+    start = np.rint(offset[:3, 3]).astype(int)
+    assert np.allclose(offset[:3, :3], np.eye(3), atol=1e-4) and np.allclose(offset[:3, 3], start, atol=1e-3)
+    placed = np.zeros(reference.shape, np.asarray(image.dataobj).dtype)
+    box = tuple(slice(a, a + n) for a, n in zip(start, image.shape, strict=True))
+    placed[box] = np.asarray(image.dataobj)
+    assert placed[box].shape == image.shape  # inside the reference grid
+    return placed
 
 
 def _report_groups(path: Path) -> tuple[dict[int, dict], dict]:
@@ -349,6 +367,9 @@ def test_sr_measurements_equal_the_lesion_and_response_tables(patient: dict[str,
         else:
             code = {"non-CR/non-PD": "NCRNPD"}.get(row["overall_response"], row["overall_response"])
             assert assessment["Current Response"] == code
+            root = pydicom.dcmread(visit.out / "measurements.dcm").ContentSequence
+            own = next(i for i in root if i.ConceptNameCodeSequence[0].CodeMeaning == "Qualitative Evaluations")
+            assert own.ContentSequence[0].ConceptCodeSequence[0].CodeValue == code  # the report's own evaluation
     assert set(response["overall_response"].fillna("")) == {"BL", "PD", ""}
 
 
@@ -371,7 +392,7 @@ def test_tracking_uids_follow_each_lesion_across_visits(patient: dict[str, Visit
 
 
 def test_parametric_maps_hold_the_native_maps_on_the_source_grid(patient: dict[str, Visit]) -> None:
-    """Probability and total entropy read back (float) equal the native maps at every source pixel."""
+    """Probability and total entropy read back through their value mapping equal the native maps at every pixel."""
     for visit in patient.values():
         for name, file in (("probability", "probability"), ("total_entropy", "uncertainty_total_entropy")):
             ds = pydicom.dcmread(visit.out / f"{name}.dcm")
@@ -381,7 +402,10 @@ def test_parametric_maps_hold_the_native_maps_on_the_source_grid(patient: dict[s
             pixels = ds.pixel_array.reshape(len(frames), ds.Rows, ds.Columns)
             assert len(frames) == len(list(visit.series.glob("*.dcm")))
             for frame, plane in zip(frames, pixels, strict=True):
-                assert np.array_equal(plane, _native_values(frame, native, visit.native.affine, ds.Rows, ds.Columns))
+                mapping = frame.RealWorldValueMappingSequence[0]
+                read = plane * float(mapping.RealWorldValueSlope) + float(mapping.RealWorldValueIntercept)
+                expected = _native_values(frame, native, visit.native.affine, ds.Rows, ds.Columns)
+                assert np.abs(read - expected).max() <= 0.5 / 65535 + 1e-7
 
 
 def test_a_rerun_writes_the_same_bytes(patient: dict[str, Visit], tmp_path: Path) -> None:
@@ -419,6 +443,23 @@ def test_a_series_off_the_native_grid_is_refused_in_one_line(
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and str(series) in error and "grid" in error, error
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("code", ["LPS", "PIR", "ASL"])
+def test_every_source_image_is_found_on_an_oblique_converted_grid(code: str, tmp_path: Path) -> None:
+    """On an oblique, anisotropic grid in any storage order, each source image's plane is its own pixel data."""
+    rng = np.random.default_rng(len(code))
+    affine = np.eye(4)
+    affine[:3, :3] = random_rotation(rng, 15.0, 5.0) @ orientation_matrix(code) * np.array([0.9, 1.1, 1.6])
+    affine[:3, 3] = rng.uniform(-50, 50, size=3)
+    data = rng.integers(0, 3000, size=(18, 14, 10)).astype(np.int16)
+    write_series(nib.Nifti1Image(data, affine), tmp_path / "series", "2026-01-05", 3)
+    native = dcm2niix_image(tmp_path / "series", tmp_path / "nii")
+    source = read_source_series(tmp_path / "series")
+    planes = source_planes(source, native.affine, native.shape, "series")
+    pixels = {ds.SOPInstanceUID: ds.pixel_array for ds in map(pydicom.dcmread, sorted((tmp_path / "series").iterdir()))}
+    frames = frames_on_source(np.asarray(native.dataobj), planes)
+    assert all(np.array_equal(frame, pixels[ds.SOPInstanceUID]) for frame, ds in zip(frames, source, strict=True))
 
 
 def test_a_lesion_without_a_native_voxel_is_reported_without_a_region(
@@ -552,9 +593,7 @@ def test_a_workflow_run_writes_dicom_outputs_that_match_its_results(tmp_path: Pa
         native = nib.as_closest_canonical(nib.load(results / timepoint / "native" / "segmentation.nii.gz"))
         union = np.zeros(native.shape, bool)
         for path in read.glob("*.nii.gz"):
-            image = nib.as_closest_canonical(nib.load(path))
-            assert np.allclose(image.affine, native.affine, atol=1e-3)
-            union |= np.asarray(image.dataobj) > 0
+            union |= _on_grid(nib.load(path), native) > 0
         assert np.array_equal(union, np.asarray(native.dataobj) > 0), timepoint
         rows = lesions[(lesions["timepoint"] == timepoint) & (lesions["component"] > 0)]
         found, _ = _report_groups(out / "measurements.dcm")
@@ -568,3 +607,34 @@ def test_a_workflow_run_writes_dicom_outputs_that_match_its_results(tmp_path: Pa
     for timepoint, objects in written.items():
         for name, data in objects.items():
             assert (results / timepoint / "dicom" / f"{name}.dcm").read_bytes() == data, (timepoint, name)
+
+
+@pytest.mark.slow
+def test_segment_writes_dicom_outputs_for_a_dicom_input(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """`brainmets segment` on a DICOM series also writes its objects: the SEG is the native segmentation."""
+    _write_head_series(tmp_path / "P7_visit1", "2024-03-01", 3.0, 0)
+    config = tmp_path / "config.yaml"
+    preprocess = {"spacing_mm": [2.0, 2.0, 2.0], "skull_stripped": True, "n4": False}
+    config.write_text(yaml.safe_dump({"preprocess": preprocess, "inference": {"mirror_axes": []}}))
+    out = tmp_path / "segmented"
+    argv = ["segment", str(tmp_path / "P7_visit1"), "--model", str(tiny_model_dir), "--out-dir", str(out)]
+    assert main([*argv, "--config", str(config)]) == 0
+    scan = out / "P7_visit1"
+    assert sorted(p.name for p in (scan / "dicom").iterdir()) == sorted(f"{name}.dcm" for name in OBJECTS)
+    seg = hd.seg.segread(scan / "dicom" / "segmentation.dcm")
+    source = pydicom.dcmread(next((tmp_path / "P7_visit1").iterdir()), stop_before_pixels=True)
+    assert seg.StudyInstanceUID == source.StudyInstanceUID and seg.FrameOfReferenceUID == source.FrameOfReferenceUID
+    read = tmp_path / "dcmqi"
+    read.mkdir()
+    tool = str(Path(sys.executable).parent / "segimage2itkimage")
+    command = [tool, "--inputDICOM", str(scan / "dicom" / "segmentation.dcm"), "--outputDirectory", str(read)]
+    subprocess.run([*command, "--outputType", "nifti"], check=True, capture_output=True)
+    native = nib.as_closest_canonical(nib.load(scan / "native" / "segmentation.nii.gz"))
+    union = np.zeros(native.shape, bool)
+    for path in read.glob("*.nii.gz"):
+        union |= _on_grid(nib.load(path), native) > 0
+    assert np.array_equal(union, np.asarray(native.dataobj) > 0)
+    found, assessment = _report_groups(scan / "dicom" / "measurements.dcm")
+    assert len(found) == len(seg.SegmentSequence) - (seg.SegmentSequence[0].SegmentLabel == "no lesion")
+    assert found and all(group["category"] for group in found.values())  # a baseline: targets and non-targets
+    assert assessment.get("Current Response") == "BL"

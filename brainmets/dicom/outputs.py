@@ -38,6 +38,8 @@ D = TypeVar("D", bound=Dataset)
 OBJECTS = {"segmentation": 1, "measurements": 2, "probability": 3, "total_entropy": 4}
 
 MANUFACTURER = "brainmets"
+#: stored value of 1.0 in a parametric map (16-bit)
+PM_LEVELS = 65535
 ALGORITHM = hd.AlgorithmIdentificationSequence(
     name="brainmets", family=codes.cid7162.ArtificialIntelligence, version=__version__
 )
@@ -48,6 +50,8 @@ MILLILITRE = hd.sr.CodedConcept("ml", "UCUM", "milliliter")
 NO_UNITS = hd.sr.CodedConcept("1", "UCUM", "no units")
 BIT = hd.sr.CodedConcept("bit", "UCUM", "bit")
 METASTASIS = codes.SCT.NeoplasmMetastatic
+#: the container of a measurement report's own evaluations (TID 1500)
+QUALITATIVE_EVALUATIONS = hd.sr.CodedConcept("C0034375", "UMLS", "Qualitative Evaluations")
 SUM_OF_DIAMETERS = hd.sr.CodedConcept("SLD", SCHEME, "Sum of longest diameters of target lesions")
 NEW_LESION = hd.sr.CodedConcept("NEW", SCHEME, "New lesion (not at baseline)")
 CATEGORIES = {
@@ -279,7 +283,7 @@ def build_segmentation(
         series_description="brainmets tracked lesions",
         content_label="LESIONS",
         content_description="brain metastases, one segment per tracked lesion",
-        omit_empty_frames=False,
+        omit_empty_frames=True,
     )
     images = {lesion_id: np.flatnonzero((frames == lesion_id).any(axis=(1, 2))).tolist() for lesion_id in ids}
     return _settle(seg, when), Segments(segment_of, images)
@@ -292,14 +296,24 @@ def build_parametric_map(
     name: str,
     when: datetime.datetime,
 ) -> hd.pm.ParametricMap:
-    """A parametric map (float32) of a native-grid map: `probability` (0..1) or `total_entropy` (bits, 0..1)."""
-    frames = frames_on_source(np.asarray(values, np.float32), planes).astype(np.float32)
+    """A parametric map of a native-grid map in [0, 1]: `probability` or `total_entropy` (bits).
+
+    Stored as 16-bit integers with a real-world value mapping of slope 1/65535 (values within 7.7e-6 of
+    the map's), half the size of 32-bit floats.
+    """
+    unit_values = np.clip(frames_on_source(np.asarray(values, np.float32), planes), 0.0, 1.0)
+    frames = np.rint(unit_values.astype(np.float64) * PM_LEVELS).astype(np.uint16)
     label, explanation, unit = {
         "probability": ("probability", "lesion probability (ensemble mean)", NO_UNITS),
         "total_entropy": ("entropy", "total predictive entropy of the lesion probability (bits)", BIT),
     }[name]
     mapping = hd.pm.RealWorldValueMapping(
-        lut_label=label, lut_explanation=explanation, unit=unit, value_range=(0.0, 1.0), slope=1.0, intercept=0.0
+        lut_label=label,
+        lut_explanation=explanation,
+        unit=unit,
+        value_range=(0, PM_LEVELS),
+        slope=1.0 / PM_LEVELS,
+        intercept=0.0,
     )
     identity = _identity(source, name, _digest(frames))
     pm = hd.pm.ParametricMap(
@@ -309,7 +323,7 @@ def build_parametric_map(
         **EQUIPMENT,
         contains_recognizable_visual_features=False,
         real_world_value_mappings=[mapping],
-        voi_lut_transformations=[hd.VOILUTTransformation(window_center=0.5, window_width=1.0)],
+        voi_lut_transformations=[hd.VOILUTTransformation(window_center=PM_LEVELS / 2, window_width=PM_LEVELS)],
         series_description=f"brainmets {explanation}"[:64],
         content_label=label.upper(),
         content_description=explanation[:64],
@@ -406,6 +420,20 @@ def build_measurement_report(
         procedure_reported=codes.LN.MRIHeadReport,
         imaging_measurements=groups,
     )
+    if visit.overall_response is not None:  # TID 1500's own evaluations: the visit's response
+        own = hd.sr.ContainerContentItem(
+            name=QUALITATIVE_EVALUATIONS, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+        )
+        own.ContentSequence = hd.sr.ContentSequence(
+            [
+                hd.sr.CodeContentItem(
+                    name=codes.DCM.CurrentResponse,
+                    value=RESPONSES[visit.overall_response],
+                    relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+                )
+            ]
+        )
+        report[0].ContentSequence.append(own)
     identity = _identity(source, "measurements", _digest(seg.SOPInstanceUID, lesions, visit, patient_id))
     sr = hd.sr.Comprehensive3DSR(
         evidence=[*source, seg],
@@ -449,6 +477,57 @@ def _results_time(paths: Sequence[Path]) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(int(newest), tz=datetime.UTC).replace(tzinfo=None)
 
 
+def export_results(
+    source_dir: str | os.PathLike[str],
+    native_dir: str | os.PathLike[str],
+    labels: np.ndarray,
+    lesions: pd.DataFrame,
+    response: pd.DataFrame | None,
+    out_dir: str | os.PathLike[str],
+    *,
+    patient_id: str,
+    timepoint: str,
+    when: datetime.datetime,
+    series_uid: str | None = None,
+    tables: str = "lesion table",
+) -> list[Path]:
+    """Write the SEG, measurement report and parametric maps of one visit into `out_dir`.
+
+    `labels` are the visit's lesion ids on the native grid (that of NATIVE_DIR's maps), `lesions` and
+    `response` the patient's tables from tracking and RANO-BM, `tables` how errors name them. Every
+    object is built before the first file is written.
+    """
+    from brainmets.dicom.source_grid import read_source_series, source_planes
+    from brainmets.io import load_nifti
+
+    maps = {name: Path(native_dir) / file for name, file in NATIVE_MAPS.items()}
+    source = read_source_series(source_dir, series_uid)
+    grid = load_nifti(maps["segmentation"], allow_constant=True)
+    planes = source_planes(source, grid.affine, grid.shape, str(source_dir))
+    if labels.shape != grid.shape:
+        raise BrainmetsError(f"{maps['segmentation']}: not on the scan's native grid; predict the scan again")
+    values = {}
+    for name in ("probability", "total_entropy"):
+        image = load_nifti(maps[name], allow_constant=True)
+        if image.shape != grid.shape or not np.allclose(image.affine, grid.affine, atol=1e-4):
+            raise BrainmetsError(f"{maps[name]}: not on the grid of {maps['segmentation']}; predict the scan again")
+        values[name] = np.asarray(image.get_fdata(dtype=np.float32))
+    found, visit = visit_lesions(lesions, response, timepoint, tables)
+    if visit.overall_response is not None and visit.overall_response not in RESPONSES:
+        raise BrainmetsError(
+            f"{tables}: overall_response {visit.overall_response!r} at {timepoint} is not a RANO-BM response "
+            f"({', '.join(RESPONSES)}); write the table with `brainmets rano`"
+        )
+    seg, segments = build_segmentation(source, planes, labels, patient_id, when)
+    objects: dict[str, Dataset] = {
+        "segmentation": seg,
+        "measurements": build_measurement_report(source, seg, segments, found, visit, patient_id, timepoint, when),
+    }
+    for name, array in values.items():
+        objects[name] = build_parametric_map(source, planes, array, name, when)
+    return write_objects(objects, out_dir)
+
+
 def export_scan(
     source_dir: str | os.PathLike[str],
     scan_dir: str | os.PathLike[str],
@@ -462,49 +541,86 @@ def export_scan(
     series_uid: str | None = None,
     native_dir: str | os.PathLike[str] | None = None,
 ) -> list[Path]:
-    """Write a scan's SEG, measurement report and parametric maps for its source DICOM series into `out_dir`.
+    """Write a workflow scan's SEG, measurement report and parametric maps for its source DICOM series.
 
     `scan_dir` is the scan's preprocessed folder (its record leads back to the native grid), `tracked`
     the patient-space label map of lesion ids of this visit, `lesions` and `response` the patient's
-    tables from `track` and `rano`. Every object is built before the first file is written.
+    tables from `track` and `rano`.
     """
-    from brainmets.dicom.source_grid import read_source_series, source_planes
-    from brainmets.io import load_nifti, read_tsv
+    from brainmets.io import read_tsv
     from brainmets.preprocess.native import file_to_native
 
     native = Path(native_dir) if native_dir is not None else Path(scan_dir) / "native"
-    maps = {name: native / file for name, file in NATIVE_MAPS.items()}
-    inputs = [Path(tracked), Path(lesions), *maps.values(), *([Path(response)] if response is not None else [])]
+    inputs = [Path(tracked), Path(lesions), *(native / file for file in NATIVE_MAPS.values())]
+    inputs += [Path(response)] if response is not None else []
     for path in inputs:
         if not path.is_file():
             raise BrainmetsError(f"{path}: not found; run the workflow up to tracking and RANO-BM first")
-    source = read_source_series(source_dir, series_uid)
-    grid = load_nifti(maps["segmentation"], allow_constant=True)
-    planes = source_planes(source, grid.affine, grid.shape, str(source_dir))
-    labels, affine = file_to_native(tracked, scan_dir, kind="label")
-    if labels.shape != grid.shape or not np.allclose(affine, grid.affine, atol=1e-4):
-        raise BrainmetsError(f"{maps['segmentation']}: not on the native grid of {scan_dir}; predict the scan again")
-    values = {}
-    for name in ("probability", "total_entropy"):
-        image = load_nifti(maps[name], allow_constant=True)
-        if image.shape != grid.shape or not np.allclose(image.affine, grid.affine, atol=1e-4):
-            raise BrainmetsError(f"{maps[name]}: not on the grid of {maps['segmentation']}; predict the scan again")
-        values[name] = np.asarray(image.get_fdata(dtype=np.float32))
+    labels, _ = file_to_native(tracked, scan_dir, kind="label")
     table = _of_patient(read_tsv(lesions, text_columns=["patient_id"]), patient_id)
     text = ["patient_id", "target_ids", "overall_response"]
     assessed = _of_patient(read_tsv(response, text_columns=text), patient_id) if response is not None else None
-    found, visit = visit_lesions(table, assessed, timepoint, str(lesions))
-    if visit.overall_response is not None and visit.overall_response not in RESPONSES:
-        raise BrainmetsError(
-            f"{response}: overall_response {visit.overall_response!r} at {timepoint} is not a RANO-BM response "
-            f"({', '.join(RESPONSES)}); write the table with `brainmets rano`"
-        )
-    when = _results_time(inputs)
-    seg, segments = build_segmentation(source, planes, labels, patient_id, when)
-    objects: dict[str, Dataset] = {
-        "segmentation": seg,
-        "measurements": build_measurement_report(source, seg, segments, found, visit, patient_id, timepoint, when),
-    }
-    for name, array in values.items():
-        objects[name] = build_parametric_map(source, planes, array, name, when)
-    return write_objects(objects, out_dir)
+    tables = str(lesions) if response is None else f"{lesions} / {response}"
+    return export_results(
+        source_dir,
+        native,
+        labels,
+        table,
+        assessed,
+        out_dir,
+        patient_id=patient_id,
+        timepoint=timepoint,
+        when=_results_time(inputs),
+        series_uid=series_uid,
+        tables=tables,
+    )
+
+
+def export_segmented_scan(
+    source_dir: str | os.PathLike[str],
+    scan_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    series_uid: str | None = None,
+) -> list[Path]:
+    """The DICOM objects of a scan segmented on its own (`brainmets segment`): one visit, its own baseline.
+
+    Lesion ids are those of tracking a single visit (components in scan order), the RANO-BM assessment
+    that of a baseline (targets and non-targets); the patient id is the scan folder's name and the
+    visit's date the series' StudyDate (1900-01-01 when the header has none).
+    """
+    from pydicom.valuerep import DA
+
+    from brainmets.dicom.source_grid import read_source_series
+    from brainmets.inference.pipeline import SEGMENTATION
+    from brainmets.io import load_mask
+    from brainmets.preprocess.native import to_native
+    from brainmets.rano.rano import assess
+    from brainmets.track.track import track_lesions
+
+    scan = Path(scan_dir)
+    mask, image = load_mask(scan / SEGMENTATION)
+    header = read_source_series(source_dir, series_uid)[0]
+    study_date = str(header.get("StudyDate") or "")
+    try:
+        timepoint = DA(study_date).isoformat() if study_date else "1900-01-01"
+    except ValueError:
+        timepoint = "1900-01-01"
+    table, label_maps = track_lesions([mask], image.affine, [timepoint])
+    table.insert(0, "patient_id", scan.name)
+    labels, _ = to_native(label_maps[0], image.affine, scan, kind="label")
+    native = scan / "native"
+    when = _results_time([scan / SEGMENTATION, *(native / file for file in NATIVE_MAPS.values())])
+    return export_results(
+        source_dir,
+        native,
+        labels,
+        table,
+        assess(table),
+        out_dir,
+        patient_id=scan.name,
+        timepoint=timepoint,
+        when=when,
+        series_uid=series_uid,
+        tables=str(scan / SEGMENTATION),
+    )

@@ -15,7 +15,10 @@ as far as needed to tell the inputs apart (.../P01/2024-01-15/t1ce.nii.gz -> 202
 
 An input that is a folder holding a DICOM series is converted first (dcm2niix) to
 OUT_DIR/<scan>/source/t1ce.nii.gz (+ t1ce.json, dcm2niix's sidecar), <scan> being the folder's name; that
-image is the scan, and `native/` is on its grid (the source series' grid).
+image is the scan, and `native/` is on its grid (the source series' grid). Its results are also
+written as DICOM objects that reference the series (`brainmets.dicom.outputs`):
+
+    OUT_DIR/<scan>/dicom/{segmentation,measurements,probability,total_entropy}.dcm
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from brainmets.preprocess.settings import PreprocessSettings
 log = logging.getLogger(__name__)
 
 NATIVE_DIR = "native"
+#: where the DICOM objects of a DICOM input go inside its scan folder
+DICOM_DIR = "dicom"
 
 
 #: where a DICOM input's converted image goes inside its scan folder
@@ -113,6 +118,10 @@ def segment_scans(
         preprocess_scan(image, scan_dir, settings=preprocess_settings)
         predict_scan(segmenter, scan_dir / ZSCORE, scan_dir / BRAIN_MASK, scan_dir)
         native_maps(scan_dir)
+        if index in chosen:  # a DICOM series also gets its results as DICOM objects on the series' grid
+            from brainmets.dicom.outputs import export_segmented_scan
+
+            export_segmented_scan(images[index], scan_dir, scan_dir / DICOM_DIR, series_uid=chosen[index])
         log.info("%s -> %s (%s) in %.0f s", image, scan_dir, LESIONS, time.perf_counter() - started)
         folders[name] = scan_dir
     return folders
