@@ -289,7 +289,7 @@ def check_sheet_files(
     produced = [os.path.abspath(d) for d in produced_dirs]
     headers = header_limit is None or len(frame) + int(frame["mask"].notna().sum()) <= header_limit
     # a DICOM folder's check reads every slice's header: with a limit, only a few folders are read
-    folders = sum(os.path.isdir(image) for image in frame["image"])
+    folders = sum(image is not None and os.path.isdir(image) for image in frame["image"])  # None: an archive study
     dicom_headers = header_limit is None or (headers and folders <= DICOM_FOLDER_LIMIT)
     series_uids = frame["series_uid"] if "series_uid" in frame else pd.Series(None, index=frame.index, dtype=object)
     for row, image, mask, series_uid in zip(frame.index, frame["image"], frame["mask"], series_uids, strict=True):
