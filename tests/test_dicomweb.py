@@ -626,7 +626,10 @@ def test_the_workflow_fetches_segments_and_sends_back_once(
     assert len(receipts) == 2
     assert all(o["status"] == "already held" for r in receipts for o in json.loads(r.read_text())["objects"])
     assert archive.counts() == counts
+    report = snakemake(project, "--report", "results/report.html", timeout=300)
+    assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
     written = [p for p in project.rglob("*") if p.is_file()]
+    assert project / "results" / "report.html" in written
     assert any("dicomweb_fetch" in str(p) for p in written) and any("dicomweb_send" in str(p) for p in written)
     assert not [p for p in written if PASSWORD.encode() in p.read_bytes()]
     assert not [line for line in TERMINAL if PASSWORD in line]

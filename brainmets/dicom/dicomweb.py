@@ -196,8 +196,7 @@ class Archive:
         self.shown = public_url(self.url)
         self._sleep = sleep
         session = requests.Session()
-        session.auth = self.credentials.auth
-        session.trust_env = False  # no ~/.netrc behind our back: credentials() decides
+        session.auth = self.credentials.auth  # set, so requests never adds a netrc entry of its own
         if not self.settings.verify_tls:
             (warn or _warn)(
                 f"warning: TLS certificates of {self.shown} are NOT verified (dicomweb.verify_tls: false); "
