@@ -672,3 +672,15 @@ def test_the_workflow_plans_a_fetch_per_archive_study_and_a_send_only_when_asked
     config_path.write_text(yaml.safe_dump(config))
     sent = sorted((w["patient"], w["timepoint"]) for rule, w in dry_run_jobs(project) if rule == "dicomweb_send")
     assert sent == fetched
+
+
+def test_send_stores_results_never_images(tmp_path: Path) -> None:
+    """An image among the objects: refused in one line before anything is sent (the archive is never asked)."""
+    from brainmets.dicom import pacs_send
+
+    study, _ = write_study(tmp_path / "scan", "foreign", slices=3)
+    archive = Archive(closed_port_url(), FAST, environ={})
+    with pytest.raises(BrainmetsError, match=r"a MR Image Storage object; send stores results only"):
+        pacs_send.send_objects(archive, sorted((tmp_path / "scan").glob("*.dcm")))
+    done = brainmets("send", str(tmp_path), "--dicomweb", closed_port_url(), env=dict(os.environ))
+    assert done.returncode == 2 and "no DICOM objects (*.dcm) in it or in a dicom/ folder under it" in done.stderr

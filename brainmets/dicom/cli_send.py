@@ -13,7 +13,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "out_dir",
         type=Path,
-        help="a scan's DICOM output folder (results/P/T/dicom), or a results folder: every folder of *.dcm under it",
+        help="a scan's DICOM output folder (results/P/T/dicom), or a results folder: every dicom/ folder under it",
     )
     parser.add_argument(
         "--dicomweb", default=None, help="DICOMweb root URL (default: the configuration's dicomweb.url)"
@@ -33,11 +33,12 @@ def run(args: argparse.Namespace) -> None:
 
     if not args.out_dir.is_dir():
         raise BrainmetsError(f"{args.out_dir}: folder not found; give a scan's DICOM output folder or a results folder")
-    folders = (
-        [args.out_dir] if result_objects(args.out_dir) else sorted({p.parent for p in args.out_dir.rglob("*.dcm")})
-    )
+    if result_objects(args.out_dir):
+        folders = [args.out_dir]
+    else:  # a results folder: each scan's DICOM outputs, results/<patient>/<timepoint>/dicom
+        folders = sorted({p.parent for p in args.out_dir.rglob("dicom/*.dcm")})
     if not folders:
-        raise BrainmetsError(f"{args.out_dir}: no DICOM objects (*.dcm) in or under the folder; run dicom-export first")
+        raise BrainmetsError(f"{args.out_dir}: no DICOM objects (*.dcm) in it or in a dicom/ folder under it")
     if args.receipt is not None and len(folders) > 1:
         raise BrainmetsError(f"{args.out_dir}: --receipt names one file but {len(folders)} folders hold objects")
     archive = archive_for(args.dicomweb, read_section(args.config, "dicomweb"))

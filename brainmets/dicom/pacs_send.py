@@ -19,6 +19,8 @@ from brainmets.errors import BrainmetsError
 
 #: the receipt's name beside the objects of one scan
 RECEIPT = "sent.json"
+#: the SOP classes send stores besides structured reports: what dicom-export writes, never images
+RESULT_CLASSES = {"Segmentation Storage", "Parametric Map Storage"}
 
 
 def result_objects(folder: str | os.PathLike[str]) -> list[Path]:
@@ -53,6 +55,12 @@ def send_objects(archive: Archive, files: list[Path]) -> dict[str, Any]:
             raise BrainmetsError(
                 f"{path}: not readable as DICOM ({type(error).__name__}); run dicom-export again"
             ) from None
+        kind = _class_name(str(ds.get("SOPClassUID", "")))
+        if kind not in RESULT_CLASSES and not kind.endswith("SR Storage"):
+            raise BrainmetsError(
+                f"{path}: a {kind} object; send stores results only (segmentations, measurement reports, "
+                "parametric maps), never images"
+            )
         objects.append((path, ds))
     entries = []
     by_study: dict[str, list[Any]] = {}
