@@ -122,6 +122,8 @@ def answering(*answers: tuple[int, float]) -> Iterator[tuple[str, list[str]]]:
             status, delay = queue.pop(0) if queue else (200, 0.0)
             time.sleep(delay)
             body = b"[]" if status == 200 else b"busy"
+            if status == 299:  # an answer that is not DICOM JSON
+                status, body = 200, b"<html>login page</html>"
             with contextlib.suppress(OSError):  # the client may have given up waiting
                 self.send_response(status)
                 self.send_header("Content-Type", "application/dicom+json")
@@ -158,6 +160,10 @@ def test_busy_answers_and_timeouts_are_retried_then_named_in_one_line() -> None:
             Archive(url, slow, environ={}, sleep=lambda s: None).check_study("1.2.3")
     assert "study 1.2.3: search: no answer within the timeout after 2 tries" in str(failed.value)
     assert len(seen) == 2
+    with answering((299, 0.0)) as (url, seen):
+        with pytest.raises(BrainmetsError, match=r"search: the request or the archive's answer is not valid DICOMweb"):
+            Archive(url, FAST, environ={}, sleep=lambda s: None).check_study("1.2.3")
+    assert len(seen) == 1
 
 
 class StandIn:

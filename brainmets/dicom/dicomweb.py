@@ -37,6 +37,13 @@ USER_VARIABLE = "BRAINMETS_DICOMWEB_USER"
 PASSWORD_VARIABLE = "BRAINMETS_DICOMWEB_PASSWORD"
 #: HTTP answers worth another try (overloaded or restarting server)
 RETRIABLE_STATUS = {408, 429, 500, 502, 503, 504}
+#: transport faults worth another try: no connection, no answer in time, an answer cut off mid-way
+TRANSPORT_FAULTS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
 #: name of the manifest a complete series folder holds (hidden: the DICOM readers skip it)
 MANIFEST = ".retrieved.json"
 
@@ -164,6 +171,8 @@ def _reason(error: BaseException) -> str:
         return f"HTTP {answer.status_code} {answer.reason or ''}".strip()
     if isinstance(error, requests.Timeout):
         return "no answer within the timeout"
+    if isinstance(error, requests.exceptions.ChunkedEncodingError):
+        return "the answer was cut off"
     text = str(error)
     for words in ("Connection refused", "Name or service not known", "Connection reset", "certificate verify failed"):
         if words in text:
@@ -236,12 +245,15 @@ class Archive:
                         f"{what}: the archive answered {_reason(error)} after {attempt + 1} tries"
                     ) from None
                 reason = _reason(error)
-            except (requests.ConnectionError, requests.Timeout) as error:
+            except TRANSPORT_FAULTS as error:
                 if attempt == attempts - 1:
                     raise self.fail(
                         f"{what}: {_reason(error)} after {attempts} tries; check that the archive is up and try again"
                     ) from None
                 reason = _reason(error)
+            except (ValueError, requests.RequestException) as error:  # a malformed answer (or UID): no retry helps
+                text = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+                raise self.fail(f"{what}: the request or the archive's answer is not valid DICOMweb ({text})") from None
             wait = min(self.settings.backoff_s * 2**attempt, self.settings.max_backoff_s)
             _warn(
                 redact(
