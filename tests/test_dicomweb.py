@@ -349,6 +349,7 @@ def test_dicom_sheet_from_the_archive_is_the_sheet_from_the_folder(archive, tmp_
 
 
 @pytest.mark.system
+@pytest.mark.slow  # the archive fixture: a demo cohort and an Orthanc, about 10 s
 def test_wrong_password_and_unknown_study_are_one_line_and_fetch_nothing(archive, tmp_path: Path) -> None:
     """HTTP 401 names the variables to set; an unknown study UID says so; neither leaves a series folder."""
     study = pydicom.dcmread(next(archive.demo.rglob("05_*/*.dcm")), stop_before_pixels=True).StudyInstanceUID
@@ -384,6 +385,7 @@ def test_wrong_password_and_unknown_study_are_one_line_and_fetch_nothing(archive
 
 
 @pytest.mark.system
+@pytest.mark.slow  # the archive fixture: a demo cohort and an Orthanc, about 10 s
 def test_a_retrieval_cut_by_a_stopped_server_resumes_with_only_what_was_missing(archive, tmp_path: Path) -> None:
     """The server stops after 5 instances: one line, no series folder; started again, the rerun fetches the rest."""
     study, series = write_study(tmp_path / "upload", "resume", slices=12)
@@ -418,6 +420,7 @@ def test_a_retrieval_cut_by_a_stopped_server_resumes_with_only_what_was_missing(
 
 
 @pytest.mark.system
+@pytest.mark.slow  # the archive fixture: a demo cohort and an Orthanc, about 10 s
 def test_a_series_gaining_an_instance_while_fetched_is_refused_then_completed_by_a_rerun(
     archive, tmp_path: Path
 ) -> None:
