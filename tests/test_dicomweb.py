@@ -368,6 +368,7 @@ def test_wrong_password_and_unknown_study_are_one_line_and_fetch_nothing(archive
     assert wrong.returncode == 2
     line = wrong.stderr.strip()
     assert "\n" not in line and "HTTP 401" in line and USER_VARIABLE in line and PASSWORD_VARIABLE in line
+    assert "try 2 of" not in wrong.stderr  # refused credentials are not retried
     unknown = brainmets(
         "dicomweb-fetch",
         "--dicomweb",
