@@ -144,7 +144,7 @@ def is_archive_scan(row):
 
 
 def is_dicom_scan(row):
-    """Whether a sheet row's scan is a DICOM series (converted by rule dicom_to_nifti): a folder or an archive study."""
+    """Whether a sheet row's scan is a DICOM series, a folder or an archive study (converted by dicom_to_nifti)."""
     return is_archive_scan(row) or os.path.isdir(str(row["image"]))
 
 
