@@ -27,10 +27,10 @@ rule dicomweb_fetch:
     params:
         study_uid=get_study_uid,
         series_uid=get_archive_series_option,
-        cache=DICOMWEB_CACHE,
     shell:
+        # the instance cache is the configuration's dicomweb.cache, beside the series folders
         "brainmets dicomweb-fetch --study-uid {params.study_uid} {params.series_uid} --out {output.series}"
-        " --cache {params.cache} --config {input.config} > {log} 2>&1"
+        " --config {input.config} > {log} 2>&1"
 
 
 rule dicomweb_send:
