@@ -501,6 +501,11 @@ def test_fetch_export_and_send_back_stores_each_object_once_in_the_right_study(
     assert second.returncode == 0, second.stderr
     assert [o["status"] for o in json.loads((out / "sent.json").read_text())["objects"]] == ["already held"] * 4
     assert archive.counts() == counts
+    (out / "sent.json").unlink()
+    whole = brainmets("send", str(tmp_path), "--dicomweb", archive.url, env=env)  # a results folder: its dicom/ only
+    assert whole.returncode == 0, whole.stderr
+    assert [o["status"] for o in json.loads((out / "sent.json").read_text())["objects"]] == ["already held"] * 4
+    assert not (fetched / "sent.json").exists() and archive.counts() == counts
     logged_in(archive).store(study, list(sent.values()))  # the archive itself keeps one copy of a re-stored UID
     assert archive.counts() == counts
     seg_series = str(sent[next(u for u in sent if held[u] == "Segmentation Storage")].SeriesInstanceUID)
