@@ -11,6 +11,7 @@ import contextlib
 import http.server
 import json
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -110,8 +111,13 @@ def test_connection_errors_are_retried_with_bounded_backoff_then_one_line_naming
     assert PASSWORD not in line
 
 
+#: a self-signed certificate for 127.0.0.1 (valid until 2126) and its key, for the HTTPS stand-in archive
+LOOPBACK_CERTIFICATE = Path(__file__).parent / "data" / "tls" / "loopback-certificate.pem"
+LOOPBACK_KEY = LOOPBACK_CERTIFICATE.with_name("loopback-key.pem")
+
+
 @contextlib.contextmanager
-def answering(*answers: tuple[int, float]) -> Iterator[tuple[str, list[str]]]:
+def answering(*answers: tuple[int, float], tls: bool = False) -> Iterator[tuple[str, list[str]]]:
     """A loopback HTTP server giving (status, delay s) answers in turn, then 200 with []; yields URL and requests."""
     seen: list[str] = []
     queue = list(answers)
@@ -135,10 +141,14 @@ def answering(*answers: tuple[int, float]) -> Iterator[tuple[str, list[str]]]:
             """Quiet."""
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(LOOPBACK_CERTIFICATE, LOOPBACK_KEY)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/dicom-web", seen
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}/dicom-web", seen
     finally:
         server.shutdown()
         server.server_close()
@@ -164,6 +174,24 @@ def test_busy_answers_and_timeouts_are_retried_then_named_in_one_line() -> None:
         with pytest.raises(BrainmetsError, match=r"search: the request or the archive's answer is not valid DICOMweb"):
             Archive(url, FAST, environ={}, sleep=lambda s: None).check_study("1.2.3")
     assert len(seen) == 1
+
+
+def test_tls_certificates_are_checked_a_ca_bundle_is_trusted_and_turning_checks_off_warns() -> None:
+    """An HTTPS archive with a self-signed certificate: refused at once by default (no retry), trusted through
+    ca_bundle, reached with verify_tls false only with the warning."""
+    waits: list[float] = []
+    with answering(tls=True) as (url, seen):
+        with pytest.raises(BrainmetsError) as refused:
+            Archive(url, FAST, environ={}, sleep=waits.append).check_study("1.2.3")
+        line = str(refused.value)
+        assert "study 1.2.3: search: TLS failed (certificate verify failed)" in line and "dicomweb.ca_bundle" in line
+        assert waits == [] and seen == []  # not retried, nothing asked
+        trusted = DicomwebSettings(ca_bundle=str(LOOPBACK_CERTIFICATE), retries=0)
+        assert Archive(url, trusted, environ={}).find_studies({"PatientID": "nobody"}) == []
+        warned: list[str] = []
+        blind = Archive(url, DicomwebSettings(verify_tls=False, retries=0), environ={}, warn=warned.append)
+        assert blind.find_studies({"PatientID": "nobody"}) == [] and len(warned) == 1
+        assert len(seen) == 2
 
 
 class StandIn:

@@ -93,6 +93,21 @@ class BearerAuth(requests.auth.AuthBase):
         return request
 
 
+class _Session(requests.Session):
+    """A session whose configured TLS check (a CA bundle, or none) wins over REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE.
+
+    requests lets those variables replace a session's `verify`, even `False`; without a configured bundle
+    they still apply (a site's CA), and the environment's proxies always do.
+    """
+
+    def merge_environment_settings(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """requests' merge, with the session's own `verify` kept when it was configured."""
+        settings: dict[str, Any] = super().merge_environment_settings(*args, **kwargs)
+        if self.verify is not True:
+            settings["verify"] = self.verify
+        return settings
+
+
 def public_url(url: str) -> str:
     """The URL without its user-info part (user:password@), as it may be shown and recorded."""
     parts = urllib.parse.urlsplit(url)
@@ -204,7 +219,7 @@ class Archive:
         self.credentials = credentials(self.url, environ)
         self.shown = public_url(self.url)
         self._sleep = sleep
-        session = requests.Session()
+        session = _Session()
         session.auth = self.credentials.auth  # set, so requests never adds a netrc entry of its own
         if not self.settings.verify_tls:
             (warn or _warn)(
@@ -245,6 +260,11 @@ class Archive:
                         f"{what}: the archive answered {_reason(error)} after {attempt + 1} tries"
                     ) from None
                 reason = _reason(error)
+            except requests.exceptions.SSLError as error:  # a certificate no retry will change
+                raise self.fail(
+                    f"{what}: TLS failed ({_reason(error)}); if the archive uses a private CA, set dicomweb.ca_bundle "
+                    "to its certificate (PEM)"
+                ) from None
             except TRANSPORT_FAULTS as error:
                 if attempt == attempts - 1:
                     raise self.fail(
