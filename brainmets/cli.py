@@ -44,6 +44,8 @@ COMMANDS: dict[str, str] = {
     "evaluate": "brainmets.evaluation.cli_evaluate",
     "evaluate-cohort": "brainmets.evaluation.cli_evaluate_cohort",
     "dicom-export": "brainmets.export.cli_dicom_export",
+    "dicomweb-fetch": "brainmets.dicom.cli_fetch",
+    "send": "brainmets.dicom.cli_send",
 }
 
 

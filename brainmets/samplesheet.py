@@ -1,7 +1,8 @@
 """The sample sheet: one row per scan, validated before the workflow builds its jobs.
 
 Columns: `patient_id`, `timepoint` (ISO date), `image` (a NIfTI file, or a folder holding a DICOM
-series), and optionally `series_uid` (which series of a DICOM folder), `mask` (ground truth on the
+series) or `study_uid` (a study in the DICOMweb archive of the configuration, fetched by the workflow),
+and optionally `series_uid` (which series of a DICOM folder or study), `mask` (ground truth on the
 image's grid), `training` (true/false), `baseline` (true/false), `skull_stripped` (true/false, empty:
 the configuration decides), `steroid_dose_mg`, `clinical_status` (improved/stable/worse). Paths are
 relative to the working directory or absolute. Every problem is reported as one line naming the
@@ -34,6 +35,7 @@ HELP = "Check a sample sheet (ids, dates, duplicates, every image and mask) and 
 REQUIRED_COLUMNS: list[str] = ["patient_id", "timepoint", "image"]
 #: optional columns the pipeline reads
 OPTIONAL_COLUMNS: list[str] = [
+    "study_uid",
     "series_uid",
     "mask",
     "training",
@@ -56,6 +58,7 @@ _FIX = {
     ),
     "timepoint": "write the scan date as YYYY-MM-DD",
     "image": "give the path of the T1-CE NIfTI image or of the folder holding its DICOM series",
+    "study_uid": "give the StudyInstanceUID (digits and dots) of the study in the archive, or leave the cell empty",
     "series_uid": "give the SeriesInstanceUID (digits and dots) of the series to use, or leave the cell empty",
     "mask": "give the path of the ground-truth mask or leave the cell empty",
     "training": "write true or false",
@@ -105,6 +108,15 @@ def _schema_problem(sheet: Path, row: int, error: Any, record: dict[str, Any]) -
     if error.validator == "required":
         column = str(error.message).split("'")[1]
         return BrainmetsError(f"{_where(sheet, row, column)}: empty, but every row needs a value; {_FIX[column]}")
+    if error.validator == "oneOf":  # image and study_uid: exactly one of them
+        if "image" in record and "study_uid" in record:
+            return BrainmetsError(
+                f"{_where(sheet, row, 'image')}: both image and study_uid given; name the scan by one of them "
+                "(a NIfTI file or DICOM folder, or a study in the DICOMweb archive)"
+            )
+        return BrainmetsError(
+            f"{_where(sheet, row, 'image')}: empty, but every row needs an image or a study_uid; {_FIX['image']}"
+        )
     column = str(error.absolute_path[0]) if error.absolute_path else "?"
     value = record.get(column)
     return BrainmetsError(f"{_where(sheet, row, column)}: {value!r} is not valid; {_FIX.get(column, error.message)}")
@@ -142,8 +154,6 @@ def _check_file(
     """Check that a sheet's file exists and is a 3-D NIfTI with usable header (`read_header`) and data (`read_data`)."""
     from brainmets.io import check_gzip_stream, load_mask, load_nifti, read_nifti_header
 
-    if column == "image" and os.path.isdir(path):
-        raise BrainmetsError(f"{_where(sheet, row, column)}: {path} is a folder; a DICOM series is checked elsewhere")
     if not os.path.isfile(path):
         raise BrainmetsError(
             f"{_where(sheet, row, column)}: file {path} not found (relative paths start at {os.getcwd()}); "
@@ -173,7 +183,8 @@ def _check_file(
 
 def check_columns(sheet: Path, table: pd.DataFrame) -> None:
     """Refuse a sheet without the required columns, without rows, or with a known column misspelt."""
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    # a sheet naming archive studies (study_uid) needs no image column
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns and not (c == "image" and "study_uid" in table)]
     if missing:
         raise BrainmetsError(
             f"{sheet}: missing column(s) {', '.join(missing)}; the header needs {', '.join(REQUIRED_COLUMNS)} "
@@ -218,7 +229,9 @@ def typed_sheet(table: pd.DataFrame) -> pd.DataFrame:
     Missing optional columns are filled (no mask, not training, no baseline, no dose); `row` is the
     1-based row in the sheet. The index is the text sheet's.
     """
-    frame = pd.DataFrame({"patient_id": table["patient_id"], "timepoint": table["timepoint"], "image": table["image"]})
+    frame = pd.DataFrame({"patient_id": table["patient_id"], "timepoint": table["timepoint"]})
+    frame["image"] = table["image"].where(table["image"].notna(), None) if "image" in table else None
+    frame["study_uid"] = table["study_uid"].where(table["study_uid"].notna(), None) if "study_uid" in table else None
     frame["series_uid"] = (
         table["series_uid"].where(table["series_uid"].notna(), None) if "series_uid" in table else None
     )
@@ -279,11 +292,13 @@ def check_sheet_files(
     produced = [os.path.abspath(d) for d in produced_dirs]
     headers = header_limit is None or len(frame) + int(frame["mask"].notna().sum()) <= header_limit
     # a DICOM folder's check reads every slice's header: with a limit, only a few folders are read
-    folders = sum(os.path.isdir(image) for image in frame["image"])
+    folders = sum(image is not None and os.path.isdir(image) for image in frame["image"])  # None: an archive study
     dicom_headers = header_limit is None or (headers and folders <= DICOM_FOLDER_LIMIT)
     series_uids = frame["series_uid"] if "series_uid" in frame else pd.Series(None, index=frame.index, dtype=object)
     for row, image, mask, series_uid in zip(frame.index, frame["image"], frame["mask"], series_uids, strict=True):
         grids = {}
+        if image is None:  # a study in the archive (study_uid), fetched by the workflow: its mask is checked later
+            continue
         dicom = os.path.isdir(image)
         series_uid = series_uid if isinstance(series_uid, str) else None
         if series_uid is not None and not dicom and not _is_produced(image, produced):

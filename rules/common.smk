@@ -38,7 +38,12 @@ STAGE_SECTIONS = {
     "track": ["track", "rano"],
     "rano": ["rano"],
     "review": ["review", "rano"],
+    "dicomweb": ["dicomweb"],
 }
+
+
+# where archive studies are fetched to (series folders, and the instance cache beside them)
+DICOMWEB_CACHE = config["dicomweb"]["cache"].rstrip("/")
 
 
 # Ids can never match a path separator or a dot-dot; dates are ISO days.
@@ -137,9 +142,14 @@ def get_demo_files():
     return _lookup()[4]
 
 
+def is_archive_scan(row):
+    """Whether a sheet row names a study in the DICOMweb archive (study_uid) instead of an image."""
+    return isinstance(row.get("study_uid"), str) and row["study_uid"] != ""
+
+
 def is_dicom_scan(row):
-    """Whether a sheet row's image is a folder holding a DICOM series (converted by rule dicom_to_nifti)."""
-    return os.path.isdir(str(row["image"]))
+    """Whether a sheet row's scan is a DICOM series, a folder or an archive study (converted by dicom_to_nifti)."""
+    return is_archive_scan(row) or os.path.isdir(str(row["image"]))
 
 
 def get_scan_image(row):
@@ -161,8 +171,11 @@ def _dicom_row(wildcards):
 
 
 def get_dicom_folder(wildcards):
-    """The DICOM series folder of scan {patient}/{timepoint} (sheet column image)."""
-    return str(_dicom_row(wildcards)["image"])
+    """The DICOM series folder of scan {patient}/{timepoint}: sheet column image, or the series fetched from the archive."""
+    row = _dicom_row(wildcards)
+    if is_archive_scan(row):
+        return get_fetched_series(wildcards)
+    return str(row["image"])
 
 
 def get_series_uid_option(wildcards):
@@ -245,6 +258,7 @@ def get_final_output():
     outputs += [f"results/{patient}/review.html" for patient in get_patients()]
     outputs += ["results/cohort/rano_response.tsv", "results/cohort/best_response.tsv"]
     outputs += get_dicom_outputs()
+    outputs += get_dicomweb_receipts()
     if get_evaluation_tables(None):
         outputs += ["results/cohort/evaluation_summary.tsv"]
     return outputs
@@ -306,4 +320,47 @@ def get_dicom_outputs():
         for t in get_timepoints(patient)
         if is_dicom_scan(_row(patient, t))
         for name in names
+    ]
+
+
+def get_fetched_series(wildcards):
+    """The folder rule dicomweb_fetch makes of scan {patient}/{timepoint}'s series in the archive."""
+    if not config["dicomweb"]["url"]:
+        raise WorkflowError(
+            f"{get_sample_sheet()}: scan {wildcards.patient}/{wildcards.timepoint} names a study_uid, but "
+            "dicomweb.url is empty; set the archive's DICOMweb URL in the configuration"
+        )
+    return f"{config['dicomweb']['cache'].rstrip('/')}/series/{wildcards.patient}/{wildcards.timepoint}"
+
+
+def _archive_row(wildcards):
+    """The sheet row of scan {patient}/{timepoint}, refused unless it names an archive study."""
+    row = _lookup()[5].get((wildcards.patient, wildcards.timepoint))
+    if row is None or not is_archive_scan(row):
+        raise WorkflowError(f"{wildcards.patient}/{wildcards.timepoint}: no sample-sheet row with a study_uid")
+    return row
+
+
+def get_study_uid(wildcards):
+    """StudyInstanceUID of scan {patient}/{timepoint} (sheet column study_uid)."""
+    return _archive_row(wildcards)["study_uid"]
+
+
+def get_archive_series_option(wildcards):
+    """`brainmets dicomweb-fetch --series-uid` when the sheet names the series; else empty (the fetch picks it)."""
+    uid = _archive_row(wildcards).get("series_uid")
+    return f"--series-uid {uid}" if isinstance(uid, str) and uid else ""
+
+
+def get_dicomweb_receipts():
+    """With dicomweb.send, the archive's receipt of every analysis scan whose outputs are DICOM."""
+    if not config["dicomweb"]["send"]:
+        return []
+    if not config["dicomweb"]["url"]:
+        raise WorkflowError("dicomweb.send is true but dicomweb.url is empty; set the archive's DICOMweb URL")
+    return [
+        f"results/{patient}/{t}/dicom/sent.json"
+        for patient in get_patients()
+        for t in get_timepoints(patient)
+        if is_dicom_scan(_row(patient, t))
     ]

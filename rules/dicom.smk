@@ -24,3 +24,32 @@ rule dicom_to_nifti:
         series_uid=get_series_uid_option,
     shell:
         "brainmets convert-dicom {input.series:q} --out {output.image} {params.series_uid} > {log} 2>&1"
+
+
+# A sample-sheet row that names an archive study (study_uid) is fetched once into
+# {dicomweb.cache}/series/{patient}/{timepoint} (QIDO-RS, WADO-RS; resumable through the instance cache
+# beside it) and then goes through the chain like any DICOM series folder. Credentials come from the
+# environment of the run (README, "Working with a PACS"), never from the configuration; the stage
+# configuration is `ancient`, so changing a transport setting (timeouts, retries) refetches nothing.
+rule dicomweb_fetch:
+    input:
+        config=ancient("results/config/dicomweb.yaml"),
+    output:
+        series=directory(f"{DICOMWEB_CACHE}/series/{{patient}}/{{timepoint}}"),
+    log:
+        "logs/dicomweb_fetch/{patient}/{timepoint}.log",
+    benchmark:
+        "benchmarks/out/dicomweb_fetch/{patient}/{timepoint}.tsv"
+    conda:
+        "../envs/dicomweb.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=60,
+    params:
+        study_uid=get_study_uid,
+        series_uid=get_archive_series_option,
+    shell:
+        # the instance cache is the configuration's dicomweb.cache, beside the series folders
+        "brainmets dicomweb-fetch --study-uid {params.study_uid} {params.series_uid} --out {output.series}"
+        " --config {input.config} > {log} 2>&1"

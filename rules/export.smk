@@ -34,3 +34,25 @@ rule dicom_outputs:
         " --scan-dir $(dirname {input.record}) --tracked results/{wildcards.patient}/tracked/{wildcards.timepoint}.nii.gz"
         " --lesions {input.lesions} --response {input.response} --patient {wildcards.patient}"
         " --timepoint {wildcards.timepoint} --out-dir $(dirname {output.segmentation}) > {log} 2>&1"
+
+
+# With dicomweb.send, each DICOM-derived scan's SEG, SR and parametric maps are stored in the archive
+# (STOW-RS) and the receipt records what it holds; UIDs are deterministic, so sending again adds nothing.
+rule dicomweb_send:
+    input:
+        objects=rules.dicom_outputs.output,
+        config=ancient("results/config/dicomweb.yaml"),
+    output:
+        receipt="results/{patient}/{timepoint}/dicom/sent.json",
+    log:
+        "logs/dicomweb_send/{patient}/{timepoint}.log",
+    benchmark:
+        "benchmarks/out/dicomweb_send/{patient}/{timepoint}.tsv"
+    conda:
+        "../envs/dicomweb.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    shell:
+        "brainmets send $(dirname {output.receipt}) --receipt {output.receipt} --config {input.config} > {log} 2>&1"

@@ -115,3 +115,18 @@ def test_dciodvfy_finds_no_error_in_a_written_slice(tmp_path: Path) -> None:
     checked.append(write_mr_series(floats, tmp_path / "b", **{**HEADER, "contrast_agent": None})[0])
     for path in checked:
         assert dciodvfy_errors(path) == [], path
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("protocol", ["3d-1mm", "2d-0.5x0.5x3mm"])
+def test_dciodvfy_finds_no_error_in_the_demo_studys_series(protocol: str, tmp_path: Path) -> None:
+    """Localiser, non-contrast and post-contrast T1 of a demo study (both sequence kinds) validate without errors."""
+    from brainmets.demo.dicom import write_demo_study
+
+    rng = np.random.default_rng(8)
+    post, pre = (rng.integers(0, 900, size=(16, 16, 12)).astype(np.int16) for _ in range(2))
+    affine = oblique_image("LPS", post, 9).affine
+    for visit in (0, 1):  # agent named, and not
+        folder = write_demo_study(tmp_path / str(visit), "patient01", "2024-01-15", visit, post, pre, affine, protocol)
+        for series in sorted(folder.iterdir()):
+            assert dciodvfy_errors(next(series.glob("*.dcm"))) == [], series

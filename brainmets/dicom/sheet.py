@@ -426,7 +426,9 @@ def add_from(sheet: pd.DataFrame, other_path: str | os.PathLike[str]) -> pd.Data
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of `brainmets dicom-sheet`."""
-    parser.add_argument("root", type=Path, help="root folder of the DICOM studies (searched recursively)")
+    parser.add_argument(
+        "root", type=Path, nargs="?", help="root folder of the DICOM studies (searched recursively); or --dicomweb"
+    )
     parser.add_argument("--out", type=Path, required=True, help="the sample sheet to write (tab-separated)")
     parser.add_argument(
         "--series-table",
@@ -434,6 +436,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="table of every series and why it was or was not picked (default: beside the sheet, *_series.tsv)",
     )
+    parser.add_argument(
+        "--dicomweb", default=None, help="a DICOMweb archive URL to search (QIDO-RS) instead of a folder"
+    )
+    parser.add_argument(
+        "--patient-id", action="append", default=[], help="PatientID to search the archive for (repeat)"
+    )
+    parser.add_argument("--since", default=None, help="with --dicomweb: first StudyDate, YYYY-MM-DD")
+    parser.add_argument("--until", default=None, help="with --dicomweb: last StudyDate, YYYY-MM-DD")
+    parser.add_argument("--config", type=Path, default=None, help="configuration whose dicomweb section applies")
     parser.add_argument(
         "--add-from",
         type=Path,
@@ -449,7 +460,15 @@ def run(args: argparse.Namespace) -> None:
     from brainmets.io import write_tsv
 
     root, out = args.root, args.out
-    result = dicom_sheet(root)
+    if args.dicomweb:
+        from brainmets.dicom.pacs_source import archive_sheet_command
+
+        result = archive_sheet_command(args)
+        root = args.dicomweb
+    elif root is None:
+        raise BrainmetsError("give the root folder of the DICOM studies, or --dicomweb URL with --patient-id")
+    else:
+        result = dicom_sheet(root)
     if result.sheet.empty:
         raise BrainmetsError(
             f"{root}: no post-contrast T1 series found in any study; see the rules in config/README.md"
