@@ -257,11 +257,11 @@ def apply_break(copy: Path, change: Break) -> None:
 
 
 #: pytest's summary line of a failing test (the suite's addopts ask for -ra)
-_FAILED = re.compile(r"^(?:FAILED|ERROR) (\S+)", re.MULTILINE)
+_FAILED = re.compile(r"^(?:FAILED|ERROR) \S+", re.MULTILINE)
 
 
 def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[int, str, str]:
-    """Run the test files on the copy; returns pytest's exit status, the first failing test and the output's tail."""
+    """Run the test files on the copy; returns pytest's exit status, its first FAILED/ERROR line, the output's tail."""
     bin_dir = str(Path(sys.executable).parent)
     env = dict(os.environ, PYTHONPATH=str(copy), PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
@@ -271,7 +271,7 @@ def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[int, 
         return -1, "", f"timed out after {timeout:.0f} s"
     output = done.stdout + done.stderr
     failed = _FAILED.search(output)
-    return done.returncode, failed.group(1) if failed else "", output[-2000:]
+    return done.returncode, failed.group(0) if failed else "", output[-2000:]
 
 
 def check_break(change: Break, timeout: float, control: bool) -> tuple[bool, str]:
