@@ -127,6 +127,20 @@ def test_assignment_is_optimal_not_greedy():
     assert maps[1][28, 20, 10] == 2
 
 
+def test_each_lesion_takes_the_id_it_shares_most_voxels_with_when_both_overlap_both():
+    # the follow-up's lower slab covers lesion 1 and a rim of lesion 2, its upper slab the reverse:
+    # 605 + 484 shared voxels one way, 110 + 88 the other, before tracking grows them (the slabs do not touch)
+    a, b = np.zeros(SHAPE, bool), np.zeros(SHAPE, bool)
+    a[2:13, 2:13, 2:13] = True
+    b[16:27, 2:13, 2:13] = True
+    lower, upper = np.zeros(SHAPE, bool), np.zeros(SHAPE, bool)
+    lower[2:18, 2:13, 2:7] = True
+    upper[11:27, 2:13, 9:13] = True
+    table, maps = track([a | b, lower | upper])
+    assert at(table, 1) == [(1, 1, "present", None), (2, 2, "present", None)]
+    assert maps[1][5, 5, 4] == 1 and maps[1][20, 5, 10] == 2
+
+
 def test_empty_masks_are_valid():
     empty = np.zeros(SHAPE, dtype=bool)
     a = ball((10, 10, 10), 4)
