@@ -153,6 +153,28 @@ BREAKS: tuple[Break, ...] = (
         'caption="../workflow/report/sensitivity.rst",\n            category="Evaluation",',
         WORKFLOW,
     ),
+    Break(
+        "rule-review-page-option",
+        "rules/review.smk",
+        "--out {output.page} --patient {wildcards.patient}",
+        "--out {output.page} --patient-id {wildcards.patient}",
+        WORKFLOW,
+    ),
+    # --- the rules of scans that came from DICOM: their workflow run is in tests/test_dicom_outputs.py -----
+    Break(
+        "rule-dicom-to-nifti-option",
+        "rules/preprocess.smk",
+        "convert-dicom {input.series:q} --out {output.image}",
+        "convert-dicom {input.series:q} --output {output.image}",
+        ("tests/test_dicom_outputs.py",),
+    ),
+    Break(
+        "rule-dicom-outputs-option",
+        "rules/export.smk",
+        "--lesions {input.lesions}",
+        "--lesion-table {input.lesions}",
+        ("tests/test_dicom_outputs.py",),
+    ),
     # --- critical modules ----------------------------------------------------------------------------
     Break(
         "rano-partial-response-threshold",
@@ -202,6 +224,34 @@ BREAKS: tuple[Break, ...] = (
         "mutual_information=(total - expected).astype(np.float32)",
         "mutual_information=(expected - total).astype(np.float32)",
         ("tests/test_uncertainty.py",),
+    ),
+    Break(
+        "review-rejection-counted",
+        "brainmets/rano/rano.py",
+        'present = table[(table["component"] > 0) & (table["lesion_id"] > 0) & ~is_rejected(table["review"])]',
+        'present = table[(table["component"] > 0) & (table["lesion_id"] > 0)]',
+        ("tests/test_review.py",),
+    ),
+    Break(
+        "dicom-tracking-uid-per-patient",
+        "brainmets/export/dicom.py",
+        'return derived_uid("tracking", patient_id, str(lesion_id))',
+        'return derived_uid("tracking", patient_id)',
+        ("tests/test_dicom_outputs.py",),
+    ),
+    Break(
+        "dicom-sheet-prefers-2d",
+        "brainmets/dicom/sheet.py",
+        "return is_3d(record), -thickness, record.time, record.series_number or 0",
+        "return not is_3d(record), -thickness, record.time, record.series_number or 0",
+        ("tests/test_dicom_sheet.py",),
+    ),
+    Break(
+        "dicomweb-user-info-kept",
+        "brainmets/dicom/dicomweb.py",
+        '            if "@" in host:\n                word = word[:start]',
+        "            if False:\n                word = word[:start]",
+        ("tests/test_dicomweb.py",),
     ),
     Break(
         "zscore-half-scale",
