@@ -490,7 +490,7 @@ def test_fetch_export_and_send_back_stores_each_object_once_in_the_right_study(
     tmp_path: Path,
 ) -> None:
     """Fetched series -> dicom-export -> send: the archive holds SEG, SR and both maps in the source study, once."""
-    from brainmets.dicom.outputs import export_scan
+    from brainmets.export.dicom import export_scan
 
     timepoint, visit = next(iter(patient.items()))
     archive.upload(sorted(visit.series.glob("*.dcm")))
