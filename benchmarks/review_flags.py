@@ -60,7 +60,7 @@ def main() -> None:
     threshold = load_settings(args.config).uncertainty_flag_bits
     lesions = scan_lesions(args.results, args.samples)
     figures = flag_figures(lesions, threshold)
-    fp = lesions["false_positive"]
+    fp = lesions["false_positive"].astype(bool)
     print(f"scans: {lesions[['patient_id', 'timepoint']].drop_duplicates().shape[0]}, predicted lesions: "
           f"{len(lesions)}, false positives: {int(fp.sum())}")  # fmt: skip
     print(f"mean entropy, true lesions: median {lesions.loc[~fp, 'mean_entropy_bits'].median():.3f} bits; "

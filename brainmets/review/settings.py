@@ -14,7 +14,7 @@ from brainmets.config import checked_section, read_section
 class ReviewSettings:
     """When the review page flags a lesion (config section `review`): entropy in bits, distances in mm."""
 
-    uncertainty_flag_bits: float = 0.5
+    uncertainty_flag_bits: float = 0.75
     measurability_margin_mm: float = 1.0
 
 
