@@ -98,10 +98,17 @@ BREAKS: tuple[Break, ...] = (
     ),
     # --- one option of each other rule that runs after training, and the report ---------------------
     Break(
-        "rule-stage-config-empty",
+        "rule-stage-config-sections",
         "rules/config.smk",
-        "write_stage_config(params.sections, output[0])",
-        "write_stage_config({}, output[0])",
+        "sections=lambda wildcards: {key: config.get(key) for key in STAGE_SECTIONS[wildcards.stage]},",
+        "section=lambda wildcards: {key: config.get(key) for key in STAGE_SECTIONS[wildcards.stage]},",
+        WORKFLOW,
+    ),
+    Break(
+        "stage-config-script-empty",
+        "scripts/stage_config.py",
+        "write_stage_config(job.params.sections, job.output[0])",
+        "write_stage_config({}, job.output[0])",
         WORKFLOW,
     ),
     Break(
