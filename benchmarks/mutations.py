@@ -4,7 +4,8 @@ Each break is an exact text substitution (old -> new) in one file of the project
 plausible slip: an option renamed in a rule, gradients negated, a refusal deleted, a threshold off. For
 each break the script copies the project (the files git tracks or would track, as they are in the working
 tree) into a fresh temporary folder, with `shared` linked beside it (the real scans of
-`../shared/data/real`) and the scorers' environment `.venv-scorers` linked in, applies the break there, and
+`../shared/data/real`) and what `make env` installs beside the code (`.venv-scorers`, the review page's viewer
+`viewer/node_modules`) linked in, applies the break there, and
 runs that break's relevant tests on the copy (`python -m pytest -x -q FILES`, PYTHONPATH = the copy, so
 that the `brainmets` command Snakemake starts runs the broken code too). A break is caught when a test
 fails; the line says which, and how long it took. A break whose old text is not found exactly once in its
@@ -286,7 +287,7 @@ def project_files(repo: Path) -> list[str]:
 
 
 def copy_project(repo: Path, folder: Path) -> Path:
-    """A copy of the project at folder/<repo name>, with `shared` beside it and `.venv-scorers` linked in."""
+    """A copy of the project at folder/<repo name>, with `shared` beside it and what `make env` installs linked in."""
     copy = folder / repo.name
     for name in project_files(repo):
         target = copy / name
@@ -295,9 +296,11 @@ def copy_project(repo: Path, folder: Path) -> Path:
     shared = repo.parent / "shared"
     if shared.exists():
         (folder / "shared").symlink_to(shared.resolve())
-    scorers = repo / ".venv-scorers"
-    if scorers.exists():
-        (copy / ".venv-scorers").symlink_to(scorers.resolve())
+    # set up by `make env`, ignored by git: the scorers' environment and the review page's viewer
+    for installed in (".venv-scorers", "viewer/node_modules"):
+        if (repo / installed).exists():
+            (copy / installed).parent.mkdir(parents=True, exist_ok=True)
+            (copy / installed).symlink_to((repo / installed).resolve())
     return copy
 
 
