@@ -18,10 +18,11 @@ every break of a rule file reruns the whole workflow test (tests/test_workflow_c
     python benchmarks/mutations.py                 # every break; exit status 1 unless all are caught
     python benchmarks/mutations.py --list          # the breaks, their files and tests; checks each applies
     python benchmarks/mutations.py --only rano-best-out train-gradient-ascent
-    python benchmarks/mutations.py --control       # first run each break's tests on the unbroken copy
+    python benchmarks/mutations.py --no-control    # skip running each list of tests on the unbroken copy first
 
 Run it with the project's environment (`.venv/bin/python benchmarks/mutations.py`). A break counts only if
-the suite passes without it: `--control` checks that for the tests the chosen breaks run.
+the suite passes without it: each distinct list of tests first runs once on the unbroken copy (a control),
+and a failure there is an error, not a catch (`--no-control` skips it).
 """
 
 from __future__ import annotations
@@ -335,7 +336,11 @@ def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[int, 
 
 
 def check_break(change: Break, timeout: float, control: bool) -> tuple[bool, str]:
-    """Whether a test catches the break, and what to print about it; raises BreakError when it cannot be tried."""
+    """Whether a test catches the break, and what to print about it; raises BreakError when it cannot be tried.
+
+    With `control`, the break's tests first run on the unbroken copy: a failure there (a missing program, an
+    environment that lost a package) is an error, not a catch.
+    """
     with tempfile.TemporaryDirectory(prefix=f"brainmets-mutation-{change.name}-") as folder:
         copy = copy_project(REPO, Path(folder))
         if control:
@@ -356,7 +361,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these breaks (names from --list)")
     parser.add_argument("--list", action="store_true", help="print the breaks and their tests, run nothing")
-    parser.add_argument("--control", action="store_true", help="first run each break's tests on the unbroken copy")
+    parser.add_argument(
+        "--no-control",
+        action="store_true",
+        help="skip the control: by default each distinct list of tests first runs once on the unbroken copy",
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per pytest run (default 1800)")
     args = parser.parse_args(argv)
 
@@ -377,10 +386,13 @@ def main(argv: list[str] | None = None) -> int:
 
     caught, errors = 0, 0
     width = max(len(change.name) for change in chosen)
+    controlled: set[tuple[str, ...]] = set()  # test lists already run on an unbroken copy
     for change in chosen:
         started = time.monotonic()
+        control = not args.no_control and change.tests not in controlled
         try:
-            found, what = check_break(change, args.timeout, args.control)
+            found, what = check_break(change, args.timeout, control)
+            controlled.add(change.tests)
         except BreakError as error:
             errors += 1
             print(f"ERROR      {change.name:{width}s}  {error}", flush=True)
