@@ -119,11 +119,10 @@ def segment_scans(
             read_nifti_header(image)
     names = scan_names(images)
     folders = {}
-    for number, (image, name) in enumerate(zip(images, names, strict=True), start=1):
-        index = number - 1
+    for index, (image, name) in enumerate(zip(images, names, strict=True)):
         started = time.perf_counter()
         scan_dir = Path(out_dir) / name
-        stage = f"scan {number}/{len(names)} {name}"
+        stage = f"scan {index + 1}/{len(names)} {name}"
         if index in chosen:
             log.info("%s: converting the DICOM series", stage)
             image = convert_series(image, scan_dir / SOURCE_IMAGE, chosen[index])
