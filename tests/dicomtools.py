@@ -5,13 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
-
-#: dcm2niix from the Python environment (the PyPI wheel ships the binary)
-DCM2NIIX = str(Path(sys.executable).parent / "dcm2niix")
+from brainmets.dicom.series import dcm2niix_command
 
 
 def ensure_dciodvfy() -> str:
@@ -37,7 +34,7 @@ def dcm2niix_image(series_dir: Path, out_dir: Path) -> nib.Nifti1Image:
     """The one NIfTI image dcm2niix makes of a series folder (converted into `out_dir`, loaded in memory)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [DCM2NIIX, "-z", "n", "-b", "n", "-f", "image", "-o", str(out_dir), str(series_dir)],
+        [dcm2niix_command(), "-z", "n", "-b", "n", "-f", "image", "-o", str(out_dir), str(series_dir)],
         check=True,
         capture_output=True,
     )
